@@ -1,0 +1,139 @@
+"""The Application: wires config, database, clock, dispatcher and renderer, and runs the pipeline
+
+    inbound text -> dispatcher -> handler (pure, through db/) -> template -> outbox
+
+for chat messages; jobs use enqueue_push() with the same templates and outbox.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from bot.clock import Clock, SystemClock
+from bot.config import Config
+from bot.render import Renderer
+from bot.reply import Push, Reply, Target, UserError
+from bot.router import Context, Dispatcher
+from bot.text import split_message
+from db import queries
+from db.models import Unit
+from db.session import make_engine, migrate, session_scope
+
+log = logging.getLogger("duban")
+
+TEXT_LIMIT = 2048
+MARKDOWN_LIMIT = 4096
+
+
+@dataclass
+class Outcome:
+    reply: str
+    duplicate: bool = False
+
+
+def unit_target(unit: Unit) -> Target | None:
+    """A unit's group: its app chat if it has one, else its group robot."""
+    if unit.chat_id:
+        return Target("appchat", unit.chat_id)
+    if unit.webhook_key:
+        return Target("webhook", unit.webhook_key)
+    return None
+
+
+def broadcast_target(config: Config) -> Target | None:
+    if config.broadcast.chat_id:
+        return Target("appchat", config.broadcast.chat_id)
+    if config.broadcast.webhook_key:
+        return Target("webhook", config.broadcast.webhook_key)
+    return None
+
+
+class Application:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine | None = None,
+        clock: Clock | None = None,
+        dispatcher: Dispatcher | None = None,
+    ):
+        from handlers import ROUTERS
+
+        self.config = config
+        self.engine = engine or make_engine(config.database.url)
+        self.clock = clock or SystemClock()
+        self.dispatcher = dispatcher or Dispatcher(ROUTERS)
+        self.renderer = Renderer(config.schedule.tz)
+
+    @property
+    def tz(self):
+        return self.config.schedule.tz
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    def session(self):
+        return session_scope(self.engine)
+
+    # ------------------------------------------------------------ inbound
+
+    def handle_message(self, userid: str, text: str, msg_id: str = "") -> Outcome:
+        """Handle one chat message; the same msg_id is handled once and answered the same way."""
+        now = self.clock.now()
+        if msg_id:
+            with Session(self.engine) as s:
+                seen = queries.processed_reply(s, msg_id)
+            if seen is not None:
+                return Outcome(seen, duplicate=True)
+        try:
+            with self.session() as s:
+                member = queries.get_member(s, userid)
+                if member is None:
+                    # Unknown people are told whom to ask; nothing about them is stored.
+                    return Outcome(self.renderer.render("unknown_user", userid=userid))
+                unit = queries.get_unit(s, member.unit_id)
+                ctx = Context(session=s, member=member, unit=unit, now=now, config=self.config, msg_id=msg_id)
+                try:
+                    reply = self.dispatcher.dispatch(ctx, text)
+                    text_out = self.renderer.render(reply.template, **reply.data)
+                    prefix = f"reply:{msg_id or now.isoformat()}"
+                    for i, push in enumerate(reply.pushes):
+                        self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
+                except UserError as err:
+                    # Render while the objects it names are still loaded, then drop every write.
+                    text_out = self.renderer.render(err.template, **err.data)
+                    s.rollback()
+                if msg_id:
+                    queries.record_processed(s, msg_id, userid, text_out, now)
+                return Outcome(text_out)
+        except IntegrityError:
+            # The same MsgId raced in on a parallel retry: answer what the first one answered.
+            with Session(self.engine) as s:
+                seen = queries.processed_reply(s, msg_id) if msg_id else None
+            if seen is None:
+                raise
+            return Outcome(seen, duplicate=True)
+
+    # ------------------------------------------------------------ outbound
+
+    def enqueue_push(self, s: Session, push: Push, key: str) -> int:
+        """Render a push and put it in the outbox (split to fit WeCom's limits). Returns rows added."""
+        now = self.clock.now()
+        target = push.target
+        if push.file is not None:
+            return int(queries.enqueue(s, key, target.channel, target.id, "file", push.file, now, push.filename))
+        content = self.renderer.render(push.template, channel=target.channel, **push.data)
+        msgtype = "text" if target.channel == "app" else "markdown"
+        limit = TEXT_LIMIT if msgtype == "text" else MARKDOWN_LIMIT
+        chunks = split_message(content, limit)
+        added = 0
+        for n, chunk in enumerate(chunks, 1):
+            payload: dict = {"content": chunk}
+            if push.mentions and target.channel == "webhook" and msgtype == "text":
+                payload["mentioned_list"] = push.mentions
+            part_key = key if len(chunks) == 1 else f"{key}#{n}/{len(chunks)}"
+            added += queries.enqueue(s, part_key, target.channel, target.id, msgtype, payload, now)
+        return added

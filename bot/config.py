@@ -1,0 +1,224 @@
+"""Configuration: one TOML file, validated at start; secrets may come from the environment.
+
+A bad or missing value raises ConfigError whose message is one line naming the key.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+JOB_NAMES = (
+    "deploy_check",
+    "monthly_prompt",
+    "escalation",
+    "monthly_ranking",
+    "midyear_review",
+    "annual_summary",
+)
+
+DEFAULT_CRONS = {
+    "deploy_check": "0 9 20,27 2 *",
+    "monthly_prompt": "0 9 20 3-12 *",
+    "escalation": None,  # derived from schedule.report_deadline_day
+    "monthly_ranking": "0 10 1 4-12,1 *",
+    "midyear_review": "0 16 30 6 *",
+    "annual_summary": "0 16 31 12 *",
+}
+
+ENV_OVERRIDES = {
+    "DUBAN_WECOM_CORP_ID": ("wecom", "corp_id"),
+    "DUBAN_WECOM_SECRET": ("wecom", "secret"),
+    "DUBAN_WECOM_TOKEN": ("wecom", "token"),
+    "DUBAN_WECOM_ENCODING_AES_KEY": ("wecom", "encoding_aes_key"),
+    "DUBAN_WECOM_API_BASE": ("wecom", "api_base"),
+    "DUBAN_DATABASE_URL": ("database", "url"),
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WeComConfig(_Section):
+    corp_id: str = ""
+    agent_id: int = 1000002
+    secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base: str = "https://qyapi.weixin.qq.com"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("api_base")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes(cls, v: str) -> str:
+        if v and len(v) != 43:
+            raise ValueError("must be 43 characters")
+        return v
+
+    def missing(self) -> str | None:
+        """The first credential key that is empty although corp_id is set."""
+        if self.corp_id:
+            for key in ("secret", "token", "encoding_aes_key"):
+                if not getattr(self, key):
+                    return key
+        return None
+
+    @property
+    def console_mode(self) -> bool:
+        return not self.corp_id
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    callback_path: str = "/wecom/callback"
+
+    @field_validator("callback_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///duban.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if v.startswith("postgres:") or v.startswith("postgresql:"):
+            v = "postgresql+psycopg:" + v.split(":", 1)[1]
+        return v
+
+
+class JobConfig(_Section):
+    cron: str | None = None
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                CronTrigger.from_crontab(v, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"not a 5-field cron expression: {exc}") from None
+        return v
+
+
+class ScheduleConfig(_Section):
+    timezone: str = "Asia/Shanghai"
+    report_deadline_day: int = Field(default=25, ge=1, le=28)
+    workdays_only: bool = True
+    grace_hours: float = Field(default=24, ge=0)
+    jobs: dict[str, JobConfig] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("jobs")
+    @classmethod
+    def _jobs(cls, v: dict[str, JobConfig]) -> dict[str, JobConfig]:
+        for name in v:
+            if name not in JOB_NAMES:
+                raise ValueError(f"unknown job {name!r} (known: {', '.join(JOB_NAMES)})")
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def job(self, name: str) -> JobConfig:
+        cfg = self.jobs.get(name) or JobConfig()
+        cron = cfg.cron or DEFAULT_CRONS[name] or f"0 17 {self.report_deadline_day} 3-12 *"
+        return JobConfig(cron=cron, enabled=cfg.enabled)
+
+
+class BroadcastConfig(_Section):
+    chat_id: str = ""
+    webhook_key: str = ""
+
+
+class RankingConfig(_Section):
+    weight_report: float = Field(default=40, ge=0)
+    weight_progress: float = Field(default=40, ge=0)
+    weight_supervision: float = Field(default=20, ge=0)
+    overdue_penalty: float = Field(default=5, ge=0)
+
+
+class SenderConfig(_Section):
+    concurrency: int = Field(default=8, ge=1, le=64)
+    max_attempts: int = Field(default=8, ge=1)
+    webhook_per_minute: int = Field(default=20, ge=1)
+    poll_seconds: float = Field(default=1.0, gt=0)
+    backoff_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+
+
+class Config(_Section):
+    wecom: WeComConfig = Field(default_factory=WeComConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig)
+    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    sender: SenderConfig = Field(default_factory=SenderConfig)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"config error: {key}: {msg}" if key else f"config error: {msg}"
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict | None = None) -> Config:
+    """Read the TOML file (missing file: embedded defaults), apply env overrides, validate."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("DUBAN_CONFIG") or "config.toml")
+    data: dict = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config error: {path}: not valid TOML: {exc}") from None
+    elif env.get("DUBAN_CONFIG") or path.name != "config.toml":
+        raise ConfigError(f"config error: {path}: file not found")
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            data.setdefault(section, {})[key] = env[var]
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+    missing = config.wecom.missing()
+    if missing:
+        raise ConfigError(f"config error: wecom.{missing}: required when wecom.corp_id is set")
+    return config

@@ -1,0 +1,116 @@
+"""The Excel workbook (openpyxl): ranking, task progress, reports, problems, supervision."""
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+from openpyxl import Workbook
+from openpyxl.styles import Font, PatternFill
+from sqlmodel import Session, select
+
+from bot.clock import Month
+from bot.config import Config
+from bot.digest import rank
+from db import progress, queries
+from db.models import Problem, Report, SupervisionItem
+
+LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
+TIER_FILLS = {"先进": "C6EFCE", "达标": "FFFFFF", "滞后": "FFC7CE"}
+BOLD = Font(bold=True)
+
+
+def _sheet(wb: Workbook, title: str, header: list[str]):
+    ws = wb.create_sheet(title)
+    ws.append(header)
+    for cell in ws[1]:
+        cell.font = BOLD
+    ws.freeze_panes = "A2"
+    return ws
+
+
+def _local(dt: datetime | None, config: Config) -> str:
+    return dt.astimezone(config.schedule.tz).strftime("%Y-%m-%d %H:%M") if dt else ""
+
+
+def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
+    ws = _sheet(wb, title, ["名次", "单位", "得分", "等次", "较上月", "汇报率", "进度", "督办", "逾期任务", "任务数", "已汇报"])
+    for sc in scores:
+        ws.append([
+            sc.rank, sc.unit.name, sc.score, sc.tier, sc.trend, round(sc.report_rate * 100, 1),
+            round(sc.progress * 100, 1), round(sc.supervision * 100, 1), sc.overdue, sc.active_tasks, sc.reported,
+        ])
+        ws.cell(ws.max_row, 4).fill = PatternFill("solid", fgColor=TIER_FILLS[sc.tier])
+
+
+def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> bytes:
+    tz = config.schedule.tz
+    wb = Workbook()
+    wb.remove(wb.active)
+    scores = rank(s, config, month, now)
+    _ranking_sheet(wb, f"{month}排名", scores)
+    units = {u.id: u for u in queries.all_units(s)}
+    people = queries.members_by_id(s)
+
+    ws = _sheet(wb, "任务进度", ["编号", "单位", "行动", "任务内容", "责任领导", "责任人", "开始日期", "完成时限",
+                                 "计划进度%", "实际进度%", "本月已汇报", "红黄绿"])
+    snaps = progress.snapshots(s, month, now, tz, config.schedule.report_deadline_day)
+    for sn in sorted(snaps, key=lambda x: (units[x.task.unit_id].name, queries.code_key(x.task.code))):
+        t = sn.task
+        owner = people.get(t.owner_userid)
+        ws.append([t.code, units[t.unit_id].name, t.line, t.content, t.leader_in_charge,
+                   owner.name if owner else t.owner_userid, t.start_date, t.due_date, round(sn.planned),
+                   sn.percent, "是" if sn.reported_in_month else "否", LIGHT_NAMES[sn.light]])
+
+    ws = _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正"])
+    tasks = {t.id: t for t in queries.all_tasks(s)}
+    for r in s.exec(select(Report).where(Report.month == str(month)).order_by(Report.id)):
+        who = people.get(r.userid)
+        ws.append([tasks[r.task_id].code, units[r.unit_id].name, who.name if who else r.userid, r.percent,
+                   r.text, _local(r.created_at, config), r.version, "是" if r.supersedes_id else ""])
+
+    ws = _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态"])
+    for p in s.exec(select(Problem).order_by(Problem.id)):
+        ws.append([p.code, units[p.unit_id].name, p.description, p.measure, p.owner_userid, p.deadline,
+                   "未整改" if p.status == "open" else p.status])
+
+    ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "反馈时间", "按时"])
+    items = list(s.exec(select(SupervisionItem).where(SupervisionItem.month == str(month)).order_by(SupervisionItem.id)))
+    answered = queries.first_feedback_times(s, [i.id for i in items])
+    for it in items:
+        at = answered.get(it.id)
+        on_time = at is not None and at.astimezone(tz).date() <= it.deadline
+        ws.append([it.code, units[it.unit_id].name, it.content, it.deadline, _local(at, config), "是" if on_time else "否"])
+    return _save(wb)
+
+
+def annual_workbook(config: Config, year: int, year_scores, monthly: dict) -> bytes:
+    """The year table first, then one ranking sheet per campaign month (March to December)."""
+    wb = Workbook()
+    wb.remove(wb.active)
+    ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度"])
+    for ys in year_scores:
+        ws.append([ys.rank, ys.unit.name, ys.score, ys.tier, ys.top_months, ys.low_months,
+                   round(ys.report_rate * 100, 1), round(ys.progress * 100, 1)])
+        ws.cell(ws.max_row, 4).fill = PatternFill("solid", fgColor=TIER_FILLS[ys.tier])
+    for month, scores in monthly.items():
+        _ranking_sheet(wb, f"{month.month}月", scores)
+    return _save(wb)
+
+
+def generate(s: Session, config: Config, spec: dict) -> bytes:
+    """Build the workbook an outbox file message describes: {"kind": "month"|"year", ..., "at": ISO time}."""
+    at = datetime.fromisoformat(spec["at"])
+    if spec["kind"] == "month":
+        return month_workbook(s, config, Month.parse(spec["month"]), at)
+    if spec["kind"] == "year":
+        from bot.digest import year_ranking
+
+        year_scores, monthly = year_ranking(s, config, int(spec["year"]), at)
+        return annual_workbook(config, int(spec["year"]), year_scores, monthly)
+    raise ValueError(f"unknown workbook kind {spec['kind']!r}")
+
+
+def _save(wb: Workbook) -> bytes:
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()

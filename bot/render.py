@@ -1,0 +1,40 @@
+"""Every user-facing text is a Jinja2 template in bot/templates."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+LIGHTS = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
+TIER_COLORS = {"先进": "info", "达标": "comment", "滞后": "warning"}
+
+
+class Renderer:
+    def __init__(self, tz: ZoneInfo):
+        self.tz = tz
+        self.env = Environment(
+            loader=PackageLoader("bot", "templates"),
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            undefined=StrictUndefined,
+        )
+        self.env.filters.update(
+            light=lambda v: LIGHTS.get(v, v),
+            pct=lambda v: f"{v * 100:.0f}%",
+            score=lambda v: f"{v:.1f}",
+            md=lambda v: f"{v:%m-%d}" if isinstance(v, (date, datetime)) else str(v),
+            localtime=self._localtime,
+            tiercolor=lambda v: TIER_COLORS.get(v, "comment"),
+        )
+
+    def _localtime(self, v: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
+        return v.astimezone(self.tz).strftime(fmt) if v else "—"
+
+    def render(self, name: str, channel: str = "text", **data) -> str:
+        """Render template `name`. `channel` decides how @-mentions are written:
+        robot markdown needs <@userid>; elsewhere the person's name is shown."""
+        at = (lambda m: f"<@{m.userid}>") if channel == "webhook" else (lambda m: f"@{m.name}")
+        return self.env.get_template(f"{name}.j2").render(at=at, **data).strip()

@@ -1,0 +1,42 @@
+"""What a handler returns: a reply to the sender and pushes to others, all by template name."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an outbound message goes: a user (app), an app chat, or a group robot."""
+
+    channel: str  # "app" | "appchat" | "webhook"
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.id}"
+
+
+@dataclass
+class Push:
+    target: Target
+    template: str
+    data: dict = field(default_factory=dict)
+    mentions: list[str] = field(default_factory=list)  # userids to @
+    file: dict | None = None  # a file message: how to generate it at send time (see bot/export.py)
+    filename: str = ""
+    key: str = ""  # idempotency suffix; the caller's prefix makes it unique
+
+
+@dataclass
+class Reply:
+    template: str
+    data: dict = field(default_factory=dict)
+    pushes: list[Push] = field(default_factory=list)
+
+
+class UserError(Exception):
+    """A request the bot cannot act on: nothing is written, the user gets this template."""
+
+    def __init__(self, template: str, **data):
+        super().__init__(template)
+        self.template = template
+        self.data = data

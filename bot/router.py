@@ -1,0 +1,117 @@
+"""Routers group commands; the Dispatcher matches the first word and injects what a handler asks for.
+
+A handler is a plain function. Its parameters are filled by name from the Context
+(`session`, `member`, `unit`, `now`, `tz`, `config`, `args`, `ctx`, ...), aiogram-style,
+so a handler declares its dependencies instead of reading globals.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from bot.config import Config
+from bot.reply import Reply, UserError
+from bot.text import normalize
+from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES, Member, Unit
+
+EVERYONE = frozenset(ROLES)
+LEADERS = frozenset({ROLE_LEADER, ROLE_ADMIN})
+ADMINS = frozenset({ROLE_ADMIN})
+
+
+@dataclass
+class Context:
+    session: Session
+    member: Member
+    unit: Unit
+    now: datetime
+    config: Config
+    msg_id: str = ""
+    args: str = ""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.config.schedule.tz
+
+    @property
+    def is_admin(self) -> bool:
+        return self.member.role == ROLE_ADMIN
+
+
+@dataclass
+class Command:
+    names: tuple[str, ...]
+    func: Callable[..., Reply]
+    roles: frozenset[str]
+    group: str
+    params: tuple[str, ...] = field(default=())
+
+    def allowed(self, member: Member) -> bool:
+        return member.role in self.roles
+
+    def __call__(self, ctx: Context) -> Reply:
+        kwargs = {}
+        for name in self.params:
+            kwargs[name] = ctx if name == "ctx" else getattr(ctx, name)
+        return self.func(**kwargs)
+
+
+class Router:
+    """A family of commands, e.g. everything about tasks. Register with @router.command(...)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.commands: list[Command] = []
+
+    def command(self, *names: str, roles: frozenset[str] = EVERYONE):
+        """Register a handler for these command words (usage text lives in templates/commands.j2)."""
+
+        def register(func: Callable[..., Reply]) -> Callable[..., Reply]:
+            params = tuple(inspect.signature(func).parameters)
+            unknown = [p for p in params if p != "ctx" and not hasattr(Context, p)
+                       and p not in Context.__dataclass_fields__]
+            if unknown:
+                raise TypeError(f"{func.__name__}: cannot inject {unknown}")
+            self.commands.append(Command(names, func, roles, self.name, params))
+            return func
+
+        return register
+
+
+class Dispatcher:
+    def __init__(self, routers: list[Router]):
+        self.commands: list[Command] = [c for r in routers for c in r.commands]
+        words: list[tuple[str, Command]] = []
+        for cmd in self.commands:
+            for name in cmd.names:
+                words.append((name.lower(), cmd))
+        # Longest first, so 我的任务 wins over 任务 and 汇报T12 still finds 汇报.
+        self._words = sorted(words, key=lambda w: -len(w[0]))
+
+    def match(self, text: str) -> tuple[Command | None, str]:
+        text = normalize(text)
+        low = text.lower()
+        for word, cmd in self._words:
+            if low.startswith(word):
+                rest = text[len(word):]
+                if word.isascii() and rest[:1].isascii() and rest[:1].isalnum():
+                    continue  # "tasks" must not match "taskservice"
+                return cmd, rest.strip()
+        return None, text
+
+    def dispatch(self, ctx: Context, text: str) -> Reply:
+        cmd, args = self.match(text)
+        if cmd is None:
+            raise UserError("unknown_command", text=text[:20], names=[c.names[0] for c in self.visible(ctx.member)])
+        if not cmd.allowed(ctx.member):
+            raise UserError("not_allowed", command=cmd.names[0], member=ctx.member)
+        ctx.args = args
+        return cmd(ctx)
+
+    def visible(self, member: Member) -> list[Command]:
+        return [c for c in self.commands if c.allowed(member)]

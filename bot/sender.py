@@ -1,0 +1,319 @@
+"""Outbound delivery: the outbox worker and the transports behind it.
+
+Every message is in the outbox table before it is sent. The worker claims a row (a conditional
+UPDATE, safe across replicas), sends it, and marks it sent; a crash leaves the row claimed with
+a lease that runs out, after which another pass sends it. Messages to the same target go out in
+outbox order, one at a time; different targets are sent in parallel.
+
+WeCom side: app messages go out with WeCom's own duplicate check (enable_duplicate_check), so a
+message whose send was cut off after WeCom accepted it is not shown twice when it is retried.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable, Protocol
+
+import requests
+from sqlmodel import Session
+from wechatpy.enterprise.client import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from bot.config import SenderConfig, WeComConfig
+from db import queries
+from db.models import Outbox
+from db.session import session_scope
+
+log = logging.getLogger("duban.sender")
+
+TOKEN_ERRORS = {40001, 40014, 42001}
+RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}
+LEASE = timedelta(seconds=60)
+
+
+class SendError(Exception):
+    def __init__(self, message: str, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Transport(Protocol):
+    def send(self, row: Outbox, attachment: bytes | None) -> None: ...
+
+
+class DubanWeChatClient(WeChatClient):
+    """wechatpy's enterprise client pointed at a configurable API base, with timeouts everywhere."""
+
+    def __init__(self, cfg: WeComConfig):
+        super().__init__(cfg.corp_id, cfg.secret, timeout=cfg.timeout_seconds, auto_retry=False)
+        self.API_BASE_URL = f"{cfg.api_base}/cgi-bin/"
+        self._api_base = cfg.api_base
+
+    def fetch_access_token(self):
+        res = self._http.get(
+            f"{self._api_base}/cgi-bin/gettoken",
+            params={"corpid": self.corp_id, "corpsecret": self.secret},
+            timeout=self.timeout,
+        )
+        if res.status_code >= 400:
+            raise SendError(f"gettoken HTTP {res.status_code}", retryable=True)
+        result = res.json()
+        if result.get("errcode", 0) != 0:
+            raise SendError(f"gettoken errcode {result.get('errcode')}: {result.get('errmsg')}", retryable=False)
+        expires_in = int(result.get("expires_in", 7200))
+        self.session.set(self.access_token_key, result["access_token"], expires_in)
+        self.expires_at = int(time.time()) + expires_in
+        return result
+
+
+class WeComTransport:
+    """message/send and appchat/send through wechatpy; group robots through plain HTTP."""
+
+    def __init__(self, cfg: WeComConfig):
+        self.cfg = cfg
+        self.client = DubanWeChatClient(cfg)
+        self.http = requests.Session()
+        self._token_lock = threading.Lock()
+
+    # -- API calls with one token refresh
+    def _api(self, call: Callable[[], dict]) -> dict:
+        for attempt in (1, 2):
+            try:
+                return call()
+            except WeChatClientException as exc:
+                code = exc.errcode
+                if code in TOKEN_ERRORS and attempt == 1:
+                    with self._token_lock:
+                        self.client.fetch_access_token()
+                    continue
+                if code is None:
+                    status = getattr(exc.response, "status_code", None)
+                    raise SendError(f"HTTP {status}", retryable=True) from None
+                raise SendError(f"errcode {code}: {exc.errmsg}", retryable=code in RETRYABLE_ERRORS) from None
+            except requests.RequestException as exc:
+                raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from None
+        raise SendError("access token rejected twice", retryable=True)
+
+    def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
+        try:
+            res = self.http.post(f"{self.cfg.api_base}/cgi-bin/webhook/{path}", params={"key": key, **(params or {})},
+                                 timeout=self.cfg.timeout_seconds, **kwargs)
+        except requests.RequestException as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from None
+        if res.status_code >= 500 or res.status_code == 429:
+            raise SendError(f"HTTP {res.status_code}", retryable=True)
+        try:
+            result = res.json()
+        except ValueError:
+            raise SendError(f"HTTP {res.status_code}: not JSON", retryable=res.status_code >= 500) from None
+        code = result.get("errcode", 0)
+        if code != 0:
+            raise SendError(f"errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS)
+        return result
+
+    def send(self, row: Outbox, attachment: bytes | None) -> None:
+        payload = json.loads(row.payload)
+        msgtype = row.msgtype
+        if msgtype == "file":
+            payload = {"media_id": self._upload(row, attachment)}
+        if row.channel == "webhook":
+            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
+        elif row.channel == "appchat":
+            data = {"chatid": row.target, "msgtype": msgtype, msgtype: payload, "safe": 0}
+            self._api(lambda: self.client.post("appchat/send", data=data))
+        elif row.channel == "app":
+            msg = {"msgtype": msgtype, msgtype: payload, "enable_duplicate_check": 1,
+                   "duplicate_check_interval": 1800}
+            self._api(lambda: self.client.message.send(self.cfg.agent_id, row.target, msg=msg))
+        else:
+            raise SendError(f"unknown channel {row.channel}", retryable=False)
+
+    def _upload(self, row: Outbox, data: bytes | None) -> str:
+        if data is None:
+            raise SendError("file message without content", retryable=False)
+        files = {"media": (row.filename or "file.xlsx", data)}
+        if row.channel == "webhook":
+            result = self._webhook("upload_media", row.target, params={"type": "file"}, files=files)
+        else:
+            result = self._api(lambda: self.client.post("media/upload", params={"type": "file"}, files=files))
+        return result["media_id"]
+
+
+class ConsoleTransport:
+    """No WeCom credentials: print what would be sent; files are written to a folder."""
+
+    def __init__(self, out: Callable[[str], None] = print, files_dir: str | Path = "exports"):
+        self.out = out
+        self.files_dir = Path(files_dir)
+
+    def send(self, row: Outbox, attachment: bytes | None) -> None:
+        if row.msgtype == "file":
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            path = self.files_dir / (row.filename or f"outbox-{row.id}.xlsx")
+            path.write_bytes(attachment or b"")
+            self.out(f"[推送 → {row.channel}:{row.target}] 文件 {path}")
+            return
+        content = json.loads(row.payload).get("content", "")
+        self.out(f"[推送 → {row.channel}:{row.target}]\n{content}\n")
+
+
+class RateLimiter:
+    """At most `limit` sends per key in any 60 s window (group robots: about 20 a minute)."""
+
+    def __init__(self, limit: int, window: float = 60.0, monotonic: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.monotonic = limit, window, monotonic
+        self.sent: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def wait_time(self, key: str) -> float:
+        with self.lock:
+            q, now = self.sent[key], self.monotonic()
+            while q and now - q[0] >= self.window:
+                q.popleft()
+            return 0.0 if len(q) < self.limit else self.window - (now - q[0])
+
+    def record(self, key: str) -> None:
+        with self.lock:
+            self.sent[key].append(self.monotonic())
+
+
+@dataclass
+class PassResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+
+class OutboxWorker:
+    def __init__(self, engine, transport: Transport, clock, cfg: SenderConfig,
+                 file_source: Callable[[Session, Outbox], bytes] | None = None):
+        self.engine = engine
+        self.transport = transport
+        self.clock = clock
+        self.cfg = cfg
+        self.limiter = RateLimiter(cfg.webhook_per_minute)
+        self.pool = ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="outbox")
+        self.file_source = file_source  # builds a file message's bytes at send time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def backoff(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.cfg.backoff_seconds * 2 ** (attempts - 1), self.cfg.backoff_max_seconds))
+
+    def run_once(self, limit: int = 500) -> PassResult:
+        """One pass over what is due now: each target's messages in order, targets in parallel."""
+        with Session(self.engine) as s:
+            rows = [s.get(Outbox, i) for i in queries.due_outbox_ids(s, self.clock.now(), limit)]
+            s.expunge_all()
+        by_target: dict[tuple[str, str], list[Outbox]] = defaultdict(list)
+        for row in rows:
+            by_target[(row.channel, row.target)].append(row)
+        result = PassResult()
+        futures = [self.pool.submit(self._send_target, group, result) for group in by_target.values()]
+        for f in futures:
+            f.result()
+        return result
+
+    def _send_target(self, rows: list[Outbox], result: PassResult) -> None:
+        for row in rows:
+            if not self._send_one(row, result):
+                return  # keep this target's order: later messages wait for this one
+
+    def _send_one(self, row: Outbox, result: PassResult) -> bool:
+        now = self.clock.now()
+        if row.channel == "webhook":
+            wait = self.limiter.wait_time(row.target)
+            if wait > 0:
+                with session_scope(self.engine) as s:
+                    obj = s.get(Outbox, row.id)
+                    if obj.status == "pending":
+                        obj.next_attempt_at = now + timedelta(seconds=wait)
+                        s.add(obj)
+                result.deferred += 1
+                return False
+        with session_scope(self.engine) as s:
+            if not queries.claim_outbox(s, row.id, now, LEASE):
+                return False
+        attachment = None
+        try:
+            if row.msgtype == "file":
+                if self.file_source is None:
+                    raise SendError("no file generator configured", retryable=False)
+                with Session(self.engine) as s:
+                    attachment = self.file_source(s, row)
+            if row.channel == "webhook":
+                self.limiter.record(row.target)
+            self.transport.send(row, attachment)
+        except SendError as exc:
+            self._failed(row, str(exc), exc.retryable, result)
+            return False
+        except Exception as exc:  # a bug or an unexpected answer: keep the message, retry later
+            log.exception("sending outbox %s", row.id)
+            self._failed(row, f"{type(exc).__name__}: {exc}", True, result)
+            return False
+        with session_scope(self.engine) as s:
+            obj = s.get(Outbox, row.id)
+            obj.status, obj.sent_at, obj.lease_until, obj.last_error = "sent", self.clock.now(), None, ""
+            s.add(obj)
+        result.sent += 1
+        return True
+
+    def _failed(self, row: Outbox, error: str, retryable: bool, result: PassResult) -> None:
+        with session_scope(self.engine) as s:
+            obj = s.get(Outbox, row.id)
+            obj.last_error = error[:1000]
+            obj.lease_until = None
+            if retryable and obj.attempts < self.cfg.max_attempts:
+                obj.status = "pending"
+                obj.next_attempt_at = self.clock.now() + self.backoff(obj.attempts)
+                result.retried += 1
+            else:
+                obj.status = "failed"
+                result.failed += 1
+            s.add(obj)
+        log.warning("outbox %s to %s:%s: %s", row.id, row.channel, row.target, error)
+
+    def drain(self, timeout: float) -> PassResult:
+        """Send until nothing is due or pending, or until `timeout` seconds pass (real time)."""
+        total = PassResult()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            r = self.run_once()
+            for k in ("sent", "retried", "failed", "deferred"):
+                setattr(total, k, getattr(total, k) + getattr(r, k))
+            with Session(self.engine) as s:
+                counts = queries.outbox_counts(s)
+            if not counts.get("pending") and not counts.get("sending"):
+                break
+            time.sleep(min(self.cfg.poll_seconds, max(0.0, end - time.monotonic())))
+        return total
+
+    # -- background loop for `serve`
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                r = self.run_once()
+                busy = r.sent or r.retried
+            except Exception:
+                log.exception("outbox pass failed")
+                busy = False
+            if not busy:
+                self._stop.wait(self.cfg.poll_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,123 @@
+"""The WeCom callback: verify, decrypt, parse, dedupe, dispatch, and answer with an encrypted passive reply.
+
+Order on POST: size limit -> parse the outer envelope (entities refused) -> check the signature ->
+decrypt -> parse the inner message -> handle. Anything that fails before "handle" is answered
+with a 4xx and leaves nothing behind.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from wechatpy.enterprise import parse_message
+from wechatpy.enterprise.crypto import WeChatCrypto
+from wechatpy.enterprise.replies import TextReply
+from wechatpy.enterprise.exceptions import InvalidCorpIdException
+from wechatpy.exceptions import InvalidSignatureException
+
+from bot.app import Application
+
+log = logging.getLogger("duban.wire")
+
+MAX_BODY = 64 * 1024  # WeCom callbacks are a few KB; anything larger is refused unread
+
+
+def _params(request: Request) -> tuple[str, str, str] | None:
+    q = request.query_params
+    sig, ts, nonce = q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
+    return (sig, ts, nonce) if sig and ts and nonce else None
+
+
+class Callback:
+    def __init__(self, app: Application):
+        self.app = app
+        wc = app.config.wecom
+        self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
+
+    async def verify_url(self, request: Request) -> Response:
+        params = _params(request)
+        echostr = request.query_params.get("echostr", "")
+        if self.crypto is None:
+            return PlainTextResponse("console mode: no WeCom credentials configured", status_code=503)
+        if params is None or not echostr:
+            return PlainTextResponse("missing parameters", status_code=400)
+        sig, ts, nonce = params
+        try:
+            echo = self.crypto.check_signature(sig, ts, nonce, echostr)
+        except InvalidSignatureException:
+            return PlainTextResponse("invalid signature", status_code=403)
+        except Exception:  # undecryptable echostr
+            return PlainTextResponse("invalid echostr", status_code=400)
+        body = echo.decode() if isinstance(echo, bytes) else echo
+        return Response(body, media_type="text/plain")
+
+    async def receive(self, request: Request) -> Response:
+        if self.crypto is None:
+            return PlainTextResponse("console mode: no WeCom credentials configured", status_code=503)
+        params = _params(request)
+        if params is None:
+            return PlainTextResponse("missing parameters", status_code=400)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
+            return PlainTextResponse("body too large", status_code=413)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return PlainTextResponse("body too large", status_code=413)
+        sig, ts, nonce = params
+        try:
+            envelope = xmltodict.parse(body, disable_entities=True)["xml"]
+            if not isinstance(envelope, dict) or not isinstance(envelope.get("Encrypt"), str):
+                raise ValueError("no Encrypt element")
+        except (ExpatError, ValueError, KeyError, TypeError):
+            return PlainTextResponse("malformed body", status_code=400)
+        try:
+            plain = self.crypto.decrypt_message(envelope, sig, ts, nonce)
+        except InvalidSignatureException:
+            return PlainTextResponse("invalid signature", status_code=403)
+        except InvalidCorpIdException:
+            return PlainTextResponse("wrong receive id", status_code=400)
+        except Exception:
+            return PlainTextResponse("undecryptable body", status_code=400)
+        try:
+            msg = parse_message(plain)
+        except Exception:
+            return PlainTextResponse("malformed message", status_code=400)
+        if msg is None:
+            return PlainTextResponse("malformed message", status_code=400)
+
+        if msg.type == "text":
+            outcome = await run_in_threadpool(self.app.handle_message, msg.source, msg.content or "", str(msg.id))
+            reply_text = outcome.reply
+        elif msg.type == "event":
+            return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
+        else:
+            reply_text = self.app.renderer.render("text_only")
+        reply = TextReply(message=msg, content=reply_text)
+        stamp = str(int(self.app.clock.now().timestamp()))
+        xml = self.crypto.encrypt_message(reply.render(), secrets.token_hex(8), stamp)
+        return Response(xml, media_type="application/xml")
+
+
+async def healthz(_: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def build_asgi(app: Application) -> Starlette:
+    cb = Callback(app)
+    path = app.config.server.callback_path
+    return Starlette(
+        routes=[
+            Route(path, cb.verify_url, methods=["GET"]),
+            Route(path, cb.receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Persistence: SQLModel models, one session per request, small query functions, migrations."""

@@ -1,0 +1,147 @@
+"""All tables in one place. Times are aware UTC datetimes; `month` columns hold the local YYYY-MM."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+ROLE_MEMBER = "成员"
+ROLE_LEADER = "负责人"
+ROLE_ADMIN = "管理员"
+ROLES = (ROLE_MEMBER, ROLE_LEADER, ROLE_ADMIN)
+
+LINES = ("深学争优", "敢为争先", "实干争效")
+UNIT_CATEGORIES = ("党总支", "直属党支部", "系（部、院）", "处室", "中心", "馆")
+
+PROBLEM_OPEN = "open"
+PROBLEM_RECTIFYING = "整改中"
+PROBLEM_CLOSED = "已销号"
+
+
+class Unit(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=100)
+    category: str = Field(default="", max_length=40)
+    leader_userid: str = Field(default="", max_length=64)
+    chat_id: str = Field(default="", max_length=64)
+    webhook_key: str = Field(default="", max_length=128)
+
+
+class Member(SQLModel, table=True):
+    userid: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=64)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    role: str = Field(default=ROLE_MEMBER, max_length=8)
+
+
+class Task(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=32)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    line: str = Field(max_length=16)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    milestone: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    leader_in_charge: str = Field(default="", max_length=64)
+    owner_userid: str = Field(default="", max_length=64, index=True)
+    start_date: date
+    due_date: date
+
+
+class Report(SQLModel, table=True):
+    """One version of a person's progress on a task; never updated, only superseded."""
+
+    __table_args__ = (UniqueConstraint("task_id", "month", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    userid: str = Field(max_length=64)
+    percent: int
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(index=True)
+    month: str = Field(max_length=7, index=True)
+    local_day: int
+    version: int = 1
+    supersedes_id: int | None = Field(default=None, foreign_key="report.id")
+
+
+class Problem(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=32)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    measure: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    owner_userid: str = Field(default="", max_length=64)
+    deadline: date | None = None
+    status: str = Field(default=PROBLEM_OPEN, max_length=8)
+    created_at: datetime
+    closed_at: datetime | None = None
+
+
+class ProblemProgress(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    problem_id: int = Field(foreign_key="problem.id", index=True)
+    userid: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class SupervisionItem(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=32)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    deadline: date
+    month: str = Field(max_length=7, index=True)
+    created_by: str = Field(max_length=64)
+    created_at: datetime
+
+
+class Feedback(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="supervisionitem.id", index=True)
+    userid: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class ProcessedMessage(SQLModel, table=True):
+    """A handled inbound MsgId and the reply it got, so a retry is answered identically."""
+
+    msg_id: str = Field(primary_key=True, max_length=64)
+    userid: str = Field(max_length=64)
+    reply: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+class Outbox(SQLModel, table=True):
+    """Every outbound message, written before it is sent. `key` makes enqueueing idempotent."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=255)
+    channel: str = Field(max_length=16)  # app | appchat | webhook
+    target: str = Field(max_length=255)
+    msgtype: str = Field(max_length=16)  # text | markdown | file
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON; for a file, how to generate it
+    filename: str = Field(default="", max_length=255)
+    status: str = Field(default="pending", max_length=8, index=True)  # pending|sending|sent|failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(index=True)
+    lease_until: datetime | None = None
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class JobRun(SQLModel, table=True):
+    """A claimed run of a scheduled job for one period: claimed before anything is sent."""
+
+    __table_args__ = (UniqueConstraint("job", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=32)
+    period: str = Field(max_length=16)
+    scheduled_for: datetime
+    claimed_at: datetime
+    claimed_by: str = Field(max_length=64)
+    finished_at: datetime | None = None
+    messages: int = 0

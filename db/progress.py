@@ -1,0 +1,225 @@
+"""Task snapshots (traffic lights) and the unit ranking (公开亮晒).
+
+One computation serves the broadcast, the `排名` and `状态` commands and the export, so they agree.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from bot.clock import Month, local_midnight_utc
+from db import queries
+from db.models import SupervisionItem, Task, Unit
+
+GREEN, YELLOW, RED = "green", "yellow", "red"
+TIER_TOP, TIER_OK, TIER_LOW = "先进", "达标", "滞后"
+
+
+@dataclass(frozen=True)
+class Weights:
+    report: float = 40
+    progress: float = 40
+    supervision: float = 20
+    overdue_penalty: float = 5
+
+
+@dataclass
+class TaskSnapshot:
+    task: Task
+    percent: int
+    last_report_at: datetime | None
+    reported_in_month: bool
+    reported_on_time: bool
+    planned: float
+    overdue: bool
+    active: bool
+    light: str
+
+    @property
+    def progress_ratio(self) -> float:
+        if self.planned <= 0:
+            return 1.0
+        return min(self.percent / self.planned, 1.0)
+
+
+def planned_percent(task: Task, on: date) -> float:
+    """Planned progress grows linearly from the start date (0 %) to the due date (100 %)."""
+    if on >= task.due_date:
+        return 100.0
+    if on <= task.start_date:
+        return 0.0
+    span = (task.due_date - task.start_date).days
+    return 100.0 * (on - task.start_date).days / span if span > 0 else 100.0
+
+
+def evaluation_moment(month: Month, now: datetime, tz: ZoneInfo) -> datetime:
+    """The exclusive cutoff: the month's end, or just after now while the month is still running."""
+    return min(now + timedelta(microseconds=1), month.end_utc(tz))
+
+
+def snapshots(
+    s: Session,
+    month: Month,
+    now: datetime,
+    tz: ZoneInfo,
+    deadline_day: int,
+    tasks: list[Task] | None = None,
+    unit_id: int | None = None,
+) -> list[TaskSnapshot]:
+    cutoff = evaluation_moment(month, now, tz)
+    on = (cutoff - timedelta(microseconds=1)).astimezone(tz).date()
+    if tasks is None:
+        tasks = queries.unit_tasks(s, unit_id) if unit_id is not None else queries.all_tasks(s)
+    latest = queries.latest_reports_before(s, cutoff, unit_id)
+    in_month = queries.month_report_stats(s, month, cutoff, unit_id)
+    two_months_ago = month.prev().start_utc(tz)
+    out = []
+    for t in tasks:
+        rep = latest.get(t.id)
+        percent = rep.percent if rep else 0
+        stat = in_month.get(t.id)
+        done_before = rep is not None and rep.percent >= 100 and rep.month < str(month)
+        active = t.start_date <= month.last_day and not done_before
+        planned = planned_percent(t, on)
+        overdue = on > t.due_date and percent < 100
+        stale = (rep is None or rep.created_at < two_months_ago) and t.start_date < month.prev().first_day
+        if percent >= 100:
+            light = GREEN
+        elif overdue or stale:
+            light = RED
+        elif stat is None or percent < planned:
+            light = YELLOW
+        else:
+            light = GREEN
+        out.append(
+            TaskSnapshot(
+                task=t,
+                percent=percent,
+                last_report_at=rep.created_at if rep else None,
+                reported_in_month=stat is not None,
+                reported_on_time=stat is not None and stat[0] <= deadline_day,
+                planned=planned,
+                overdue=overdue,
+                active=active,
+                light=light,
+            )
+        )
+    return out
+
+
+@dataclass
+class UnitScore:
+    unit: Unit
+    active_tasks: int
+    reported: int
+    reported_on_time: int
+    report_rate: float
+    progress: float
+    supervision: float
+    items: int
+    items_on_time: int
+    overdue: int
+    score: float
+    last_report_at: datetime | None
+    rank: int = 0
+    tier: str = TIER_OK
+    prev_rank: int | None = None
+    lights: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def trend(self) -> str:
+        if self.prev_rank is None:
+            return "新"
+        if self.prev_rank > self.rank:
+            return f"↑{self.prev_rank - self.rank}"
+        if self.prev_rank < self.rank:
+            return f"↓{self.rank - self.prev_rank}"
+        return "—"
+
+
+def _item_on_time(item: SupervisionItem, answered: datetime | None, cutoff: datetime, tz: ZoneInfo) -> bool | None:
+    """True answered on time, False late or missed, None not due yet and not answered."""
+    deadline_end = local_midnight_utc(item.deadline + timedelta(days=1), tz)
+    if answered is not None and answered < cutoff:
+        return answered < deadline_end
+    return None if cutoff < deadline_end else False
+
+
+def ranking(
+    s: Session,
+    month: Month,
+    now: datetime,
+    tz: ZoneInfo,
+    deadline_day: int,
+    weights: Weights,
+    with_trend: bool = True,
+) -> list[UnitScore]:
+    units = queries.all_units(s)
+    snaps = snapshots(s, month, now, tz, deadline_day)
+    by_unit: dict[int, list[TaskSnapshot]] = defaultdict(list)
+    for sn in snaps:
+        by_unit[sn.task.unit_id].append(sn)
+    cutoff = evaluation_moment(month, now, tz)
+    items = queries.month_items(s, month)
+    answered = queries.first_feedback_times(s, [i.id for i in items])
+    items_by_unit: dict[int, list[bool | None]] = defaultdict(list)
+    for it in items:
+        items_by_unit[it.unit_id].append(_item_on_time(it, answered.get(it.id), cutoff, tz))
+    last_report = queries.unit_last_report_times(s, month, cutoff)
+
+    scores = []
+    for u in units:
+        unit_snaps = by_unit.get(u.id, [])
+        active = [x for x in unit_snaps if x.active]
+        n = len(active)
+        on_time = sum(x.reported_on_time for x in active)
+        rate = on_time / n if n else 0.0
+        progress = sum(x.progress_ratio for x in active) / n if n else 0.0
+        verdicts = items_by_unit.get(u.id, [])
+        due = [v for v in verdicts if v is not None]
+        sup = (sum(due) / len(due)) if due else 1.0
+        overdue = sum(x.overdue for x in active)
+        score = weights.report * rate + weights.progress * progress + weights.supervision * sup
+        score = max(0.0, score - weights.overdue_penalty * overdue)
+        lights: dict[str, int] = {GREEN: 0, YELLOW: 0, RED: 0}
+        for x in active:
+            lights[x.light] += 1
+        scores.append(
+            UnitScore(
+                unit=u,
+                active_tasks=n,
+                reported=sum(x.reported_in_month for x in active),
+                reported_on_time=on_time,
+                report_rate=rate,
+                progress=progress,
+                supervision=sup,
+                items=len(verdicts),
+                items_on_time=sum(1 for v in verdicts if v),
+                overdue=overdue,
+                score=round(score, 1),
+                last_report_at=last_report.get(u.id),
+                lights=lights,
+            )
+        )
+    far_future = datetime.max.replace(tzinfo=UTC)
+    scores.sort(key=lambda x: (-x.score, -x.report_rate, x.last_report_at or far_future, x.unit.name))
+    n = len(scores)
+    k = int(n * 0.2 + 0.5)
+    for i, sc in enumerate(scores):
+        sc.rank = i + 1
+        if sc.score < 60 or i >= n - k:
+            sc.tier = TIER_LOW
+        elif i < k:
+            sc.tier = TIER_TOP
+        else:
+            sc.tier = TIER_OK
+    if with_trend:
+        prev = ranking(s, month.prev(), now, tz, deadline_day, weights, with_trend=False)
+        prev_rank = {p.unit.id: p.rank for p in prev if p.active_tasks}
+        for sc in scores:
+            sc.prev_rank = prev_rank.get(sc.unit.id)
+    return scores

@@ -1,0 +1,332 @@
+"""Small query functions. Handlers and jobs read and write only through these."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from bot.clock import Month
+from db.models import (
+    PROBLEM_CLOSED,
+    ROLE_ADMIN,
+    Feedback,
+    JobRun,
+    Member,
+    Outbox,
+    Problem,
+    ProblemProgress,
+    ProcessedMessage,
+    Report,
+    SupervisionItem,
+    Task,
+    Unit,
+)
+
+# ---------------------------------------------------------------- units, members
+
+
+def get_member(s: Session, userid: str) -> Member | None:
+    return s.get(Member, userid)
+
+
+def get_unit(s: Session, unit_id: int) -> Unit | None:
+    return s.get(Unit, unit_id)
+
+
+def all_units(s: Session) -> list[Unit]:
+    return list(s.exec(select(Unit).order_by(Unit.name)))
+
+
+def find_unit(s: Session, name: str) -> Unit | None:
+    """Exact name, else the single unit whose name contains `name`."""
+    name = name.strip()
+    if not name:
+        return None
+    unit = s.exec(select(Unit).where(Unit.name == name)).first()
+    if unit:
+        return unit
+    hits = list(s.exec(select(Unit).where(col(Unit.name).contains(name)).limit(2)))
+    return hits[0] if len(hits) == 1 else None
+
+
+def unit_members(s: Session, unit_id: int) -> list[Member]:
+    return list(s.exec(select(Member).where(Member.unit_id == unit_id).order_by(Member.userid)))
+
+
+def members_by_id(s: Session) -> dict[str, Member]:
+    return {m.userid: m for m in s.exec(select(Member))}
+
+
+def admins(s: Session) -> list[Member]:
+    return list(s.exec(select(Member).where(Member.role == ROLE_ADMIN).order_by(Member.userid)))
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def unit_tasks(s: Session, unit_id: int) -> list[Task]:
+    return sorted(s.exec(select(Task).where(Task.unit_id == unit_id)), key=lambda t: code_key(t.code))
+
+
+def all_tasks(s: Session) -> list[Task]:
+    return list(s.exec(select(Task)))
+
+
+def get_task(s: Session, code: str) -> Task | None:
+    return s.exec(select(Task).where(Task.code == code)).first()
+
+
+def code_key(code: str) -> tuple:
+    m = re.fullmatch(r"([A-Za-z]*)(\d+)", code)
+    return (m.group(1), int(m.group(2)), "") if m else (code, 0, code)
+
+
+def next_code(s: Session, model, prefix: str) -> str:
+    """The next free code with this prefix, e.g. T13 after T12."""
+    numbers = [0]
+    for code in s.exec(select(model.code).where(col(model.code).startswith(prefix))):
+        tail = code[len(prefix):]
+        if tail.isdigit():
+            numbers.append(int(tail))
+    return f"{prefix}{max(numbers) + 1}"
+
+
+# ---------------------------------------------------------------- reports
+
+
+def latest_report(s: Session, task_id: int, month: Month | None = None) -> Report | None:
+    q = select(Report).where(Report.task_id == task_id)
+    if month is not None:
+        q = q.where(Report.month == str(month))
+    return s.exec(q.order_by(col(Report.id).desc()).limit(1)).first()
+
+
+def add_report(
+    s: Session,
+    task: Task,
+    userid: str,
+    percent: int,
+    text: str,
+    now: datetime,
+    tz: ZoneInfo,
+    supersedes: Report | None = None,
+) -> Report:
+    local_now = now.astimezone(tz)
+    month = Month.of(local_now)
+    version = (
+        s.exec(
+            select(func.max(Report.version)).where(Report.task_id == task.id, Report.month == str(month))
+        ).one()
+        or 0
+    ) + 1
+    report = Report(
+        task_id=task.id,
+        unit_id=task.unit_id,
+        userid=userid,
+        percent=percent,
+        text=text,
+        created_at=now,
+        month=str(month),
+        local_day=local_now.day,
+        version=version,
+        supersedes_id=supersedes.id if supersedes else None,
+    )
+    s.add(report)
+    s.flush()
+    return report
+
+
+def report_history(s: Session, task_id: int) -> list[Report]:
+    return list(s.exec(select(Report).where(Report.task_id == task_id).order_by(Report.id)))
+
+
+def latest_reports_before(s: Session, cutoff: datetime, unit_id: int | None = None) -> dict[int, Report]:
+    """The newest report of every task made before `cutoff`."""
+    newest = select(func.max(Report.id)).where(Report.created_at < cutoff)
+    if unit_id is not None:
+        newest = newest.where(Report.unit_id == unit_id)
+    newest = newest.group_by(Report.task_id)
+    rows = s.exec(select(Report).where(col(Report.id).in_(newest.scalar_subquery())))
+    return {r.task_id: r for r in rows}
+
+
+def month_report_stats(
+    s: Session, month: Month, cutoff: datetime, unit_id: int | None = None
+) -> dict[int, tuple[int, datetime]]:
+    """task_id -> (earliest local day reported in the month, latest report time) before cutoff."""
+    q = select(Report.task_id, func.min(Report.local_day), func.max(Report.created_at)).where(
+        Report.month == str(month), Report.created_at < cutoff
+    )
+    if unit_id is not None:
+        q = q.where(Report.unit_id == unit_id)
+    return {tid: (day, at) for tid, day, at in s.exec(q.group_by(Report.task_id))}
+
+
+def unit_last_report_times(s: Session, month: Month, cutoff: datetime) -> dict[int, datetime]:
+    """unit_id -> the time of the unit's last report in the month (before cutoff)."""
+    q = (
+        select(Report.unit_id, func.max(Report.created_at))
+        .where(Report.month == str(month), Report.created_at < cutoff)
+        .group_by(Report.unit_id)
+    )
+    return dict(s.exec(q).all())
+
+
+# ---------------------------------------------------------------- problems
+
+
+def get_problem(s: Session, code: str) -> Problem | None:
+    return s.exec(select(Problem).where(Problem.code == code)).first()
+
+
+def unit_problems(s: Session, unit_id: int, include_closed: bool = False) -> list[Problem]:
+    q = select(Problem).where(Problem.unit_id == unit_id)
+    if not include_closed:
+        q = q.where(Problem.status != PROBLEM_CLOSED)
+    return sorted(s.exec(q), key=lambda p: code_key(p.code))
+
+
+def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, now: datetime) -> ProblemProgress:
+    row = ProblemProgress(problem_id=problem.id, userid=userid, text=text, created_at=now)
+    s.add(row)
+    s.flush()
+    return row
+
+
+# ---------------------------------------------------------------- supervision
+
+
+def get_item(s: Session, code: str) -> SupervisionItem | None:
+    return s.exec(select(SupervisionItem).where(SupervisionItem.code == code)).first()
+
+
+def first_feedback_times(s: Session, item_ids: list[int]) -> dict[int, datetime]:
+    if not item_ids:
+        return {}
+    q = (
+        select(Feedback.item_id, func.min(Feedback.created_at))
+        .where(col(Feedback.item_id).in_(item_ids))
+        .group_by(Feedback.item_id)
+    )
+    return dict(s.exec(q).all())
+
+
+def open_items(s: Session, unit_id: int | None = None) -> list[SupervisionItem]:
+    """Supervision items nobody has answered yet."""
+    answered = select(Feedback.item_id)
+    q = select(SupervisionItem).where(col(SupervisionItem.id).not_in(answered))
+    if unit_id is not None:
+        q = q.where(SupervisionItem.unit_id == unit_id)
+    return sorted(s.exec(q), key=lambda i: code_key(i.code))
+
+
+def month_items(s: Session, month: Month) -> list[SupervisionItem]:
+    return list(s.exec(select(SupervisionItem).where(SupervisionItem.month == str(month))))
+
+
+def items_between(s: Session, start: date, end: date) -> list[SupervisionItem]:
+    return list(
+        s.exec(select(SupervisionItem).where(SupervisionItem.deadline >= start, SupervisionItem.deadline <= end))
+    )
+
+
+# ---------------------------------------------------------------- inbound dedupe
+
+
+def processed_reply(s: Session, msg_id: str) -> str | None:
+    row = s.get(ProcessedMessage, msg_id)
+    return row.reply if row else None
+
+
+def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
+    s.add(ProcessedMessage(msg_id=msg_id, userid=userid, reply=reply, created_at=now))
+    s.flush()
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def enqueue(
+    s: Session,
+    key: str,
+    channel: str,
+    target: str,
+    msgtype: str,
+    payload: dict,
+    now: datetime,
+    filename: str = "",
+) -> bool:
+    """Add a message to the outbox unless one with this key is already there. True if added."""
+    if s.exec(select(Outbox.id).where(Outbox.key == key)).first() is not None:
+        return False
+    s.add(
+        Outbox(
+            key=key,
+            channel=channel,
+            target=target,
+            msgtype=msgtype,
+            payload=json.dumps(payload, ensure_ascii=False),
+            filename=filename,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    s.flush()
+    return True
+
+
+def due_outbox_ids(s: Session, now: datetime, limit: int) -> list[int]:
+    q = (
+        select(Outbox.id)
+        .where(
+            ((Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
+            | ((Outbox.status == "sending") & (Outbox.lease_until < now))
+        )
+        .order_by(Outbox.id)
+        .limit(limit)
+    )
+    return list(s.exec(q))
+
+
+def claim_outbox(s: Session, outbox_id: int, now: datetime, lease: timedelta) -> bool:
+    """Atomically take one due message; False if another sender has it."""
+    stmt = (
+        update(Outbox)
+        .where(
+            Outbox.id == outbox_id,
+            ((Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
+            | ((Outbox.status == "sending") & (Outbox.lease_until < now)),
+        )
+        .values(status="sending", lease_until=now + lease, attempts=Outbox.attempts + 1)
+    )
+    return s.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+
+
+def outbox_rows(s: Session, statuses: tuple[str, ...]) -> list[Outbox]:
+    return list(s.exec(select(Outbox).where(col(Outbox.status).in_(statuses)).order_by(Outbox.id)))
+
+
+def outbox_counts(s: Session) -> dict[str, int]:
+    return dict(s.exec(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
+
+
+# ---------------------------------------------------------------- job runs
+
+
+def claim_job_run(s: Session, job: str, period: str, scheduled_for: datetime, now: datetime, by: str) -> bool:
+    """Claim (job, period) in its own transaction. False if someone claimed it before."""
+    try:
+        with s.begin_nested():
+            s.add(JobRun(job=job, period=period, scheduled_for=scheduled_for, claimed_at=now, claimed_by=by))
+    except IntegrityError:
+        return False
+    return True
+
+
+def get_job_run(s: Session, job: str, period: str) -> JobRun | None:
+    return s.exec(select(JobRun).where(JobRun.job == job, JobRun.period == period)).first()

@@ -1,0 +1,132 @@
+"""Admin commands: 状态 未报 排名 提醒 导出 新增任务."""
+from bot import digest
+from bot.clock import Month
+from bot.reply import Push, Reply, Target
+from bot.router import ADMINS, Context, Router
+from bot.text import split_args
+from db import progress, queries
+from db.models import LINES, Task
+from handlers.common import fail, parse_date, parse_month
+
+router = Router("admin")
+
+
+def _this_month(ctx: Context) -> Month:
+    return Month.of(ctx.now.astimezone(ctx.tz))
+
+
+def _unit_arg(ctx: Context, command: str):
+    name = ctx.args.strip()
+    if not name:
+        return None
+    unit = queries.find_unit(ctx.session, name)
+    if unit is None:
+        raise fail(command, "unit_not_found", name=name)
+    return unit
+
+
+@router.command("状态", "status", roles=ADMINS)
+def status(ctx: Context) -> Reply:
+    month = _this_month(ctx)
+    unit = _unit_arg(ctx, "状态")
+    if unit is not None:
+        snaps = progress.snapshots(
+            ctx.session, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=unit.id
+        )
+        people = queries.members_by_id(ctx.session)
+        items = queries.open_items(ctx.session, unit.id)
+        return Reply("status_unit", {"unit": unit, "snaps": [x for x in snaps if x.active], "month": month,
+                                     "people": people, "items": items})
+    scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
+    return Reply("status_all", {"scores": scores, "month": month,
+                                "reported": sum(x.reported for x in scores),
+                                "total": sum(x.active_tasks for x in scores)})
+
+
+@router.command("未报", "unreported", roles=ADMINS)
+def unreported(ctx: Context) -> Reply:
+    month = parse_month("未报", ctx.args, _this_month(ctx))
+    dues = [d for d in digest.unit_dues(ctx.session, ctx.config, month, ctx.now) if d.unreported]
+    return Reply("unreported", {"dues": dues, "month": month})
+
+
+@router.command("排名", "rank", "ranking", roles=ADMINS)
+def ranking(ctx: Context) -> Reply:
+    default = _this_month(ctx)
+    month = parse_month("排名", ctx.args, default)
+    scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
+    return Reply("ranking", {"scores": scores, "month": month, "partial": month == default})
+
+
+@router.command("提醒", "remind", roles=ADMINS)
+def remind(ctx: Context) -> Reply:
+    unit = _unit_arg(ctx, "提醒")
+    month = _this_month(ctx)
+    dues = digest.unit_dues(ctx.session, ctx.config, month, ctx.now, [unit] if unit else None)
+    pushes, skipped = [], []
+    for due in dues:
+        if due.empty and unit is None:
+            continue
+        push = digest.unit_prompt(ctx.session, ctx.config, due, month)
+        if push is None:
+            skipped.append(due.unit)
+        else:
+            pushes.append(push)
+    return Reply("remind_ok", {"count": len(pushes), "skipped": skipped, "unit": unit}, pushes)
+
+
+@router.command("导出", "export", roles=ADMINS)
+def export(ctx: Context) -> Reply:
+    month = parse_month("导出", ctx.args, _this_month(ctx))
+    spec = {"kind": "month", "month": str(month), "at": ctx.now.isoformat()}
+    push = Push(Target("app", ctx.member.userid), "", file=spec, filename=f"争先督办-{month}.xlsx", key="file")
+    return Reply("export_ok", {"month": month, "filename": push.filename}, [push])
+
+
+@router.command("新增任务", "addtask", roles=ADMINS)
+def add_task(ctx: Context) -> Reply:
+    tokens, rest = split_args(ctx.args, 2)
+    if len(tokens) < 2 or not rest:
+        raise fail("新增任务", "missing_args")
+    unit_name, line = tokens
+    unit = queries.find_unit(ctx.session, unit_name)
+    if unit is None:
+        raise fail("新增任务", "unit_not_found", name=unit_name)
+    line = next((x for x in LINES if x == line or x in line), None) or _line_by_index(tokens[1])
+    if line is None:
+        raise fail("新增任务", "bad_line", value=tokens[1], lines=LINES)
+    fields, content = _key_values(rest)
+    owner = fields.get("责任人") or fields.get("owner")
+    due = fields.get("期限") or fields.get("due")
+    if not content or not owner or not due:
+        raise fail("新增任务", "missing_args")
+    if queries.get_member(ctx.session, owner) is None:
+        raise fail("新增任务", "owner_not_found", userid=owner)
+    due_date = parse_date("新增任务", due)
+    today = ctx.now.astimezone(ctx.tz).date()
+    start = parse_date("新增任务", fields["开始"]) if "开始" in fields else today
+    if due_date < start:
+        raise fail("新增任务", "due_before_start", value=due)
+    task = Task(
+        code=queries.next_code(ctx.session, Task, "T"), unit_id=unit.id, line=line, content=content,
+        leader_in_charge=fields.get("责任领导", ""), owner_userid=owner, start_date=start, due_date=due_date,
+    )
+    ctx.session.add(task)
+    ctx.session.flush()
+    return Reply("task_added", {"task": task, "unit": unit, "owner": queries.get_member(ctx.session, owner)})
+
+
+def _line_by_index(token: str) -> str | None:
+    return LINES[int(token) - 1] if token.isdigit() and 1 <= int(token) <= len(LINES) else None
+
+
+def _key_values(text: str) -> tuple[dict[str, str], str]:
+    """Pull key=value pairs (责任人=zhang 期限=2026-06-30) out of free text; the rest is content."""
+    fields, words = {}, []
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if sep and key and value:
+            fields[key] = value
+        else:
+            words.append(word)
+    return fields, " ".join(words)

@@ -1,0 +1,67 @@
+"""任务 / 汇报 / 修改: the unit's task list and progress reports."""
+from bot.clock import Month
+from bot.reply import Reply
+from bot.router import Context, Router
+from db import progress, queries
+from handlers.common import fail, need_args, percent, task_by_code
+
+router = Router("tasks")
+
+
+def _month(ctx: Context) -> Month:
+    return Month.of(ctx.now.astimezone(ctx.tz))
+
+
+@router.command("任务", "我的任务", "tasks", "task")
+def list_tasks(ctx: Context) -> Reply:
+    s = ctx.session
+    month = _month(ctx)
+    if ctx.args:
+        task = task_by_code(s, "任务", ctx.args.split()[0], ctx.member)
+        snap = progress.snapshots(
+            s, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, tasks=[task]
+        )[0]
+        history = queries.report_history(s, task.id)[-5:]
+        people = queries.members_by_id(s)
+        return Reply("task_detail", {"snap": snap, "history": history, "people": people, "month": month})
+    snaps = progress.snapshots(
+        s, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=ctx.unit.id
+    )
+    snaps = [x for x in snaps if x.active]
+    return Reply(
+        "tasks_list",
+        {"unit": ctx.unit, "snaps": snaps, "month": month, "unreported": sum(not x.reported_in_month for x in snaps)},
+    )
+
+
+def _unreported_left(ctx: Context, month: Month) -> int:
+    snaps = progress.snapshots(
+        ctx.session, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=ctx.unit.id
+    )
+    return sum(1 for x in snaps if x.active and not x.reported_in_month)
+
+
+@router.command("汇报", "report")
+def report(ctx: Context) -> Reply:
+    (code, pct_token), text = need_args("汇报", ctx.args, 2)
+    task = task_by_code(ctx.session, "汇报", code, ctx.member)
+    pct = percent("汇报", pct_token)
+    rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz)
+    month = Month.parse(rep.month)
+    return Reply(
+        "report_ok",
+        {"task": task, "report": rep, "left": _unreported_left(ctx, month), "unit": ctx.unit},
+    )
+
+
+@router.command("修改", "amend")
+def amend(ctx: Context) -> Reply:
+    (code, pct_token), text = need_args("修改", ctx.args, 2)
+    task = task_by_code(ctx.session, "修改", code, ctx.member)
+    pct = percent("修改", pct_token)
+    month = _month(ctx)
+    previous = queries.latest_report(ctx.session, task.id, month)
+    if previous is None:
+        raise fail("修改", "nothing_to_amend", code=task.code)
+    rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz, supersedes=previous)
+    return Reply("amend_ok", {"task": task, "report": rep, "previous": previous})
