@@ -109,3 +109,97 @@ def broadcast_pushes(s: Session, config: Config, template: str, data: dict, key:
         for admin in queries.admins(s):
             pushes.append(Push(Target("app", admin.userid), template, data, key=f"{key}:{admin.userid}"))
     return pushes
+
+
+@dataclass
+class YearScore:
+    unit: Unit
+    score: float
+    report_rate: float
+    progress: float
+    months: int
+    top_months: int
+    low_months: int
+    rank: int = 0
+    tier: str = progress.TIER_OK
+
+
+def campaign_months(year: int, until: datetime, tz, last: int = 12) -> list[Month]:
+    """March to `last` of the year, the months that have begun by `until`."""
+    return [Month(year, m) for m in range(3, last + 1) if Month(year, m).start_utc(tz) <= until]
+
+
+def year_ranking(s: Session, config: Config, year: int, now: datetime, last_month: int = 12):
+    """Mean of the monthly scores over the campaign months so far; tiers as for a month."""
+    months = campaign_months(year, now, config.schedule.tz, last_month)
+    monthly = {m: rank(s, config, m, now) for m in months}
+    acc: dict[int, list] = {}
+    for scores in monthly.values():
+        for sc in scores:
+            acc.setdefault(sc.unit.id, []).append(sc)
+    out = []
+    for rows in acc.values():
+        n = len(rows)
+        out.append(YearScore(
+            unit=rows[0].unit,
+            score=round(sum(r.score for r in rows) / n, 1),
+            report_rate=sum(r.report_rate for r in rows) / n,
+            progress=sum(r.progress for r in rows) / n,
+            months=n,
+            top_months=sum(r.tier == progress.TIER_TOP for r in rows),
+            low_months=sum(r.tier == progress.TIER_LOW for r in rows),
+        ))
+    out.sort(key=lambda y: (-y.score, -y.report_rate, y.unit.name))
+    k = int(len(out) * 0.2 + 0.5)
+    for i, ys in enumerate(out):
+        ys.rank = i + 1
+        ys.tier = (progress.TIER_LOW if ys.score < 60 or i >= len(out) - k
+                   else progress.TIER_TOP if i < k else progress.TIER_OK)
+    return out, monthly
+
+
+@dataclass
+class LineSummary:
+    line: str
+    tasks: int
+    mean_percent: float
+    reported: int
+    red: int
+    done: int
+
+
+def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> list[LineSummary]:
+    """Per action line (深学争优 / 敢为争先 / 实干争效): how its tasks stand in `month`."""
+    from db.models import LINES
+
+    snaps = progress.snapshots(s, month, now, config.schedule.tz, config.schedule.report_deadline_day)
+    out = []
+    for line in LINES:
+        mine = [x for x in snaps if x.task.line == line and x.task.start_date <= month.last_day]
+        n = len(mine)
+        out.append(LineSummary(
+            line=line,
+            tasks=n,
+            mean_percent=sum(x.percent for x in mine) / n if n else 0.0,
+            reported=sum(x.reported_in_month for x in mine),
+            red=sum(x.light == progress.RED for x in mine),
+            done=sum(x.percent >= 100 for x in mine),
+        ))
+    return out
+
+
+def empty_lists(s: Session) -> list[tuple[Unit, list[str]]]:
+    """Units whose task, responsibility or problem list (三张清单) is still empty."""
+    from db.models import Problem, Task
+    from sqlmodel import select
+
+    with_tasks = set(s.exec(select(Task.unit_id)).all())
+    with_owner = set(s.exec(select(Task.unit_id).where(Task.owner_userid != "")).all())
+    with_problems = set(s.exec(select(Problem.unit_id)).all())
+    out = []
+    for u in queries.all_units(s):
+        missing = [name for name, ids in (("任务清单", with_tasks), ("责任清单", with_owner), ("问题清单", with_problems))
+                   if u.id not in ids]
+        if missing:
+            out.append((u, missing))
+    return out

@@ -1,0 +1,270 @@
+"""Command line (SPEC §8): serve, chat, import, template, export, outbox, jobs."""
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from bot.app import Application
+from bot.clock import Month, SystemClock
+from bot.config import Config, ConfigError, load_config
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _config_option(f):
+    return click.option("--config", "config_path", envvar="DUBAN_CONFIG", type=click.Path(dir_okay=False),
+                        default=None, help="config file (default ./config.toml, or DUBAN_CONFIG)")(f)
+
+
+def _load(ctx: click.Context, config_path: str | None) -> Config:
+    path = config_path or ctx.obj.get("config_path")
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def _app(ctx: click.Context, config_path: str | None) -> Application:
+    app = Application(_load(ctx, config_path), clock=SystemClock())
+    try:
+        app.migrate()
+    except Exception as exc:  # unreachable database, bad credentials, ...
+        click.echo(f"database error: {app.config.database.url.split('@')[-1]}: {exc.__class__.__name__}: "
+                   f"{str(exc).splitlines()[0]}", err=True)
+        sys.exit(2)
+    return app
+
+
+def _worker(app: Application, out=click.echo):
+    from bot.export import generate
+    from bot.sender import ConsoleTransport, OutboxWorker, WeComTransport
+
+    transport = ConsoleTransport(out) if app.config.wecom.console_mode else WeComTransport(app.config.wecom)
+    import json
+
+    def file_source(s, row):
+        return generate(s, app.config, json.loads(row.payload))
+
+    return OutboxWorker(app.engine, transport, app.clock, app.config.sender, file_source=file_source)
+
+
+@click.group(context_settings=CONTEXT)
+@_config_option
+@click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """争先督办 duban: WeCom bot for monthly reporting, supervision and ranking."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.ensure_object(dict)["config_path"] = config_path
+
+
+@main.command()
+@_config_option
+@click.option("--host", default=None, help="override server.host")
+@click.option("--port", type=int, default=None, help="override server.port")
+@click.pass_context
+def serve(ctx: click.Context, config_path: str | None, host: str | None, port: int | None) -> None:
+    """Callback server, scheduler and outbox sender in one process."""
+    import uvicorn
+
+    from bot.wire import build_asgi
+    from jobs import JobQueue
+
+    app = _app(ctx, config_path)
+    cfg = app.config
+    worker = _worker(app)
+    jobs = JobQueue(app)
+    for r in jobs.catch_up():
+        click.echo(app.renderer.render("cli_job_run", r=r, dry=False))
+    jobs.start()
+    worker.start()
+    click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
+                                   port=port or cfg.server.port), err=True)
+    try:
+        uvicorn.run(build_asgi(app), host=host or cfg.server.host, port=port or cfg.server.port,
+                    log_level="warning", access_log=False)
+    finally:
+        jobs.shutdown()
+        worker.stop()
+
+
+@main.command()
+@_config_option
+@click.option("--user", "userid", required=True, help="the WeCom userid to speak as")
+@click.pass_context
+def chat(ctx: click.Context, config_path: str | None, userid: str) -> None:
+    """A local console that speaks to the same handlers as WeCom would."""
+    from sqlmodel import Session, col, select
+
+    from db.models import Outbox
+
+    app = _app(ctx, config_path)
+    worker = _worker(app)
+    click.echo(app.renderer.render("cli_chat", userid=userid))
+    buffer: list[str] = []
+    for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: input("> "), None):
+        line = line.rstrip("\n")
+        if line.endswith("\\"):
+            buffer.append(line[:-1])
+            continue
+        text = "\n".join(buffer + [line]).strip()
+        buffer = []
+        if not text:
+            continue
+        if text in ("exit", "quit", "退出"):
+            break
+        msg_id = uuid.uuid4().hex
+        click.echo(app.handle_message(userid, text, msg_id).reply)
+        if app.config.wecom.console_mode:
+            worker.run_once()
+        else:
+            with Session(app.engine) as s:
+                rows = s.exec(select(Outbox).where(col(Outbox.key).startswith(f"reply:{msg_id}"))).all()
+            for row in rows:
+                click.echo(f"[待发送 → {row.channel}:{row.target}] {row.payload}")
+        click.echo("")
+
+
+@main.command("import")
+@_config_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def import_cmd(ctx: click.Context, config_path: str | None, file: str) -> None:
+    """Import the roster workbook (单位, 人员, 任务清单, 问题清单): all rows or none."""
+    from bot.roster import RosterFileError, import_roster
+
+    app = _app(ctx, config_path)
+    try:
+        with app.session() as s:
+            result = import_roster(s, file, app.clock.now())
+            if result.errors:
+                s.rollback()
+    except RosterFileError as exc:
+        click.echo(app.renderer.render("cli_bad_workbook", file=file, error=str(exc)), err=True)
+        sys.exit(1)
+    click.echo(app.renderer.render("import_result", errors=result.errors, counts=result.counts),
+               err=bool(result.errors))
+    sys.exit(1 if result.errors else 0)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+def template(file: str) -> None:
+    """Write an empty roster workbook with the right sheets, headers and one example row each."""
+    from bot.roster import write_template
+
+    write_template(file)
+    click.echo(file)
+
+
+@main.command()
+@_config_option
+@click.option("--month", default=None, help="YYYY-MM (default: this month)")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.pass_context
+def export(ctx: click.Context, config_path: str | None, month: str | None, output: str) -> None:
+    """Write the month's Excel workbook."""
+    from bot.export import month_workbook
+
+    app = _app(ctx, config_path)
+    now = app.clock.now()
+    try:
+        m = Month.parse(month) if month else Month.of(now.astimezone(app.tz))
+    except ValueError:
+        raise click.BadParameter("expected YYYY-MM", param_hint="--month") from None
+    with app.session() as s:
+        Path(output).write_bytes(month_workbook(s, app.config, m, now))
+    click.echo(output)
+
+
+@main.command()
+@_config_option
+@click.option("--all", "show_all", is_flag=True, help="include sent messages")
+@click.pass_context
+def outbox(ctx: click.Context, config_path: str | None, show_all: bool) -> None:
+    """Pending and failed outbound messages."""
+    from sqlmodel import Session
+
+    from db import queries
+
+    app = _app(ctx, config_path)
+    statuses = ("pending", "sending", "failed") + (("sent",) if show_all else ())
+    with Session(app.engine) as s:
+        rows = queries.outbox_rows(s, statuses)
+        counts = queries.outbox_counts(s)
+    click.echo(app.renderer.render("cli_outbox", rows=rows, counts=counts))
+
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs: list them, or run one by hand."""
+
+
+@jobs.command("list")
+@_config_option
+@click.pass_context
+def jobs_list(ctx: click.Context, config_path: str | None) -> None:
+    from jobs import JobQueue
+
+    app = Application(_load(ctx, config_path), clock=SystemClock())
+    click.echo(app.renderer.render("cli_jobs", rows=JobQueue(app).next_runs()))
+
+
+@jobs.command("run")
+@_config_option
+@click.argument("name")
+@click.option("--at", "at", default=None, help='"YYYY-MM-DD HH:MM" in the configured time zone (default: now)')
+@click.option("--dry-run", is_flag=True, help="print what would be sent; send and record nothing")
+@click.option("--timeout", default=60.0, show_default=True, help="seconds to spend delivering before giving up")
+@click.pass_context
+def jobs_run(ctx: click.Context, config_path: str | None, name: str, at: str | None, dry_run: bool,
+             timeout: float) -> None:
+    """Run job NAME as if the clock read --at, and deliver what it sends before exiting."""
+    from bot.clock import FixedClock
+    from jobs import JobQueue
+    from jobs.definitions import JOBS
+
+    config = _load(ctx, config_path)
+    if name not in JOBS:
+        raise click.BadParameter(f"unknown job {name!r}; one of: {', '.join(JOBS)}", param_hint="NAME")
+    tz = config.schedule.tz
+    if at:
+        try:
+            moment = datetime.fromisoformat(at.strip()).replace(tzinfo=tz) if "+" not in at else \
+                datetime.fromisoformat(at)
+        except ValueError:
+            raise click.BadParameter('expected "YYYY-MM-DD HH:MM"', param_hint="--at") from None
+    else:
+        moment = SystemClock().now().astimezone(tz)
+    app = _app(ctx, config_path)
+    app.clock = FixedClock(moment)
+    result = JobQueue(app).run(name, moment, dry_run=dry_run)
+    click.echo(app.renderer.render("cli_job_run", r=result, dry=dry_run))
+    if dry_run or result.status != "ran":
+        return
+    app.clock = SystemClock()
+    worker = _worker(app)
+    worker.drain(timeout)
+    worker.stop()
+    from sqlmodel import Session
+
+    from db import queries
+
+    with Session(app.engine) as s:
+        left = [r for r in queries.outbox_rows(s, ("pending", "sending", "failed"))
+                if r.key.startswith(f"job:{name}:{result.period}:")]
+    if left:
+        click.echo(app.renderer.render("cli_undelivered", rows=left), err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Scheduled work. JobQueue wraps APScheduler behind a narrow interface (like python-telegram-bot's):
+
+- every job's cron comes from config.toml and moves to the previous workday when workdays_only;
+- a run is claimed in the database as (job, period) in the same transaction that puts its
+  messages in the outbox, so each period runs once however many processes or restarts;
+- on start, a run missed while down is caught up if it is within the grace period.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.app import Application
+from bot.reply import Push
+from db import queries
+from jobs.calendar import WorkdayCronTrigger
+from jobs.definitions import JOBS
+
+log = logging.getLogger("duban.jobs")
+
+
+@dataclass
+class RunResult:
+    job: str
+    period: str
+    base: datetime
+    status: str  # "ran" | "already" | "dry-run"
+    pushes: list[Push] = field(default_factory=list)
+    rendered: list[tuple[str, str]] = field(default_factory=list)  # (target, text) for a dry run
+    messages: int = 0
+
+
+class JobQueue:
+    def __init__(self, app: Application):
+        self.app = app
+        self.tz = app.config.schedule.tz
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.scheduler: BackgroundScheduler | None = None
+
+    # ------------------------------------------------------------ schedule
+
+    def trigger(self, name: str) -> WorkdayCronTrigger:
+        cron = self.app.config.schedule.job(name).cron
+        return WorkdayCronTrigger(CronTrigger.from_crontab(cron, timezone=self.tz),
+                                  self.app.config.schedule.workdays_only)
+
+    def enabled(self) -> list[str]:
+        return [n for n in JOBS if self.app.config.schedule.job(n).enabled]
+
+    def next_runs(self, now: datetime | None = None) -> list[tuple[str, bool, datetime | None, str]]:
+        """(job, enabled, next run in local time, cron) for every job."""
+        now = (now or self.app.clock.now()).astimezone(self.tz)
+        out = []
+        for name in JOBS:
+            cfg = self.app.config.schedule.job(name)
+            nxt = self.trigger(name).get_next_fire_time(None, now) if cfg.enabled else None
+            out.append((name, cfg.enabled, nxt, cfg.cron))
+        return out
+
+    # ------------------------------------------------------------ running
+
+    def run(self, name: str, base: datetime, dry_run: bool = False) -> RunResult:
+        """Run job `name` for the period its (local) base moment falls in, as of the app clock."""
+        job = JOBS[name]
+        base = base.astimezone(self.tz)
+        period = job.period(base)
+        now = self.app.clock.now()
+        if dry_run:
+            with self.app.session() as s:
+                pushes = job.build(s, self.app.config, base, now)
+                rendered = [(str(p.target), self.app.renderer.render(p.template, channel=p.target.channel, **p.data)
+                             if p.file is None else f"[文件] {p.filename}") for p in pushes]
+                s.rollback()
+            return RunResult(name, period, base, "dry-run", pushes, rendered)
+        with self.app.session() as s:
+            if not queries.claim_job_run(s, name, period, base, now, self.identity):
+                return RunResult(name, period, base, "already")
+            pushes = job.build(s, self.app.config, base, now)
+            count = sum(self.app.enqueue_push(s, p, f"job:{name}:{period}:{p.key}") for p in pushes)
+            run = queries.get_job_run(s, name, period)
+            run.finished_at, run.messages = self.app.clock.now(), count
+            s.add(run)
+        log.info("job %s for %s: %d messages queued", name, period, count)
+        return RunResult(name, period, base, "ran", pushes, messages=count)
+
+    def fire(self, name: str) -> RunResult | None:
+        """Called by APScheduler: work out which scheduled moment this is, then run it."""
+        now = self.app.clock.now().astimezone(self.tz)
+        pair = self.trigger(name).last_before(now + timedelta(seconds=1))
+        if pair is None:
+            return None
+        return self.run(name, pair[0])
+
+    def catch_up(self) -> list[RunResult]:
+        """Run what was missed while down, if within the grace period and not yet claimed."""
+        now = self.app.clock.now().astimezone(self.tz)
+        grace = timedelta(hours=self.app.config.schedule.grace_hours)
+        results = []
+        for name in self.enabled():
+            pair = self.trigger(name).last_before(now)
+            if pair is None or now - pair[1] > grace:
+                continue
+            base = pair[0]
+            with self.app.session() as s:
+                if queries.get_job_run(s, name, JOBS[name].period(base)) is not None:
+                    continue
+            log.info("catching up %s scheduled for %s", name, pair[1])
+            results.append(self.run(name, base))
+        return results
+
+    # ------------------------------------------------------------ APScheduler
+
+    def start(self) -> None:
+        grace = int(self.app.config.schedule.grace_hours * 3600)
+        self.scheduler = BackgroundScheduler(
+            timezone=self.tz,
+            # A run delayed by a busy process is still wanted within the grace period (APScheduler's
+            # default grace is one second); several missed fire times collapse into one run.
+            job_defaults={"misfire_grace_time": grace or None, "coalesce": True, "max_instances": 1},
+        )
+        for name in self.enabled():
+            self.scheduler.add_job(self._fire_logged, self.trigger(name), args=[name], id=name, name=name)
+        self.scheduler.start()
+
+    def _fire_logged(self, name: str) -> None:
+        try:
+            self.fire(name)
+        except Exception:
+            log.exception("job %s failed", name)
+
+    def shutdown(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
