@@ -81,7 +81,18 @@ class Application:
     # ------------------------------------------------------------ inbound
 
     def handle_message(self, userid: str, text: str, msg_id: str = "") -> Outcome:
-        """Handle one chat message; the same msg_id is handled once and answered the same way."""
+        """Handle one chat message; the same msg_id is handled once and answered the same way.
+
+        A write that collides with a concurrent one (two new codes at once) is retried."""
+        for attempt in range(3):
+            try:
+                return self._handle_message(userid, text, msg_id)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _handle_message(self, userid: str, text: str, msg_id: str) -> Outcome:
         now = self.clock.now()
         if msg_id:
             with Session(self.engine) as s:

@@ -33,8 +33,8 @@ class Renderer:
     def _localtime(self, v: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
         return v.astimezone(self.tz).strftime(fmt) if v else "—"
 
-    def render(self, name: str, channel: str = "text", **data) -> str:
-        """Render template `name`. `channel` decides how @-mentions are written:
+    def render(self, template: str, /, channel: str = "text", **data) -> str:
+        """Render `template`. `channel` decides how @-mentions are written:
         robot markdown needs <@userid>; elsewhere the person's name is shown."""
         at = (lambda m: f"<@{m.userid}>") if channel == "webhook" else (lambda m: f"@{m.name}")
-        return self.env.get_template(f"{name}.j2").render(at=at, **data).strip()
+        return self.env.get_template(f"{template}.j2").render(at=at, **data).strip()

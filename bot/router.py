@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from bot.config import Config
 from bot.reply import Reply, UserError
-from bot.text import normalize
+from bot.text import command_rest, normalize, normalize_map
 from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES, Member, Unit
 
 EVERYONE = frozenset(ROLES)
@@ -94,15 +94,17 @@ class Dispatcher:
         self._words = sorted(words, key=lambda w: -len(w[0]))
 
     def match(self, text: str) -> tuple[Command | None, str]:
-        text = normalize(text)
-        low = text.lower()
+        """The command for the first word, and the rest of the message as the user typed it."""
+        norm, index = normalize_map(text)
+        start = len(norm) - len(norm.lstrip(" \t\n/#"))
+        low = norm[start:].lower()
         for word, cmd in self._words:
             if low.startswith(word):
-                rest = text[len(word):]
-                if word.isascii() and rest[:1].isascii() and rest[:1].isalnum():
+                after = low[len(word):len(word) + 1]
+                if word.isascii() and after.isascii() and after.isalnum():
                     continue  # "tasks" must not match "taskservice"
-                return cmd, rest.strip()
-        return None, text
+                return cmd, command_rest(text, start + len(word), index).strip()
+        return None, normalize(text)
 
     def dispatch(self, ctx: Context, text: str) -> Reply:
         cmd, args = self.match(text)

@@ -8,28 +8,50 @@ _PREFIX = re.compile(r"^[/#\s]+")
 _SEPARATORS = re.compile(r"[\s,;:、，；：]+")
 
 
+def normalize_map(text: str) -> tuple[str, list[int]]:
+    """NFKC per character (full-width to half-width), ideographic space to space, CRLF to LF.
+
+    Returns the normalised text and, for each of its positions (plus its end), the position in
+    the original text, so that free content can be taken from what the user typed, unchanged.
+    """
+    text = text or ""
+    out: list[str] = []
+    index: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "\r":
+            continue
+        n = " " if ch == "\u3000" else unicodedata.normalize("NFKC", ch)
+        out.append(n)
+        index.extend([i] * len(n))
+    index.append(len(text))
+    return "".join(out), index
+
+
 def normalize(text: str) -> str:
-    """Full-width to half-width (NFKC), ideographic spaces to spaces, strip, drop a leading / or #."""
-    text = unicodedata.normalize("NFKC", text or "")
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u3000", " ")
-    return _PREFIX.sub("", text.strip())
+    """Normalised (see normalize_map), stripped, without a leading / or #."""
+    return _PREFIX.sub("", normalize_map(text)[0].strip())
+
+
+def command_rest(text: str, norm_start: int, norm_map: list[int]) -> str:
+    """The original text from a position in its normalised form."""
+    return text[norm_map[norm_start]:].replace("\r\n", "\n").replace("\r", "\n")
 
 
 def split_args(text: str, count: int) -> tuple[list[str], str]:
-    """Take `count` leading tokens (separated by spaces or , ; : 、) and return them with the rest.
-
-    The rest keeps its own line breaks, so content may run over several lines.
-    """
+    """Take `count` leading tokens (normalised; separated by spaces or , ; : 、) and return them
+    with the rest exactly as typed, line breaks included, so content may run over several lines."""
+    norm, index = normalize_map(text)
     tokens: list[str] = []
-    rest = text.lstrip(" ,;:、，；：\n\t")
-    while len(tokens) < count and rest:
-        m = _SEPARATORS.search(rest)
-        if m is None:
-            tokens.append(rest)
-            rest = ""
-        else:
-            tokens.append(rest[: m.start()])
-            rest = rest[m.end():]
+    pos = 0
+    lead = _SEPARATORS.match(norm)
+    if lead:
+        pos = lead.end()
+    while len(tokens) < count and pos < len(norm):
+        m = _SEPARATORS.search(norm, pos)
+        end = m.start() if m else len(norm)
+        tokens.append(norm[pos:end])
+        pos = m.end() if m else len(norm)
+    rest = command_rest(text, pos, index) if pos < len(norm) else ""
     return tokens, rest.strip()
 
 

@@ -95,8 +95,16 @@ class Callback:
             return PlainTextResponse("malformed message", status_code=400)
 
         if msg.type == "text":
-            outcome = await run_in_threadpool(self.app.handle_message, msg.source, msg.content or "", str(msg.id))
-            reply_text = outcome.reply
+            try:
+                msg_id = str(msg.id or "")
+            except ValueError:  # WeCom's MsgId is a 64-bit integer
+                return PlainTextResponse("malformed message", status_code=400)
+            try:
+                outcome = await run_in_threadpool(self.app.handle_message, msg.source, msg.content or "", msg_id)
+                reply_text = outcome.reply
+            except Exception:
+                log.exception("handling message %s from %s", msg_id, msg.source)
+                reply_text = self.app.renderer.render("server_error")
         elif msg.type == "event":
             return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
         else:

@@ -118,6 +118,9 @@ def add_report(
 ) -> Report:
     local_now = now.astimezone(tz)
     month = Month.of(local_now)
+    # Serialise reports on one task so the version number cannot be taken twice (PostgreSQL;
+    # SQLite already serialises writers).
+    s.exec(select(Task.id).where(Task.id == task.id).with_for_update()).one()
     version = (
         s.exec(
             select(func.max(Report.version)).where(Report.task_id == task.id, Report.month == str(month))

@@ -1,0 +1,237 @@
+"""A fake WeCom API on 127.0.0.1 that records what it receives and can fail on purpose.
+
+Endpoints: gettoken, message/send (with WeCom's enable_duplicate_check), appchat/send,
+media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media.
+
+Faults, consumed in order by matching requests:
+    fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
+    fake.fail("appchat/send", http=500, times=2)  # HTTP status
+    fake.fail("webhook/send", delay=3.0)          # a slow answer
+    fake.expire_token()                           # the current token answers 42001 from now on
+    fake.hold_next(accept=True)                   # block the next send until release()
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+SEND_PATHS = ("message/send", "appchat/send", "webhook/send")
+
+
+@dataclass
+class Fault:
+    path: str
+    errcode: int | None = None
+    http: int | None = None
+    delay: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class Delivery:
+    path: str
+    target: str
+    body: dict
+    at: float
+
+
+@dataclass
+class State:
+    token_seq: int = 0
+    valid_tokens: set = field(default_factory=set)
+    token_requests: int = 0
+    deliveries: list = field(default_factory=list)
+    requests: list = field(default_factory=list)  # every (path, query, body) in arrival order
+    uploads: dict = field(default_factory=dict)  # media_id -> (filename, bytes)
+    faults: list = field(default_factory=list)
+    webhook_times: dict = field(default_factory=dict)
+    webhook_limit: int = 20
+    dedupe: dict = field(default_factory=dict)  # (touser, content) -> time
+    hold: dict | None = None
+
+
+class FakeWeCom:
+    def __init__(self, corp_id: str = "wwfakecorp", secret: str = "fakesecret"):
+        self.corp_id, self.secret = corp_id, secret
+        self.state = State()
+        self.lock = threading.Lock()
+        self.held = threading.Event()  # set while a request is being held
+        self._release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                fake._handle(self, "GET")
+
+            def do_POST(self):
+                fake._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    # ------------------------------------------------------------ control
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "FakeWeCom":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail(self, path: str, errcode: int | None = None, http: int | None = None, delay: float = 0.0,
+             times: int = 1) -> None:
+        with self.lock:
+            self.state.faults.append(Fault(path, errcode, http, delay, times))
+
+    def expire_token(self) -> None:
+        with self.lock:
+            self.state.valid_tokens.clear()
+
+    def hold_next(self, accept: bool) -> None:
+        """Hold the next send request until release(). accept=True: WeCom has processed it
+        (recorded) before the answer is lost; accept=False: it is dropped unprocessed."""
+        with self.lock:
+            self.state.hold = {"accept": accept}
+        self._release.clear()
+
+    def release(self) -> None:
+        self._release.set()
+
+    def deliveries(self, path: str | None = None) -> list[Delivery]:
+        with self.lock:
+            return [d for d in self.state.deliveries if path is None or d.path == path]
+
+    def counts_by_target(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d in self.deliveries():
+            out[d.target] = out.get(d.target, 0) + 1
+        return out
+
+    # ------------------------------------------------------------ serving
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, payload: dict | str) -> None:
+        body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+        except OSError:
+            pass  # the client went away
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self.lock:
+            for f in self.state.faults:
+                if f.path == path:
+                    f.times -= 1
+                    if f.times <= 0:
+                        self.state.faults.remove(f)
+                    return f
+        return None
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlparse(h.path)
+        path = url.path.removeprefix("/cgi-bin/")
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        with self.lock:
+            self.state.requests.append((path, query, raw))
+        if path == "gettoken":
+            if query.get("corpid") != self.corp_id or query.get("corpsecret") != self.secret:
+                return self._reply(h, 200, {"errcode": 40001, "errmsg": "invalid credential"})
+            with self.lock:
+                self.state.token_seq += 1
+                token = f"tok-{self.state.token_seq}"
+                self.state.valid_tokens.add(token)
+                self.state.token_requests += 1
+            return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})
+
+        fault = self._take_fault(path)
+        if fault and fault.delay:
+            time.sleep(fault.delay)
+        if fault and fault.http:
+            return self._reply(h, fault.http, "<html>server error</html>")
+        if fault and fault.errcode:
+            return self._reply(h, 200, {"errcode": fault.errcode, "errmsg": "injected"})
+
+        if not path.startswith("webhook/"):
+            with self.lock:
+                ok = query.get("access_token") in self.state.valid_tokens
+            if not ok:
+                return self._reply(h, 200, {"errcode": 42001, "errmsg": "access_token expired"})
+
+        if path in ("media/upload", "webhook/upload_media"):
+            filename, data = _multipart_file(h.headers.get("Content-Type", ""), raw)
+            with self.lock:
+                media_id = f"media-{len(self.state.uploads) + 1}"
+                self.state.uploads[media_id] = (filename, data)
+            return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "type": "file", "media_id": media_id})
+
+        if path not in SEND_PATHS:
+            return self._reply(h, 404, {"errcode": 404, "errmsg": "no such api"})
+        body = json.loads(raw or b"{}")
+        target = {"message/send": lambda: "user:" + body.get("touser", ""),
+                  "appchat/send": lambda: "chat:" + body.get("chatid", ""),
+                  "webhook/send": lambda: "robot:" + query.get("key", "")}[path]()
+
+        if path == "webhook/send":
+            now = time.monotonic()
+            with self.lock:
+                times = [t for t in self.state.webhook_times.get(target, []) if now - t < 60]
+                if len(times) >= self.state.webhook_limit:
+                    self.state.webhook_times[target] = times
+                    return self._reply(h, 200, {"errcode": 45009, "errmsg": "api freq out of limit"})
+                times.append(now)
+                self.state.webhook_times[target] = times
+
+        with self.lock:
+            hold, self.state.hold = self.state.hold, None
+        if hold is not None:
+            if hold["accept"]:
+                self._record(path, target, body)
+            self.held.set()
+            self._release.wait(30)
+            self.held.clear()
+            if not hold["accept"]:
+                return  # dropped unprocessed; the connection just closes
+            return self._reply(h, 200, {"errcode": 0, "errmsg": "ok"})
+        self._record(path, target, body)
+        return self._reply(h, 200, {"errcode": 0, "errmsg": "ok"})
+
+    def _record(self, path: str, target: str, body: dict) -> None:
+        with self.lock:
+            if path == "message/send" and body.get("enable_duplicate_check"):
+                msgtype = body.get("msgtype", "")
+                key = (body.get("touser"), json.dumps(body.get(msgtype), sort_keys=True))
+                interval = body.get("duplicate_check_interval", 1800)
+                seen = self.state.dedupe.get(key)
+                if seen is not None and time.monotonic() - seen < interval:
+                    return  # WeCom's duplicate check: the same message again is not shown again
+                self.state.dedupe[key] = time.monotonic()
+            self.state.deliveries.append(Delivery(path, target, body, time.monotonic()))
+
+
+def _multipart_file(content_type: str, raw: bytes) -> tuple[str, bytes]:
+    boundary = content_type.split("boundary=")[-1].strip().strip('"').encode()
+    for part in raw.split(b"--" + boundary):
+        if b"filename=" in part:
+            head, _, data = part.partition(b"\r\n\r\n")
+            name = head.split(b"filename=")[1].split(b"\r\n")[0].strip(b'"').decode("utf-8", "replace")
+            return name, data.removesuffix(b"\r\n")
+    return "", b""

@@ -1,0 +1,215 @@
+"""Chat commands driven through the Application (no network), on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from sqlmodel import Session, func, select
+
+from conftest import at
+from db.models import Feedback, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task
+
+_ids = itertools.count(1)
+
+
+def say(app, userid: str, text: str) -> str:
+    return app.handle_message(userid, text, msg_id=str(next(_ids))).reply
+
+
+def rows(app, model) -> list:
+    with Session(app.engine) as s:
+        return list(s.exec(select(model).order_by(model.id)))
+
+
+def n(app, model) -> int:
+    with Session(app.engine) as s:
+        return s.exec(select(func.count()).select_from(model)).one()
+
+
+@pytest.mark.parametrize("text", [
+    "汇报 T1 60% 完成主体验收",
+    "/汇报 t1 60 完成主体验收",
+    "#汇报　T1　60％　完成主体验收",
+    "汇报：T1，60%，完成主体验收",
+    "汇报T1 60% 完成主体验收",
+    "REPORT T1 60% 完成主体验收",
+    "  汇报 1 60% 完成主体验收  ",
+])
+def test_report_understands_phone_ime_forms(app, text):
+    reply = say(app, "li", text)
+    assert "已收到 T1" in reply and "60%" in reply
+    (rep,) = rows(app, Report)
+    assert (rep.percent, rep.text, rep.userid, rep.month) == (60, "完成主体验收", "li", "2026-03")
+
+
+def test_report_content_may_run_over_several_lines(app):
+    say(app, "li", "汇报 T1 30% 第一项：方案通过\n第二项：招标完成\n第三项：待进场")
+    assert rows(app, Report)[0].text == "第一项：方案通过\n第二项：招标完成\n第三项：待进场"
+
+
+def test_report_reply_counts_the_units_unreported_tasks(app):
+    assert "还有 1 项任务未汇报" in say(app, "li", "汇报 T1 30% 方案通过")
+    assert "已全部汇报" in say(app, "zhang", "汇报 T2 50% 完成两次专题学习")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("汇报 T1", "格式不完整"),
+    ("汇报 T1 60%", "格式不完整"),
+    ("汇报 T99 60% 内容", "没有找到任务“T99”"),
+    ("汇报 T3 60% 内容", "不属于您所在单位"),
+    ("汇报 T1 120% 内容", "0～100"),
+    ("汇报 T1 六成 内容", "进度“六成”无效"),
+])
+def test_wrong_report_forms_get_a_clear_reply_and_store_nothing(app, text, expected):
+    reply = say(app, "li", text)
+    assert expected in reply
+    assert "正确格式：汇报 <任务编号> <进度%> <内容>" in reply
+    assert n(app, Report) == 0
+
+
+def test_amend_makes_a_new_version_and_keeps_history(app, clock):
+    say(app, "li", "汇报 T1 40% 初稿")
+    reply = say(app, "li", "修改 T1 45% 更正数字")
+    assert "40% → 45%" in reply
+    first, second = rows(app, Report)
+    assert (first.percent, first.version, first.supersedes_id) == (40, 1, None)
+    assert (second.percent, second.version, second.supersedes_id) == (45, 2, first.id)
+    assert "45%" in say(app, "li", "任务 T1") and "初稿" in say(app, "li", "任务 T1")
+
+
+def test_amend_without_a_report_this_month_is_refused(app, clock):
+    clock.set(at(2026, 3, 31, 23, 59))
+    say(app, "li", "汇报 T1 40% 三月")
+    clock.set(at(2026, 4, 1, 0, 1))
+    assert "本月还没有汇报" in say(app, "li", "修改 T1 45% 四月")
+    assert n(app, Report) == 1
+
+
+def test_a_report_at_2359_beijing_time_on_march_31_is_a_march_report(app, clock):
+    clock.set(at(2026, 3, 31, 23, 59))
+    say(app, "li", "汇报 T1 40% 月末")
+    assert rows(app, Report)[0].month == "2026-03"
+
+
+def test_tasks_list_shows_progress_due_date_and_reported_state(app):
+    say(app, "li", "汇报 T1 30% 方案通过")
+    reply = say(app, "li", "任务")
+    assert "机电工程系" in reply and "T1" in reply and "T2" in reply and "T3" not in reply
+    assert "进度 30%" in reply and "2026-12-31" in reply and "本月已报" in reply and "本月未报" in reply
+    assert say(app, "li", "我的任务") == reply == say(app, "li", "tasks")
+
+
+def test_traffic_lights(app, clock):
+    # T4 (信息工程系) was due 03-15 at 0 %: red. T3 unreported: yellow. After a report on plan: green.
+    reply = say(app, "admin", "状态 信息工程系")
+    assert "🔴 T4" in reply and "🟡 T3" in reply
+    say(app, "zhao", "汇报 T3 60% 大厅装修完成")
+    assert "🟢 T3" in say(app, "admin", "状态 信息工程系")
+    # Two months without a report: red even before the due date.
+    clock.set(at(2026, 5, 20, 10))
+    assert "🔴 T1" in say(app, "li", "任务")
+
+
+def test_problem_list_commands(app):
+    reply = say(app, "li", "问题 实训室消防通道堆放杂物")
+    assert "P1" in reply
+    assert "整改中" in say(app, "li", "整改 P1 已清理一半")
+    assert "负责人或管理员" in say(app, "li", "销号 P1")
+    assert rows(app, Problem)[0].status == "整改中"
+    assert "已销号" in say(app, "zhang", "销号 p1")
+    assert "已销号，无需再操作" in say(app, "zhang", "销号 P1")
+    assert "不属于您所在单位" in say(app, "zhao", "整改 P1 不是我的")
+    assert n(app, ProblemProgress) == 1
+    assert "格式不完整" in say(app, "li", "问题")
+
+
+def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
+    reply = say(app, "admin", "督办 机电工程系 2026-03-28 报送实训基地建设进度")
+    assert "D1" in reply and "已推送到单位群" in reply
+    (item,) = rows(app, SupervisionItem)
+    (push,) = rows(app, Outbox)
+    assert (push.channel, push.target, push.msgtype) == ("appchat", "chat-jd", "markdown")
+    content = json.loads(push.payload)["content"]
+    assert "D1" in content and "报送实训基地建设进度" in content and "@张三" in content
+    assert "按时" in say(app, "li", "反馈 D1 已报送")
+    clock.set(at(2026, 3, 29, 9))
+    assert "逾期" in say(app, "zhang", "反馈 D1 补充材料")
+    assert "不是下发给您所在单位" in say(app, "zhao", "反馈 D1 我来答")
+    assert n(app, Feedback) == 2
+
+
+def test_supervision_to_a_robot_group_mentions_with_userid_markup(app):
+    say(app, "admin", "督办 信息工程系 2026-03-28 报送中期自评报告")
+    (push,) = rows(app, Outbox)
+    assert push.channel == "webhook" and "<@wang>" in json.loads(push.payload)["content"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("督办 不存在的单位 2026-03-28 内容", "没有找到单位"),
+    ("督办 机电工程系 2026-02-30 内容", "日期“2026-02-30”无效"),
+    ("督办 机电工程系 2026-03-01 内容", "已经过去"),
+    ("督办 机电工程系", "格式不完整"),
+])
+def test_wrong_supervision_forms_store_and_push_nothing(app, text, expected):
+    assert expected in say(app, "admin", text)
+    assert n(app, SupervisionItem) == 0 and n(app, Outbox) == 0
+
+
+@pytest.mark.parametrize("text", ["状态", "未报", "排名", "督办 机电工程系 2026-03-28 x", "提醒", "导出",
+                                  "新增任务 机电工程系 敢为争先 x 责任人=li 期限=2026-10-01"])
+def test_admin_commands_refuse_others_politely_and_do_nothing(app, text):
+    reply = say(app, "zhang", text)
+    assert "仅限管理员" in reply
+    assert n(app, Outbox) == 0 and n(app, SupervisionItem) == 0 and n(app, Task) == 5
+
+
+def test_help_lists_what_each_role_may_use_with_examples(app):
+    member_help = say(app, "li", "帮助")
+    admin_help = say(app, "admin", "help")
+    assert "汇报 T12 60%" in member_help and "督办 <单位>" not in member_help and "导出" not in member_help
+    assert "督办 机电工程系" in admin_help and "导出" in admin_help
+
+
+def test_unknown_command_shows_the_right_form(app):
+    reply = say(app, "li", "你好")
+    assert "没有看懂" in reply and "帮助" in reply
+
+
+def test_status_unreported_and_ranking_for_admins(app):
+    say(app, "li", "汇报 T1 30% a")
+    status = say(app, "admin", "状态")
+    assert "1/5" in status and "机电工程系 1/2" in status
+    unrep = say(app, "admin", "未报")
+    assert "信息工程系" in unrep and "T3、T4" in unrep and "赵六" in unrep and "机电工程系：1 项（T2）" in unrep
+    ranking = say(app, "admin", "排名 2026-03")
+    assert ranking.index("机电工程系") < ranking.index("信息工程系")
+    assert "月份“2026-13”无效" in say(app, "admin", "排名 2026-13")
+
+
+def test_remind_pushes_prompts_now(app):
+    reply = say(app, "admin", "提醒")
+    assert "3 个单位" in reply  # the office has no tasks and nothing due
+    targets = {(r.channel, r.target) for r in rows(app, Outbox)}
+    assert targets == {("appchat", "chat-jd"), ("webhook", "key-xx"), ("appchat", "chat-lib")}
+    one = say(app, "admin", "提醒 图书馆")
+    assert "1 个单位" in one
+
+
+def test_export_is_sent_back_as_a_file_message(app):
+    reply = say(app, "admin", "导出 2026-03")
+    assert "争先督办-2026-03.xlsx" in reply
+    (row,) = rows(app, Outbox)
+    assert (row.channel, row.target, row.msgtype) == ("app", "admin", "file")
+    assert json.loads(row.payload)["month"] == "2026-03"
+
+
+def test_add_task(app):
+    reply = say(app, "admin", "新增任务 机电工程系 敢为争先 建成智能制造实训中心二期 责任人=li 期限=2026-10-31")
+    assert "T6" in reply and "李四" in reply
+    task = rows(app, Task)[-1]
+    assert (task.code, task.line, task.owner_userid, str(task.due_date)) == ("T6", "敢为争先", "li", "2026-10-31")
+    assert "行动“摸鱼”无效" in say(app, "admin", "新增任务 机电工程系 摸鱼 x 责任人=li 期限=2026-10-31")
+    assert "不在人员名单" in say(app, "admin", "新增任务 机电工程系 敢为争先 x 责任人=nobody 期限=2026-10-31")
+    assert "格式不完整" in say(app, "admin", "新增任务 机电工程系 敢为争先 只有内容")
+    assert n(app, Task) == 6

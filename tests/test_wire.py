@@ -1,0 +1,161 @@
+"""The WeCom callback over real HTTP with messages encrypted as WeCom encrypts them."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlmodel import Session, func, select
+
+from bot.app import Application
+from bot.wire import build_asgi
+from conftest import ServerThread, make_config, seed
+from db.models import ProcessedMessage, Report
+from wecom_client import WeComSide, text_xml
+
+
+@pytest.fixture
+def bot(db_url, clock, fake):
+    application = Application(make_config(db_url, api_base=fake.base), clock=clock)
+    application.migrate()
+    seed(application)
+    with ServerThread(build_asgi(application)) as server:
+        yield application, WeComSide(server.base)
+    application.engine.dispose()
+
+
+def count(app, model) -> int:
+    with Session(app.engine) as s:
+        return s.exec(select(func.count()).select_from(model)).one()
+
+
+def test_url_verification_answers_the_bare_echostr_fast(bot):
+    _, wecom = bot
+    started = time.monotonic()
+    resp = wecom.verify_url("1616140317555161061")
+    assert resp.status_code == 200
+    assert resp.text == "1616140317555161061"  # no quotes, no newline
+    assert time.monotonic() - started < 1.0
+
+
+def test_url_verification_with_a_wrong_signature_is_refused(bot):
+    _, wecom = bot
+    good = wecom.verify_url()
+    assert good.status_code == 200
+    params = dict(good.request.url.params)
+    params["msg_signature"] = "0" * 40
+    assert wecom.http.get(wecom.url, params=params).status_code == 403
+
+
+def test_report_gets_an_encrypted_passive_reply_and_is_stored(bot):
+    app, wecom = bot
+    resp = wecom.send_text("li", "汇报 T1 60% 完成实训基地主体验收\n下月完成设备进场", "5001")
+    assert resp.status_code == 200
+    assert "<Encrypt>" in resp.text  # the reply itself is encrypted
+    reply = wecom.decrypt_reply(resp)
+    assert reply["ToUserName"] == "li"
+    assert "T1" in reply["Content"] and "60%" in reply["Content"]
+    assert "还有 1 项任务未汇报" in reply["Content"]  # T2 of 机电工程系 is still open
+    with Session(app.engine) as s:
+        rep = s.exec(select(Report)).one()
+    assert rep.percent == 60 and rep.text == "完成实训基地主体验收\n下月完成设备进场"
+
+
+def test_a_retried_msgid_is_handled_once_and_answered_identically(bot):
+    app, wecom = bot
+    first = wecom.say("li", "汇报 T1 60% 主体验收", msg_id="7001")
+    second = wecom.say("li", "汇报 T1 60% 主体验收", msg_id="7001")
+    assert first == second
+    assert count(app, Report) == 1
+    assert count(app, ProcessedMessage) == 1
+
+
+def test_parallel_retries_of_one_msgid_store_one_report(bot):
+    app, wecom = bot
+    body, params = wecom.encrypt(text_xml("li", "汇报 T1 70% 并发重试", "7002"))
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: wecom.post_raw(body, params), range(4)))
+    assert {r.status_code for r in replies} == {200}
+    assert len({wecom.decrypt_reply(r)["Content"] for r in replies}) == 1
+    assert count(app, Report) == 1
+
+
+def test_bad_signature_is_refused_with_no_side_effect(bot):
+    app, wecom = bot
+    body, params = wecom.encrypt(text_xml("li", "汇报 T1 60% x", "8001"))
+    params["msg_signature"] = "f" * 40
+    assert wecom.post_raw(body, params).status_code == 403
+    assert count(app, Report) == 0 and count(app, ProcessedMessage) == 0
+
+
+def test_undecryptable_and_malformed_bodies_are_refused(bot):
+    app, wecom = bot
+    from wechatpy.crypto import _get_signature
+
+    junk = "bm90IHJlYWxseSBlbmNyeXB0ZWQ="
+    ts, nonce = "1700000000", "abc"
+    sig = _get_signature(wecom.token, ts, nonce, junk)
+    resp = wecom.post_raw(f"<xml><Encrypt><![CDATA[{junk}]]></Encrypt></xml>",
+                          {"msg_signature": sig, "timestamp": ts, "nonce": nonce})
+    assert resp.status_code == 400
+    assert wecom.post_raw("this is not xml", {"msg_signature": sig, "timestamp": ts, "nonce": nonce}).status_code == 400
+    assert wecom.post_raw("<xml><Other>1</Other></xml>",
+                          {"msg_signature": sig, "timestamp": ts, "nonce": nonce}).status_code == 400
+    assert wecom.http.post(wecom.url, content="<xml/>").status_code == 400  # no signature parameters
+    assert count(app, ProcessedMessage) == 0
+    body, params = wecom.encrypt(text_xml("li", "任务", "not-a-number"))
+    assert wecom.post_raw(body, params).status_code == 400
+
+
+def test_an_xml_entity_bomb_is_refused_fast_and_the_server_keeps_serving(bot):
+    _, wecom = bot
+    bomb = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+            + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi"))
+            + ']><xml><Encrypt>&i;</Encrypt></xml>')
+    started = time.monotonic()
+    resp = wecom.post_raw(bomb, {"msg_signature": "x", "timestamp": "1", "nonce": "n"})
+    assert resp.status_code == 400
+    assert time.monotonic() - started < 1.0
+    assert "T1" in wecom.say("li", "任务")
+
+
+def test_an_oversized_body_is_refused(bot):
+    _, wecom = bot
+    resp = wecom.post_raw("<xml>" + "x" * 200_000 + "</xml>", {"msg_signature": "x", "timestamp": "1", "nonce": "n"})
+    assert resp.status_code == 413
+    assert "T1" in wecom.say("li", "任务")
+
+
+def test_unknown_user_is_told_to_ask_an_admin_and_nothing_is_stored(bot):
+    app, wecom = bot
+    reply = wecom.say("stranger", "汇报 T1 60% x", msg_id="9001")
+    assert "管理员" in reply and "stranger" in reply
+    assert count(app, ProcessedMessage) == 0 and count(app, Report) == 0
+
+
+def test_non_text_messages_get_a_hint_and_events_an_empty_answer(bot):
+    _, wecom = bot
+    image = text_xml("li", "", "9101").replace("<MsgType><![CDATA[text]]></MsgType>",
+                                               "<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://x]]></PicUrl>")
+    body, params = wecom.encrypt(image)
+    assert "文字" in wecom.decrypt_reply(wecom.post_raw(body, params))["Content"]
+    event = ("<xml><ToUserName><![CDATA[wwfakecorp]]></ToUserName><FromUserName><![CDATA[li]]></FromUserName>"
+             "<CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[enter_agent]]></Event>"
+             "<EventKey><![CDATA[]]></EventKey><AgentID>1000002</AgentID></xml>")
+    body, params = wecom.encrypt(event)
+    resp = wecom.post_raw(body, params)
+    assert resp.status_code == 200 and resp.text == ""
+
+
+def test_answers_stay_well_inside_five_seconds_under_concurrency(bot):
+    _, wecom = bot
+
+    def one(i):
+        started = time.monotonic()
+        reply = wecom.say("li" if i % 2 else "zhao", f"汇报 {'T1' if i % 2 else 'T3'} {i}% 第{i}次", msg_id=str(90000 + i))
+        return time.monotonic() - started, reply
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(48)))
+    assert all("已收到" in r for _, r in results)
+    assert max(t for t, _ in results) < 5.0
