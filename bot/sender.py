@@ -35,7 +35,6 @@ log = logging.getLogger("duban.sender")
 
 TOKEN_ERRORS = {40001, 40014, 42001}
 RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}
-LEASE = timedelta(seconds=60)
 
 
 class SendError(Exception):
@@ -240,7 +239,7 @@ class OutboxWorker:
                 result.deferred += 1
                 return False
         with session_scope(self.engine) as s:
-            if not queries.claim_outbox(s, row.id, now, LEASE):
+            if not queries.claim_outbox(s, row.id, now, timedelta(seconds=self.cfg.lease_seconds)):
                 return False
         attachment = None
         try:

@@ -29,9 +29,11 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            # Take the write lock at BEGIN so concurrent writers queue on busy_timeout
-            # instead of failing to upgrade a read lock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A write transaction (session_scope) takes the write lock at BEGIN, so concurrent
+            # writers queue on busy_timeout instead of failing to upgrade a read lock; reads
+            # stay deferred and, with WAL, never block a writer.
+            immediate = conn.get_execution_options().get("sqlite_immediate")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         # pysqlite's own transaction handling must be off for the BEGIN above to be ours.
         @event.listens_for(engine, "connect", insert=True)
@@ -56,8 +58,8 @@ def migrate(engine: Engine) -> None:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A transaction: committed when the block ends, rolled back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
+    """A write transaction: committed when the block ends, rolled back on any exception."""
+    with Session(engine.execution_options(sqlite_immediate=True), expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -8,7 +8,7 @@ Faults, consumed in order by matching requests:
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
     fake.fail("webhook/send", delay=3.0)          # a slow answer
     fake.expire_token()                           # the current token answers 42001 from now on
-    fake.hold_next(accept=True)                   # block the next send until release()
+    fake.freeze_after(10)                         # after 10 deliveries, hold every send until release()
 """
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class State:
     webhook_limit: int = 20
     dedupe: dict = field(default_factory=dict)  # (touser, content) -> time
     hold: dict | None = None
+    held_count: int = 0
 
 
 class FakeWeCom:
@@ -77,6 +78,7 @@ class FakeWeCom:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # clients killed on purpose
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     # ------------------------------------------------------------ control
@@ -102,14 +104,18 @@ class FakeWeCom:
         with self.lock:
             self.state.valid_tokens.clear()
 
-    def hold_next(self, accept: bool) -> None:
-        """Hold the next send request until release(). accept=True: WeCom has processed it
-        (recorded) before the answer is lost; accept=False: it is dropped unprocessed."""
+    def freeze_after(self, deliveries: int) -> None:
+        """Once `deliveries` messages have been delivered, stall: every later send is held until
+        release(). A held app message has been processed by WeCom (its answer is what is lost);
+        a held group message has not been processed (it is dropped when released)."""
         with self.lock:
-            self.state.hold = {"accept": accept}
+            self.state.hold = {"after": deliveries}
+            self.state.held_count = 0
         self._release.clear()
 
     def release(self) -> None:
+        with self.lock:
+            self.state.hold = None
         self._release.set()
 
     def deliveries(self, path: str | None = None) -> list[Delivery]:
@@ -201,14 +207,16 @@ class FakeWeCom:
                 self.state.webhook_times[target] = times
 
         with self.lock:
-            hold, self.state.hold = self.state.hold, None
-        if hold is not None:
-            if hold["accept"]:
+            hold = self.state.hold is not None and len(self.state.deliveries) >= self.state.hold["after"]
+            if hold:
+                self.state.held_count += 1
+        if hold:
+            accept = path == "message/send"
+            if accept:
                 self._record(path, target, body)
             self.held.set()
-            self._release.wait(30)
-            self.held.clear()
-            if not hold["accept"]:
+            self._release.wait(60)
+            if not accept:
                 return  # dropped unprocessed; the connection just closes
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok"})
         self._record(path, target, body)

@@ -1,0 +1,192 @@
+"""Outbound delivery through the fake WeCom API: retries, token refresh, limits, splitting, files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session, select
+
+from bot.app import Application
+from bot.cli import _worker
+from bot.reply import Push, Target
+from conftest import make_config, seed
+from db.models import Outbox
+
+
+@pytest.fixture
+def wired(db_url, clock, fake):
+    """An app pointed at the fake WeCom API, with its outbox worker (real clock for backoff)."""
+    from bot.clock import SystemClock
+
+    app = Application(make_config(db_url, api_base=fake.base), clock=SystemClock())
+    app.migrate()
+    seed(app)
+    worker = _worker(app)
+    yield app, worker, fake
+    worker.stop()
+    app.engine.dispose()
+
+
+def push(app, target: Target, template="supervision_push", key="k", **data):
+    from datetime import date
+
+    from db.models import SupervisionItem, Unit
+
+    with app.session() as s:
+        unit = s.exec(select(Unit).where(Unit.name == "机电工程系")).one()
+        item = SupervisionItem(code="D1", unit_id=unit.id, content=data.get("content", "报送进度"),
+                               deadline=date(2026, 3, 28), month="2026-03", created_by="admin",
+                               created_at=app.clock.now())
+        return app.enqueue_push(s, Push(target, template, {"item": item, "unit": unit, "mentions": []}), key)
+
+
+def outbox(app) -> list[Outbox]:
+    with Session(app.engine) as s:
+        return list(s.exec(select(Outbox).order_by(Outbox.id)))
+
+
+def test_app_appchat_and_robot_messages_are_delivered_once(wired):
+    app, worker, fake = wired
+    push(app, Target("app", "li"), key="a")
+    push(app, Target("appchat", "chat-jd"), key="b")
+    push(app, Target("webhook", "key-xx"), key="c")
+    worker.drain(10)
+    assert fake.counts_by_target() == {"user:li": 1, "chat:chat-jd": 1, "robot:key-xx": 1}
+    app_msg = fake.deliveries("message/send")[0].body
+    assert app_msg["agentid"] == 1000002 and app_msg["enable_duplicate_check"] == 1
+    assert "D1" in app_msg["text"]["content"]
+    assert fake.deliveries("appchat/send")[0].body["msgtype"] == "markdown"
+    assert {r.status for r in outbox(app)} == {"sent"}
+    worker.drain(1)
+    assert len(fake.deliveries()) == 3  # nothing is sent twice
+
+
+def test_enqueueing_the_same_key_twice_sends_once(wired):
+    app, worker, fake = wired
+    assert push(app, Target("appchat", "chat-jd"), key="same") == 1
+    assert push(app, Target("appchat", "chat-jd"), key="same") == 0
+    worker.drain(5)
+    assert len(fake.deliveries()) == 1
+
+
+def test_an_expired_token_is_refreshed_and_the_message_sent(wired):
+    app, worker, fake = wired
+    push(app, Target("app", "li"), key="a")
+    worker.drain(5)
+    fake.expire_token()
+    push(app, Target("app", "zhang"), key="b")
+    worker.drain(5)
+    assert fake.counts_by_target() == {"user:li": 1, "user:zhang": 1}
+    assert fake.state.token_requests == 2
+
+
+@pytest.mark.parametrize("fault", [dict(errcode=45009), dict(http=500), dict(http=502, times=3), dict(errcode=-1)])
+def test_rate_limits_server_errors_and_busy_answers_are_retried_with_backoff(wired, fault):
+    app, worker, fake = wired
+    fake.fail("appchat/send", **fault)
+    push(app, Target("appchat", "chat-jd"), key="a")
+    first = worker.run_once()
+    assert first.retried == 1 and not fake.deliveries()
+    row = outbox(app)[0]
+    assert row.status == "pending" and row.last_error and row.next_attempt_at > row.created_at
+    worker.drain(10)
+    assert fake.counts_by_target() == {"chat:chat-jd": 1}
+    assert outbox(app)[0].attempts == fault.get("times", 1) + 1
+
+
+def test_a_slow_answer_times_out_and_is_retried(wired):
+    app, worker, fake = wired
+    fake.fail("webhook/send", delay=1.5)  # the client gives up after 1 s
+    push(app, Target("webhook", "key-xx"), key="a")
+    result = worker.run_once()
+    assert result.retried == 1 and "Timeout" in outbox(app)[0].last_error
+    worker.drain(10)
+    assert outbox(app)[0].status == "sent"
+
+
+def test_a_permanent_error_fails_and_shows_in_the_outbox_listing(wired):
+    app, worker, fake = wired
+    fake.fail("message/send", errcode=40003)  # invalid userid
+    push(app, Target("app", "ghost"), key="a")
+    worker.drain(5)
+    (row,) = outbox(app)
+    assert row.status == "failed" and "40003" in row.last_error
+
+
+def test_robot_messages_keep_to_twenty_a_minute(db_url, fake):
+    from bot.clock import SystemClock
+
+    app = Application(make_config(db_url, api_base=fake.base, sender={"webhook_per_minute": 20}),
+                      clock=SystemClock())
+    app.migrate()
+    seed(app)
+    for i in range(25):
+        push(app, Target("webhook", "key-xx"), key=f"m{i}")
+    worker = _worker(app)
+    worker.run_once()
+    worker.run_once()
+    worker.stop()
+    assert len(fake.deliveries("webhook/send")) == 20
+    rows = outbox(app)
+    assert sum(r.status == "sent" for r in rows) == 20
+    waiting = [r for r in rows if r.status == "pending"]
+    assert len(waiting) == 5 and all(r.attempts == 0 for r in waiting)  # deferred, never tried
+    # order is kept: the first twenty went first
+    assert [r.key for r in rows if r.status == "sent"] == [f"m{i}" for i in range(20)]
+
+
+def test_long_markdown_is_split_at_line_breaks_within_4096_bytes(wired):
+    app, worker, fake = wired
+    lines = [f"第{i:03d}行 " + "进度说明" * 20 for i in range(120)]
+    content = "\n".join(lines)
+    added = push(app, Target("appchat", "chat-jd"), key="long", content=content)
+    assert added > 1
+    worker.drain(10)
+    parts = [d.body["markdown"]["content"] for d in fake.deliveries("appchat/send")]
+    assert len(parts) == added
+    assert all(len(p.encode()) <= 4096 for p in parts)
+    got = [line for p in parts for line in p.split("\n")]
+    assert got[2] == "事项：" + lines[0]  # the template's first content line
+    assert [line for line in got if line.startswith("第")] == lines[1:]  # every other line whole, in order
+
+
+def test_text_to_a_user_is_split_within_2048_bytes(wired):
+    app, worker, fake = wired
+    content = "\n".join(f"{i:03d} " + "汇报内容" * 30 for i in range(40))
+    push(app, Target("app", "li"), key="long", content=content)
+    worker.drain(10)
+    parts = [d.body["text"]["content"] for d in fake.deliveries("message/send")]
+    assert len(parts) > 1 and all(len(p.encode()) <= 2048 for p in parts)
+
+
+def test_export_file_is_generated_uploaded_and_sent(wired):
+    import io
+
+    from openpyxl import load_workbook
+
+    app, worker, fake = wired
+    reply = app.handle_message("admin", "导出 2026-03", "42").reply
+    assert "争先督办-2026-03.xlsx" in reply
+    worker.drain(10)
+    (sent,) = fake.deliveries("message/send")
+    assert sent.body["msgtype"] == "file" and sent.body["touser"] == "admin"
+    filename, data = fake.state.uploads[sent.body["file"]["media_id"]]
+    assert filename == "争先督办-2026-03.xlsx"
+    wb = load_workbook(io.BytesIO(data))
+    assert wb.sheetnames[:2] == ["2026-03排名", "任务进度"]
+    units = [row[1] for row in wb["2026-03排名"].iter_rows(min_row=2, values_only=True)]
+    assert sorted(units) == ["信息工程系", "党政办公室", "图书馆", "机电工程系"]
+
+
+def test_console_mode_prints_pushes_and_keeps_them_in_the_outbox(db_url, clock, capsys):
+    app = Application(make_config(db_url), clock=clock)
+    app.migrate()
+    seed(app)
+    app.handle_message("admin", "督办 图书馆 2026-03-28 延长开放时间方案", "1")
+    worker = _worker(app)
+    worker.drain(5)
+    worker.stop()
+    out = capsys.readouterr().out
+    assert "[推送 → appchat:chat-lib]" in out and "延长开放时间方案" in out
+    assert [r.status for r in outbox(app)] == ["sent"]
+    assert json.loads(outbox(app)[0].payload)["content"] in out
