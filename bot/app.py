@@ -137,7 +137,7 @@ class Application:
         if push.file is not None:
             return int(queries.enqueue(s, key, target.channel, target.id, "file", push.file, now, push.filename))
         content = self.renderer.render(push.template, channel=target.channel, **push.data)
-        msgtype = "text" if target.channel == "app" else "markdown"
+        msgtype = "markdown" if push.markdown else "text"
         limit = TEXT_LIMIT if msgtype == "text" else MARKDOWN_LIMIT
         chunks = split_message(content, limit)
         added = 0

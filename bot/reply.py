@@ -21,6 +21,7 @@ class Push:
     template: str
     data: dict = field(default_factory=dict)
     mentions: list[str] = field(default_factory=list)  # userids to @
+    markdown: bool = True  # False: plain text (2048-byte parts instead of 4096)
     file: dict | None = None  # a file message: how to generate it at send time (see bot/export.py)
     filename: str = ""
     key: str = ""  # idempotency suffix; the caller's prefix makes it unique

@@ -126,7 +126,7 @@ class Outbox(SQLModel, table=True):
     filename: str = Field(default="", max_length=255)
     status: str = Field(default="pending", max_length=8, index=True)  # pending|sending|sent|failed
     attempts: int = 0
-    next_attempt_at: datetime = Field(index=True)
+    next_attempt_at: datetime | None = Field(default=None, index=True)  # None: due at once
     lease_until: datetime | None = None
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     created_at: datetime

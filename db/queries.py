@@ -275,7 +275,6 @@ def enqueue(
             msgtype=msgtype,
             payload=json.dumps(payload, ensure_ascii=False),
             filename=filename,
-            next_attempt_at=now,
             created_at=now,
         )
     )
@@ -283,13 +282,17 @@ def enqueue(
     return True
 
 
+def _due(now: datetime):
+    """Pending and due, or claimed by a sender whose lease ran out (it crashed or hung)."""
+    return ((Outbox.status == "pending") & (col(Outbox.next_attempt_at).is_(None) | (Outbox.next_attempt_at <= now))) | (
+        (Outbox.status == "sending") & (Outbox.lease_until < now)
+    )
+
+
 def due_outbox_ids(s: Session, now: datetime, limit: int) -> list[int]:
     q = (
         select(Outbox.id)
-        .where(
-            ((Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
-            | ((Outbox.status == "sending") & (Outbox.lease_until < now))
-        )
+        .where(_due(now))
         .order_by(Outbox.id)
         .limit(limit)
     )
@@ -300,11 +303,7 @@ def claim_outbox(s: Session, outbox_id: int, now: datetime, lease: timedelta) ->
     """Atomically take one due message; False if another sender has it."""
     stmt = (
         update(Outbox)
-        .where(
-            Outbox.id == outbox_id,
-            ((Outbox.status == "pending") & (Outbox.next_attempt_at <= now))
-            | ((Outbox.status == "sending") & (Outbox.lease_until < now)),
-        )
+        .where(Outbox.id == outbox_id, _due(now))
         .values(status="sending", lease_until=now + lease, attempts=Outbox.attempts + 1)
     )
     return s.exec(stmt).rowcount == 1  # type: ignore[call-overload]

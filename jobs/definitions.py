@@ -74,7 +74,7 @@ def escalation(s: Session, config: Config, base: datetime, now: datetime) -> lis
     if not late:
         return []
     pushes = [Push(Target("app", a.userid), "escalation_admin", {"dues": late, "month": month},
-                   key=f"admin:{a.userid}") for a in queries.admins(s)]
+                   key=f"admin:{a.userid}", markdown=False) for a in queries.admins(s)]
     for due in late:
         push = digest.unit_prompt(s, config, due, month, firm=True)
         if push is not None:

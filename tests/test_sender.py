@@ -27,7 +27,7 @@ def wired(db_url, clock, fake):
     app.engine.dispose()
 
 
-def push(app, target: Target, template="supervision_push", key="k", **data):
+def push(app, target: Target, template="supervision_push", key="k", markdown=True, **data):
     from datetime import date
 
     from db.models import SupervisionItem, Unit
@@ -37,7 +37,8 @@ def push(app, target: Target, template="supervision_push", key="k", **data):
         item = SupervisionItem(code="D1", unit_id=unit.id, content=data.get("content", "报送进度"),
                                deadline=date(2026, 3, 28), month="2026-03", created_by="admin",
                                created_at=app.clock.now())
-        return app.enqueue_push(s, Push(target, template, {"item": item, "unit": unit, "mentions": []}), key)
+        return app.enqueue_push(s, Push(target, template, {"item": item, "unit": unit, "mentions": []},
+                                        markdown=markdown), key)
 
 
 def outbox(app) -> list[Outbox]:
@@ -47,7 +48,7 @@ def outbox(app) -> list[Outbox]:
 
 def test_app_appchat_and_robot_messages_are_delivered_once(wired):
     app, worker, fake = wired
-    push(app, Target("app", "li"), key="a")
+    push(app, Target("app", "li"), key="a", markdown=False)
     push(app, Target("appchat", "chat-jd"), key="b")
     push(app, Target("webhook", "key-xx"), key="c")
     worker.drain(10)
@@ -153,7 +154,7 @@ def test_long_markdown_is_split_at_line_breaks_within_4096_bytes(wired):
 def test_text_to_a_user_is_split_within_2048_bytes(wired):
     app, worker, fake = wired
     content = "\n".join(f"{i:03d} " + "汇报内容" * 30 for i in range(40))
-    push(app, Target("app", "li"), key="long", content=content)
+    push(app, Target("app", "li"), key="long", content=content, markdown=False)
     worker.drain(10)
     parts = [d.body["text"]["content"] for d in fake.deliveries("message/send")]
     assert len(parts) > 1 and all(len(p.encode()) <= 2048 for p in parts)

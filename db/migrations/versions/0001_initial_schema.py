@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.Column('filename', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('next_attempt_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('lease_until', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),

@@ -1,0 +1,267 @@
+"""The supervision calendar: workday triggers, the six jobs, once per period, catch-up, CLI."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import timedelta
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from sqlmodel import Session, func, select
+
+from bot.app import Application
+from bot.clock import FixedClock
+from conftest import TZ, at, make_config, seed
+from db.models import JobRun, Outbox, Report, Task, Unit
+from jobs import JobQueue
+from jobs import calendar as workcal
+from jobs.calendar import WorkdayCronTrigger
+
+
+def trigger(cron: str, workdays_only: bool = True) -> WorkdayCronTrigger:
+    return WorkdayCronTrigger(CronTrigger.from_crontab(cron, timezone=TZ), workdays_only)
+
+
+@pytest.mark.parametrize("cron, now, expected", [
+    ("0 9 20,27 2 *", at(2026, 2, 1), at(2026, 2, 14, 9)),   # Feb 20 is Spring Festival: back to Sat 14 (调休 workday)
+    ("0 9 20 3-12 *", at(2026, 9, 1), at(2026, 9, 20, 9)),   # Sun 20 Sep is an adjusted workday: stays
+    ("0 9 20 3-12 *", at(2026, 12, 1), at(2026, 12, 18, 9)),  # Sun 20 Dec: Fri 18
+    ("0 17 25 3-12 *", at(2026, 9, 21), at(2026, 9, 24, 17)),  # Mid-autumn Fri 25 Sep: Thu 24
+    ("0 10 1 4-12,1 *", at(2026, 4, 2), at(2026, 4, 30, 10)),  # 1 May Labour Day: Thu 30 Apr
+    ("0 10 1 4-12,1 *", at(2026, 9, 2), at(2026, 9, 30, 10)),  # 1 Oct National Day: Wed 30 Sep
+])
+def test_fire_times_move_to_the_previous_workday(cron, now, expected):
+    assert trigger(cron).get_next_fire_time(None, now) == expected
+
+
+def test_workdays_only_off_keeps_the_cron_time():
+    assert trigger("0 9 20 3-12 *", False).get_next_fire_time(None, at(2026, 12, 1)) == at(2026, 12, 20, 9)
+
+
+def test_a_year_the_calendar_does_not_know_falls_back_to_weekends_with_one_warning(caplog):
+    workcal._warned.discard(2031)
+    with caplog.at_level(logging.WARNING, logger="duban.jobs"):
+        t = trigger("0 9 20 3-12 *")
+        assert t.get_next_fire_time(None, at(2031, 4, 1)) == at(2031, 4, 18, 9)  # Sun 20 Apr 2031 -> Fri 18
+        assert t.get_next_fire_time(None, at(2031, 5, 1)) == at(2031, 5, 20, 9)
+    warnings = [r for r in caplog.records if "2031" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+@pytest.fixture
+def q(app):
+    return JobQueue(app)
+
+
+def outbox(app, prefix: str = "") -> list[Outbox]:
+    with Session(app.engine) as s:
+        return [r for r in s.exec(select(Outbox).order_by(Outbox.id)) if r.key.startswith(prefix)]
+
+
+def content(row: Outbox) -> str:
+    return json.loads(row.payload)["content"]
+
+
+def report(app, userid: str, text: str, when):
+    app.clock.set(when)
+    return app.handle_message(userid, text, msg_id=f"{userid}-{when.isoformat()}-{text}").reply
+
+
+def test_monthly_prompt_lists_what_each_unit_owes_and_mentions_who(app, q):
+    report(app, "li", "汇报 T1 20% 方案", at(2026, 3, 10, 9))
+    app.handle_message("admin", "督办 机电工程系 2026-03-28 报送建设进度", "d1")
+    app.clock.set(at(2026, 3, 20, 9))
+    result = q.run("monthly_prompt", at(2026, 3, 20, 9))
+    assert result.status == "ran" and result.period == "2026-03"
+    rows = {r.target: content(r) for r in outbox(app, "job:monthly_prompt:2026-03")}
+    assert set(rows) == {"chat-jd", "key-xx", "chat-lib"}  # the office owes nothing
+    jd = rows["chat-jd"]
+    assert "T2" in jd and "T1" not in jd.split("待反馈")[0] and "D1" in jd and "@张三" in jd
+    xx = rows["key-xx"]
+    assert "T3" in xx and "T4" in xx and "已逾期" in xx
+    assert "<@zhao>" in xx and "<@wang>" in xx  # robot markdown mentions by userid
+
+
+def test_escalation_goes_to_admins_and_firmer_to_late_units_only(app, q):
+    for user, code in (("li", "T1"), ("zhang", "T2"), ("sun", "T5")):
+        report(app, user, f"汇报 {code} 30% 推进中", at(2026, 3, 24, 9))
+    app.clock.set(at(2026, 3, 25, 17))
+    q.run("escalation", at(2026, 3, 25, 17))
+    rows = outbox(app, "job:escalation:2026-03")
+    assert [(r.channel, r.target) for r in rows] == [("app", "admin"), ("webhook", "key-xx")]
+    assert "信息工程系" in content(rows[0]) and "赵六" in content(rows[0]) and "机电工程系" not in content(rows[0])
+    assert "立即汇报" in content(rows[1])
+
+
+def test_ranking_job_broadcasts_last_month_with_scores_tiers_and_trend(app, q):
+    app.config.broadcast.webhook_key = "key-all"
+    report(app, "li", "汇报 T1 30% a", at(2026, 3, 10, 9))
+    report(app, "zhang", "汇报 T2 40% b", at(2026, 3, 11, 9))
+    report(app, "zhao", "汇报 T3 50% c", at(2026, 3, 26, 9))  # after the deadline day
+    app.clock.set(at(2026, 4, 1, 10))
+    result = q.run("monthly_ranking", at(2026, 4, 1, 10))
+    assert result.period == "2026-03"
+    (row,) = outbox(app, "job:monthly_ranking")
+    assert (row.channel, row.target) == ("webhook", "key-all")
+    text = content(row)
+    assert "2026-03" in text
+    # 机电 100 (all on time, on plan); 信息 35 (T3 late, T4 overdue −5); 党政办公室 and 图书馆 20 each
+    # (supervision only), tied on rate and last report, so by name.
+    order = ["机电工程系", "信息工程系", "党政办公室", "图书馆"]
+    assert sorted(order, key=text.index) == order
+    assert "**100.0**" in text and "**35.0**" in text
+    assert "先进" in text and "滞后" in text and "新" in text
+    # April: the library overtakes and the trend shows it
+    report(app, "sun", "汇报 T5 40% d", at(2026, 4, 5, 9))
+    app.clock.set(at(2026, 5, 1, 10))
+    q.run("monthly_ranking", at(2026, 5, 1, 10))
+    april = content(outbox(app, "job:monthly_ranking:2026-04")[0])
+    assert "图书馆" in april.splitlines()[2] and "↑3" in april.splitlines()[2]
+
+
+def test_a_period_runs_once_however_often_it_is_started(app, q):
+    first = q.run("monthly_prompt", at(2026, 3, 20, 9))
+    second = JobQueue(app).run("monthly_prompt", at(2026, 3, 20, 11))
+    assert (first.status, second.status) == ("ran", "already")
+    assert len(outbox(app, "job:monthly_prompt")) == first.messages == 3
+
+
+def test_dry_run_prints_and_sends_and_records_nothing(app, q):
+    result = q.run("monthly_prompt", at(2026, 3, 20, 9), dry_run=True)
+    assert result.status == "dry-run" and len(result.rendered) == 3
+    assert any("T4" in text for _, text in result.rendered)
+    with Session(app.engine) as s:
+        assert s.exec(select(func.count()).select_from(Outbox)).one() == 0
+        assert s.exec(select(func.count()).select_from(JobRun)).one() == 0
+
+
+def test_a_missed_run_is_caught_up_within_the_grace_period_only(app):
+    app.clock.set(at(2026, 3, 20, 15))  # six hours after 09:00: caught up
+    ran = {r.job: r.period for r in JobQueue(app).catch_up()}
+    assert ran == {"monthly_prompt": "2026-03"}
+    assert JobQueue(app).catch_up() == []  # already done
+    app.clock.set(at(2026, 3, 26, 18))  # escalation was 25th 17:00: 25 h ago, beyond 24 h
+    assert JobQueue(app).catch_up() == []
+
+
+def test_a_disabled_job_is_neither_scheduled_nor_caught_up(db_url, clock):
+    app = Application(make_config(db_url, schedule={"jobs": {"monthly_prompt": {"enabled": False}}}), clock=clock)
+    app.migrate()
+    seed(app)
+    app.clock.set(at(2026, 3, 20, 15))
+    q = JobQueue(app)
+    assert q.catch_up() == []
+    rows = {name: (enabled, nxt) for name, enabled, nxt, _ in q.next_runs()}
+    assert rows["monthly_prompt"] == (False, None) and rows["escalation"][1] == at(2026, 3, 25, 17)
+
+
+def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
+    q = JobQueue(app)
+    q.start()
+    try:
+        jobs = {j.id: j for j in q.scheduler.get_jobs()}
+        assert set(jobs) == {"deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
+                             "annual_summary"}
+        assert jobs["monthly_prompt"].misfire_grace_time == 24 * 3600 and jobs["monthly_prompt"].coalesce
+    finally:
+        q.shutdown()
+    app.clock.set(at(2026, 4, 30, 10, 0, 3))  # the moved ranking fire time, a few seconds late
+    result = q.fire("monthly_ranking")
+    assert (result.status, result.period) == ("ran", "2026-04")
+
+
+def test_ranking_of_300_units_is_split_within_limits_and_loses_no_unit(app, q):
+    from datetime import date
+
+    with app.session() as s:
+        for i in range(300):
+            unit = Unit(name=f"第{i:03d}党支部", chat_id=f"c{i}")
+            s.add(unit)
+            s.flush()
+            s.add(Task(code=f"X{i}", unit_id=unit.id, line="深学争优", content="学习", start_date=date(2026, 3, 1),
+                       due_date=date(2026, 12, 31)))
+    app.config.broadcast.chat_id = "chat-all"
+    app.clock.set(at(2026, 4, 1, 10))
+    q.run("monthly_ranking", at(2026, 4, 1, 10))
+    rows = outbox(app, "job:monthly_ranking")
+    assert len(rows) > 1 and all(len(content(r).encode()) <= 4096 for r in rows)
+    lines = [line for r in rows for line in content(r).splitlines()]
+    for i in range(300):
+        assert sum(f"第{i:03d}党支部" in line for line in lines) == 1
+    ranks = [int(line.split(".")[0]) for line in lines if line[:1].isdigit()]
+    assert ranks == list(range(1, 305))
+
+
+def test_deploy_check_names_the_empty_lists(app, q):
+    app.clock.set(at(2026, 2, 14, 9))
+    q.run("deploy_check", at(2026, 2, 20, 9))
+    texts = {r.target: content(r) for r in outbox(app, "job:deploy_check:2026-02-20")}
+    assert "问题清单" in texts["chat-jd"] and "任务清单" not in texts["chat-jd"]
+    assert "任务清单" in texts["key-office"] and "责任清单" in texts["key-office"]
+
+
+def test_midyear_review_and_annual_summary_with_the_workbook(app, q, fake):
+    import io
+
+    from openpyxl import load_workbook
+
+    from bot.cli import _worker
+    from bot.clock import SystemClock
+
+    app.config.broadcast.chat_id = "chat-all"
+    for month in range(3, 13):
+        report(app, "li", f"汇报 T1 {month * 8}% 第{month}月", at(2026, month, 10, 9))
+    app.clock.set(at(2026, 6, 30, 16))
+    q.run("midyear_review", at(2026, 6, 30, 16))
+    mid = outbox(app, "job:midyear_review:2026-H1")
+    assert {(r.channel, r.target) for r in mid} == {("appchat", "chat-all"), ("app", "admin")}
+    text = content(mid[0])
+    for line in ("深学争优", "敢为争先", "实干争效", "机电工程系", "3月、4月、5月、6月"):
+        assert line in text
+
+    app.clock.set(at(2026, 12, 31, 16))
+    q.run("annual_summary", at(2026, 12, 31, 16))
+    rows = outbox(app, "job:annual_summary:2026")
+    assert {(r.channel, r.target, r.msgtype) for r in rows} == {
+        ("appchat", "chat-all", "markdown"), ("app", "admin", "markdown"), ("app", "admin", "file")}
+    # deliver through the fake WeCom and open the workbook the admin received
+    app.config.wecom.__dict__.update(corp_id="wwfakecorp", secret="fakesecret", api_base=fake.base,
+                                     timeout_seconds=2.0)
+    app.clock = SystemClock()
+    worker = _worker(app)
+    worker.drain(10)
+    worker.stop()
+    assert {r.status for r in outbox(app)} == {"sent"}, [(r.key, r.last_error) for r in outbox(app)]
+    (file_msg,) = [d for d in fake.deliveries("message/send") if d.body["msgtype"] == "file"]
+    name, data = fake.state.uploads[file_msg.body["file"]["media_id"]]
+    assert name == "争先督办-2026年度考核.xlsx"
+    wb = load_workbook(io.BytesIO(data))
+    assert wb.sheetnames == ["2026年度考核"] + [f"{m}月" for m in range(3, 13)]
+    table = list(wb["2026年度考核"].iter_rows(min_row=2, values_only=True))
+    assert table[0][1] == "机电工程系" and len(table) == 4
+
+
+def test_two_replicas_on_one_postgres_run_a_period_once(pg_url):
+    apps = []
+    for _ in range(2):
+        app = Application(make_config(pg_url), clock=FixedClock(at(2026, 3, 20, 9)))
+        app.migrate()
+        apps.append(app)
+    seed(apps[0])
+    barrier = threading.Barrier(4)
+    results = []
+
+    def replica(app):
+        barrier.wait()
+        results.append(JobQueue(app).run("monthly_prompt", at(2026, 3, 20, 9)).status)
+
+    threads = [threading.Thread(target=replica, args=(apps[i % 2],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["already", "already", "already", "ran"]
+    assert len(outbox(apps[0], "job:monthly_prompt")) == 3
+    for app in apps:
+        app.engine.dispose()

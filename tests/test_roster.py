@@ -1,0 +1,156 @@
+"""Roster workbook: template, all-or-nothing import with row-numbered errors, re-import updates."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+from openpyxl import Workbook, load_workbook
+from sqlmodel import Session, func, select
+
+from bot.app import Application
+from bot.roster import SHEETS, RosterFileError, import_roster, write_template
+from conftest import ROOT, make_config
+from db.models import Member, Problem, Task, Unit
+
+
+@pytest.fixture
+def empty_app(db_url, clock):
+    app = Application(make_config(db_url), clock=clock)
+    app.migrate()
+    yield app
+    app.engine.dispose()
+
+
+def workbook(path, **sheets):
+    wb = Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        ws.append(SHEETS[name])
+        for row in rows:
+            ws.append(row)
+    wb.save(path)
+    return path
+
+
+GOOD = dict(
+    单位=[["机电工程系", "系（部、院）", "zhang", "chat-jd", ""], ["信息工程系", "系（部、院）", "wang", "", "key-xx"]],
+    人员=[["zhang", "张三", "机电工程系", "负责人"], ["wang", "王五", "信息工程系", "负责人"],
+         ["li", "李四", "机电工程系", ""]],
+    任务清单=[["T1", "机电工程系", "敢为争先", "建成实训中心", "李副校长", "li", "2026-03-01", datetime(2026, 12, 31)],
+           ["t2", "信息工程系", "实干争效", "上线服务大厅", "", "wang", "2026/3/1", "2026-06-30"]],
+    问题清单=[["P1", "机电工程系", "消防通道堆放杂物", "一周内清理", "li", "2026-03-15"]],
+)
+
+
+def counts(app):
+    with Session(app.engine) as s:
+        return tuple(s.exec(select(func.count()).select_from(m)).one() for m in (Unit, Member, Task, Problem))
+
+
+def run_import(app, path):
+    with app.session() as s:
+        result = import_roster(s, path, app.clock.now())
+        if result.errors:
+            s.rollback()
+    return result
+
+
+def test_template_has_the_sheets_headers_and_one_example_each(tmp_path):
+    write_template(tmp_path / "r.xlsx")
+    wb = load_workbook(tmp_path / "r.xlsx")
+    assert wb.sheetnames == ["单位", "人员", "任务清单", "问题清单"]
+    for name, header in SHEETS.items():
+        rows = list(wb[name].iter_rows(values_only=True))
+        assert list(rows[0]) == header and len(rows) == 2
+
+
+def test_the_template_itself_imports(empty_app, tmp_path):
+    write_template(tmp_path / "r.xlsx")
+    assert not run_import(empty_app, tmp_path / "r.xlsx").errors
+    assert counts(empty_app) == (1, 1, 1, 1)
+
+
+def test_a_good_workbook_imports_everything(empty_app, tmp_path):
+    result = run_import(empty_app, workbook(tmp_path / "r.xlsx", **GOOD))
+    assert not result.errors
+    assert counts(empty_app) == (2, 3, 2, 1)
+    with Session(empty_app.engine) as s:
+        t2 = s.exec(select(Task).where(Task.code == "T2")).one()
+        li = s.get(Member, "li")
+        jd = s.exec(select(Unit).where(Unit.name == "机电工程系")).one()
+    assert str(t2.start_date) == "2026-03-01" and li.role == "成员" and jd.leader_userid == "zhang"
+
+
+def test_reimport_updates_rows_by_key_instead_of_duplicating(empty_app, tmp_path):
+    run_import(empty_app, workbook(tmp_path / "a.xlsx", **GOOD))
+    changed = {**GOOD, "任务清单": [["T1", "机电工程系", "敢为争先", "建成实训中心（二期）", "", "zhang", "2026-03-01",
+                                   "2026-11-30"]]}
+    result = run_import(empty_app, workbook(tmp_path / "b.xlsx", **changed))
+    assert result.counts["任务清单"] == (0, 1) and result.counts["单位"] == (0, 2)
+    assert counts(empty_app) == (2, 3, 2, 1)
+    with Session(empty_app.engine) as s:
+        t1 = s.exec(select(Task).where(Task.code == "T1")).one()
+    assert (t1.content, t1.owner_userid, str(t1.due_date)) == ("建成实训中心（二期）", "zhang", "2026-11-30")
+
+
+def test_bad_rows_are_reported_by_sheet_and_row_and_nothing_is_stored(empty_app, tmp_path):
+    bad = dict(
+        单位=GOOD["单位"] + [["图书馆", "馆", "", "", ""]],
+        人员=GOOD["人员"] + [["zhou", "周八", "不存在系", "成员"], ["wu", "吴九", "机电工程系", "校长"]],
+        任务清单=GOOD["任务清单"] + [["T3", "机电工程系", "摸鱼", "x", "", "li", "2026-03-01", "2026-04-01"],
+                               ["T4", "机电工程系", "敢为争先", "x", "", "nobody", "2026-03-01", "2026-04-01"],
+                               ["T5", "机电工程系", "敢为争先", "x", "", "li", "2026-13-01", "2026-04-01"],
+                               ["T1", "机电工程系", "敢为争先", "重复", "", "li", "2026-03-01", "2026-04-01"],
+                               ["T6", "机电工程系", "敢为争先", "x", "", "li", "2026-05-01", "2026-04-01"]],
+        问题清单=[["P1", "机电工程系", "", "x", "", ""]],
+    )
+    result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
+    where = [(e.sheet, e.row, e.code) for e in result.errors]
+    assert where == [
+        ("单位", 4, "no_target"),
+        ("人员", 5, "unknown_unit"), ("人员", 6, "bad_role"),
+        ("任务清单", 4, "bad_line"), ("任务清单", 5, "unknown_person"), ("任务清单", 6, "bad_date"),
+        ("任务清单", 7, "duplicate"), ("任务清单", 8, "due_before_start"),
+        ("问题清单", 2, "required"),
+    ]
+    assert counts(empty_app) == (0, 0, 0, 0)
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert "【任务清单】第4行：行动“摸鱼”无效" in text and "未写入任何数据" in text
+    assert "【任务清单】第7行：编号“T1”与第2行重复" in text
+
+
+def test_a_missing_column_is_reported(empty_app, tmp_path):
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "人员"
+    ws.append(["账号", "姓名"])
+    ws.append(["li", "李四"])
+    wb.save(tmp_path / "m.xlsx")
+    result = run_import(empty_app, tmp_path / "m.xlsx")
+    assert [(e.sheet, e.row, e.code, e.data["columns"]) for e in result.errors] == [("人员", 1, "missing_columns", ["单位名称"])]
+
+
+def test_not_a_workbook_is_a_clear_error(empty_app, tmp_path):
+    (tmp_path / "x.xlsx").write_text("hello")
+    with pytest.raises(RosterFileError):
+        run_import(empty_app, tmp_path / "x.xlsx")
+
+
+def test_cli_template_and_import(tmp_path):
+    db = tmp_path / "cli.db"
+    (tmp_path / "config.toml").write_text(f'[database]\nurl = "sqlite:///{db}"\n')
+    env_cmd = [sys.executable, "-m", "bot.cli", "--config", str(tmp_path / "config.toml")]
+    run = lambda *a: subprocess.run([*env_cmd, *a], cwd=tmp_path, capture_output=True, text=True,  # noqa: E731
+                                    env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert run("template", str(tmp_path / "r.xlsx")).returncode == 0
+    ok = run("import", str(tmp_path / "r.xlsx"))
+    assert ok.returncode == 0 and "导入成功" in ok.stdout
+    workbook(tmp_path / "bad.xlsx", 单位=[["图书馆", "馆", "", "", ""]])
+    bad = run("import", str(tmp_path / "bad.xlsx"))
+    assert bad.returncode == 1 and "【单位】第2行" in bad.stderr
+    (tmp_path / "junk.xlsx").write_text("junk")
+    junk = run("import", str(tmp_path / "junk.xlsx"))
+    assert junk.returncode == 1 and "不是有效的 .xlsx" in junk.stderr
