@@ -173,7 +173,7 @@ class RankingConfig(_Section):
 
 class SenderConfig(_Section):
     concurrency: int = Field(default=8, ge=1, le=64)
-    max_attempts: int = Field(default=8, ge=1)
+    max_attempts: int = Field(default=30, ge=1)  # with the 300 s cap: about two hours of retrying
     webhook_per_minute: int = Field(default=20, ge=1)
     poll_seconds: float = Field(default=1.0, gt=0)
     backoff_seconds: float = Field(default=2.0, gt=0)

@@ -1,0 +1,141 @@
+"""The command line as a user runs it: config errors, serve on embedded defaults, jobs, export, outbox."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from openpyxl import load_workbook
+
+from conftest import ROOT, free_port
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV.pop("DUBAN_CONFIG", None)
+
+
+def duban(*args, cwd: Path, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env or ENV, timeout=timeout)
+
+
+@pytest.mark.parametrize("toml, line", [
+    ('[schedule]\ntimezone = "Mars/Olympus"\n', "config error: schedule.timezone: unknown time zone 'Mars/Olympus'"),
+    ('[wecom]\ncorp_id = "ww123"\n', "config error: wecom.secret: required when wecom.corp_id is set"),
+    ('[wecom]\nencoding_aes_key = "short"\n', "config error: wecom.encoding_aes_key: must be 43 characters"),
+    ('[schedule.jobs.monthly_prompt]\ncron = "0 9 32 * *"\n', "config error: schedule.jobs.monthly_prompt.cron:"),
+    ('[schedule.jobs.weekly]\ncron = "0 9 * * 1"\n', "config error: schedule.jobs: unknown job 'weekly'"),
+    ('[server]\nport = "eighty"\n', "config error: server.port:"),
+    ('[database]\nurl = "mysql://x"\n', "config error: database.url: must be a sqlite:/// or postgresql:// URL"),
+    ('[sever]\nport = 1\n', "config error: sever: unknown key"),
+    ('not toml at all = = =\n', "not valid TOML"),
+])
+def test_a_bad_config_stops_start_up_with_one_line_naming_the_key(tmp_path, toml, line):
+    (tmp_path / "config.toml").write_text(toml, encoding="utf-8")
+    result = duban("serve", cwd=tmp_path)
+    assert result.returncode == 2
+    assert line in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_config_path_from_option_and_environment(tmp_path):
+    (tmp_path / "bad.toml").write_text('[server]\nport = -1\n')
+    assert "server.port" in duban("jobs", "list", "--config", str(tmp_path / "bad.toml"), cwd=tmp_path).stderr
+    env = {**ENV, "DUBAN_CONFIG": str(tmp_path / "bad.toml")}
+    assert "server.port" in duban("jobs", "list", cwd=tmp_path, env=env).stderr
+    missing = duban("jobs", "list", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_secret_from_the_environment(tmp_path):
+    (tmp_path / "config.toml").write_text(
+        '[wecom]\ncorp_id = "ww1"\ntoken = "t"\nencoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"\n')
+    assert "wecom.secret" in duban("jobs", "list", cwd=tmp_path).stderr
+    ok = duban("jobs", "list", cwd=tmp_path, env={**ENV, "DUBAN_WECOM_SECRET": "s3cret"})
+    assert ok.returncode == 0 and "monthly_prompt" in ok.stdout
+
+
+def test_serve_runs_on_embedded_defaults_without_credentials(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("serve did not answer")
+        callback = httpx.get(f"http://127.0.0.1:{port}/wecom/callback", timeout=2)
+        assert callback.status_code == 503  # console mode: no callback without credentials
+        assert (tmp_path / "duban.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert "控制台模式" in err
+
+
+def test_chat_console_speaks_to_the_handlers_and_shows_pushes(tmp_path):
+    assert duban("template", "r.xlsx", cwd=tmp_path).returncode == 0
+    assert duban("import", "r.xlsx", cwd=tmp_path).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "chat", "--user", "zhangsan"], cwd=tmp_path,
+                            input="任务\n汇报 T1 30% 完成方案\\\n第二行\n问题 实训室漏水\n", capture_output=True,
+                            text=True, env=ENV, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "T1" in result.stdout and "已收到 T1 汇报：进度 30%" in result.stdout and "P2" in result.stdout
+
+
+def test_jobs_list_run_dry_run_export_and_outbox(tmp_path):
+    assert duban("template", "r.xlsx", cwd=tmp_path).returncode == 0
+    assert duban("import", "r.xlsx", cwd=tmp_path).returncode == 0
+    listing = duban("jobs", "list", cwd=tmp_path)
+    assert listing.returncode == 0
+    names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
+    assert names == ["deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
+                     "annual_summary"]
+    dry = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "[预览]" in dry.stdout and "T1" in dry.stdout
+    assert "发件箱：空" in duban("outbox", "--all", cwd=tmp_path).stdout
+    real = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", cwd=tmp_path)
+    assert real.returncode == 0 and "1 条消息进入发件箱" in real.stdout and "[推送 → appchat:" in real.stdout
+    again = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 10:00", cwd=tmp_path)
+    assert "已经运行过" in again.stdout
+    assert "已发送 1" in duban("outbox", "--all", cwd=tmp_path).stdout
+    bad = duban("jobs", "run", "weekly", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown job" in bad.stderr
+    exp = duban("export", "--month", "2026-03", "-o", "m.xlsx", cwd=tmp_path)
+    assert exp.returncode == 0
+    wb = load_workbook(tmp_path / "m.xlsx")
+    assert wb.sheetnames == ["2026-03排名", "任务进度", "汇报记录", "问题清单", "督办"]
+
+
+def test_jobs_run_that_cannot_deliver_exits_non_zero_and_keeps_the_message(tmp_path, fake):
+    for _ in range(20):
+        fake.fail("appchat/send", http=500)
+    (tmp_path / "config.toml").write_text(f"""
+[wecom]
+corp_id = "wwfakecorp"
+secret = "fakesecret"
+token = "t"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+api_base = "{fake.base}"
+timeout_seconds = 1.0
+[sender]
+backoff_seconds = 0.05
+backoff_max_seconds = 0.1
+max_attempts = 1000
+poll_seconds = 0.05
+""")
+    duban("template", "r.xlsx", cwd=tmp_path)
+    duban("import", "r.xlsx", cwd=tmp_path)
+    result = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", "--timeout", "2", cwd=tmp_path)
+    assert result.returncode == 1 and "未送达" in result.stderr
+    listing = duban("outbox", cwd=tmp_path).stdout
+    assert "[pending]" in listing and "HTTP 500" in listing
