@@ -23,9 +23,9 @@ def weights(config: Config) -> progress.Weights:
     return progress.Weights(r.weight_report, r.weight_progress, r.weight_supervision, r.overdue_penalty)
 
 
-def rank(s: Session, config: Config, month: Month, now: datetime) -> list[UnitScore]:
+def rank(s: Session, config: Config, month: Month, now: datetime, **kwargs) -> list[UnitScore]:
     return progress.ranking(
-        s, month, now, config.schedule.tz, config.schedule.report_deadline_day, weights(config)
+        s, month, now, config.schedule.tz, config.schedule.report_deadline_day, weights(config), **kwargs
     )
 
 
@@ -132,7 +132,13 @@ def campaign_months(year: int, until: datetime, tz, last: int = 12) -> list[Mont
 def year_ranking(s: Session, config: Config, year: int, now: datetime, last_month: int = 12):
     """Mean of the monthly scores over the campaign months so far; tiers as for a month."""
     months = campaign_months(year, now, config.schedule.tz, last_month)
-    monthly = {m: rank(s, config, m, now) for m in months}
+    units, tasks = queries.all_units(s), queries.all_tasks(s)
+    monthly: dict[Month, list[UnitScore]] = {}
+    previous = None
+    # One pass over the year's reports; each month's trend comes from the month before it.
+    for m, preloaded in progress.year_reports(s, months, now, config.schedule.tz):
+        previous = monthly[m] = rank(s, config, m, now, previous=previous, with_trend=previous is not None,
+                                     units=units, tasks=tasks, preloaded=preloaded)
     acc: dict[int, list] = {}
     for scores in monthly.values():
         for sc in scores:

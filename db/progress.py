@@ -27,11 +27,10 @@ class Weights:
     overdue_penalty: float = 5
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskSnapshot:
     task: Task
     percent: int
-    last_report_at: datetime | None
     reported_in_month: bool
     reported_on_time: bool
     planned: float
@@ -67,31 +66,39 @@ def snapshots(
     now: datetime,
     tz: ZoneInfo,
     deadline_day: int,
-    tasks: list[Task] | None = None,
+    tasks: list | None = None,
     unit_id: int | None = None,
+    preloaded: tuple[dict, dict] | None = None,
 ) -> list[TaskSnapshot]:
+    """The state of each task in `month` (as of its end, or now): progress, plan, light.
+
+    `preloaded` = (latest report per task, first day reported in the month per task), as
+    year_reports() yields them, saves the two queries when many months are computed."""
     cutoff = evaluation_moment(month, now, tz)
     on = (cutoff - timedelta(microseconds=1)).astimezone(tz).date()
     if tasks is None:
         tasks = queries.unit_tasks(s, unit_id) if unit_id is not None else queries.all_tasks(s)
-    latest = queries.latest_reports_before(s, cutoff, unit_id)
-    in_month = queries.month_report_stats(s, month, cutoff, unit_id)
-    two_months_ago = month.prev().start_utc(tz)
+    if preloaded is not None:
+        latest, first_day_reported = preloaded
+    else:
+        latest = queries.latest_reports_before(s, cutoff, unit_id)
+        first_day_reported = queries.month_report_days(s, month, cutoff, unit_id)
+    month_key, prev_key, last_day, prev_first = str(month), str(month.prev()), month.last_day, month.prev().first_day
     out = []
     for t in tasks:
         rep = latest.get(t.id)
         percent = rep.percent if rep else 0
-        stat = in_month.get(t.id)
-        done_before = rep is not None and rep.percent >= 100 and rep.month < str(month)
-        active = t.start_date <= month.last_day and not done_before
+        day = first_day_reported.get(t.id)
+        done_before = rep is not None and rep.percent >= 100 and rep.month < month_key
+        active = t.start_date <= last_day and not done_before
         planned = planned_percent(t, on)
         overdue = on > t.due_date and percent < 100
-        stale = (rep is None or rep.created_at < two_months_ago) and t.start_date < month.prev().first_day
+        stale = (rep is None or rep.month < prev_key) and t.start_date < prev_first  # no report this or last month
         if percent >= 100:
             light = GREEN
         elif overdue or stale:
             light = RED
-        elif stat is None or percent < planned:
+        elif day is None or percent < planned:
             light = YELLOW
         else:
             light = GREEN
@@ -99,9 +106,8 @@ def snapshots(
             TaskSnapshot(
                 task=t,
                 percent=percent,
-                last_report_at=rep.created_at if rep else None,
-                reported_in_month=stat is not None,
-                reported_on_time=stat is not None and stat[0] <= deadline_day,
+                reported_in_month=day is not None,
+                reported_on_time=day is not None and day <= deadline_day,
                 planned=planned,
                 overdue=overdue,
                 active=active,
@@ -141,7 +147,28 @@ class UnitScore:
         return "—"
 
 
-def _item_on_time(item: SupervisionItem, answered: datetime | None, cutoff: datetime, tz: ZoneInfo) -> bool | None:
+def year_reports(s: Session, months: list[Month], now: datetime, tz: ZoneInfo):
+    """For consecutive months, yield (month, (latest per task, first day per task)) from one query:
+    the same data snapshots() would load month by month. The `latest` dict is updated in place
+    as the months advance: use it before asking for the next month."""
+    if not months:
+        return
+    rows = queries.report_months(s, evaluation_moment(months[-1], now, tz))
+    latest: dict[int, queries.LatestReport] = {}
+    i = 0
+    for month in months:
+        key = str(month)
+        first_days: dict[int, int] = {}
+        while i < len(rows) and rows[i][1] <= key:
+            task_id, m, percent, first_day = rows[i]
+            latest[task_id] = queries.LatestReport(percent, m)
+            if m == key:
+                first_days[task_id] = first_day
+            i += 1
+        yield month, (latest, first_days)
+
+
+def _item_on_time(item, answered: datetime | None, cutoff: datetime, tz: ZoneInfo) -> bool | None:
     """True answered on time, False late or missed, None not due yet and not answered."""
     deadline_end = local_midnight_utc(item.deadline + timedelta(days=1), tz)
     if answered is not None and answered < cutoff:
@@ -157,9 +184,17 @@ def ranking(
     deadline_day: int,
     weights: Weights,
     with_trend: bool = True,
+    previous: list[UnitScore] | None = None,
+    units: list[Unit] | None = None,
+    tasks: list[Task] | None = None,
+    preloaded: tuple[dict, dict] | None = None,
 ) -> list[UnitScore]:
-    units = queries.all_units(s)
-    snaps = snapshots(s, month, now, tz, deadline_day)
+    """Score and rank every unit for `month`. The trend compares with `previous` (last month's
+    ranking) when given, else computes it when with_trend. `units`/`tasks` may be passed in by a
+    caller that ranks many months, so they are loaded once."""
+    units = units if units is not None else queries.all_units(s)
+    tasks = tasks if tasks is not None else queries.all_tasks(s)
+    snaps = snapshots(s, month, now, tz, deadline_day, tasks=tasks, preloaded=preloaded)
     by_unit: dict[int, list[TaskSnapshot]] = defaultdict(list)
     for sn in snaps:
         by_unit[sn.task.unit_id].append(sn)
@@ -217,9 +252,11 @@ def ranking(
             sc.tier = TIER_TOP
         else:
             sc.tier = TIER_OK
-    if with_trend:
-        prev = ranking(s, month.prev(), now, tz, deadline_day, weights, with_trend=False)
-        prev_rank = {p.unit.id: p.rank for p in prev if p.active_tasks}
+    if previous is None and with_trend:
+        previous = ranking(s, month.prev(), now, tz, deadline_day, weights, with_trend=False, units=units,
+                           tasks=tasks)
+    if previous is not None:
+        prev_rank = {p.unit.id: p.rank for p in previous if p.active_tasks}
         for sc in scores:
             sc.prev_rank = prev_rank.get(sc.unit.id)
     return scores

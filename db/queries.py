@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
@@ -73,8 +74,24 @@ def unit_tasks(s: Session, unit_id: int) -> list[Task]:
     return sorted(s.exec(select(Task).where(Task.unit_id == unit_id)), key=lambda t: code_key(t.code))
 
 
-def all_tasks(s: Session) -> list[Task]:
-    return list(s.exec(select(Task)))
+class TaskRow(NamedTuple):
+    """A task as plain data, for computations over every task (ORM objects cost 10x to build)."""
+
+    id: int
+    code: str
+    unit_id: int
+    line: str
+    content: str
+    milestone: str
+    leader_in_charge: str
+    owner_userid: str
+    start_date: date
+    due_date: date
+
+
+def all_tasks(s: Session) -> list[TaskRow]:
+    cols = [getattr(Task, f) for f in TaskRow._fields]
+    return [TaskRow(*row) for row in s.exec(select(*cols))]
 
 
 def get_task(s: Session, code: str) -> Task | None:
@@ -144,30 +161,66 @@ def add_report(
     return report
 
 
+def unreported_count(s: Session, unit_id: int, month: Month) -> int:
+    """How many of the unit's active tasks have no report in `month`: the same rule as
+    progress.snapshots (started by the month's end, not finished in an earlier month), in one query
+    for the reply to every 汇报."""
+    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
+    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == str(month)).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
+    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
+    q = select(func.count()).select_from(Task).where(
+        Task.unit_id == unit_id, Task.start_date <= month.last_day, ~reported, ~finished
+    )
+    return s.exec(q).one()
+
+
 def report_history(s: Session, task_id: int) -> list[Report]:
     return list(s.exec(select(Report).where(Report.task_id == task_id).order_by(Report.id)))
 
 
-def latest_reports_before(s: Session, cutoff: datetime, unit_id: int | None = None) -> dict[int, Report]:
-    """The newest report of every task made before `cutoff`."""
+class LatestReport(NamedTuple):
+    percent: int
+    month: str
+
+
+def latest_reports_before(s: Session, cutoff: datetime, unit_id: int | None = None) -> dict[int, LatestReport]:
+    """The newest report of every task made before `cutoff` (plain rows: this runs over every task)."""
     newest = select(func.max(Report.id)).where(Report.created_at < cutoff)
     if unit_id is not None:
         newest = newest.where(Report.unit_id == unit_id)
     newest = newest.group_by(Report.task_id)
-    rows = s.exec(select(Report).where(col(Report.id).in_(newest.scalar_subquery())))
-    return {r.task_id: r for r in rows}
+    rows = s.exec(
+        select(Report.task_id, Report.percent, Report.month).where(col(Report.id).in_(newest.scalar_subquery()))
+    )
+    return {tid: LatestReport(pct, month) for tid, pct, month in rows}
 
 
-def month_report_stats(
-    s: Session, month: Month, cutoff: datetime, unit_id: int | None = None
-) -> dict[int, tuple[int, datetime]]:
-    """task_id -> (earliest local day reported in the month, latest report time) before cutoff."""
-    q = select(Report.task_id, func.min(Report.local_day), func.max(Report.created_at)).where(
+def report_months(s: Session, cutoff: datetime) -> list[tuple[int, str, int, int]]:
+    """(task_id, month, percent of the task's last report that month, first local day reported that
+    month) for every task and month before cutoff, by month: one pass for a whole year's rankings."""
+    agg = (
+        select(func.max(Report.id).label("last_id"), func.min(Report.local_day).label("first_day"))
+        .where(Report.created_at < cutoff)
+        .group_by(Report.task_id, Report.month)
+        .subquery()
+    )
+    q = (
+        select(Report.task_id, Report.month, Report.percent, agg.c.first_day)
+        .join(agg, Report.id == agg.c.last_id)
+        .order_by(Report.month)
+    )
+    return list(s.exec(q).all())
+
+
+def month_report_days(s: Session, month: Month, cutoff: datetime, unit_id: int | None = None) -> dict[int, int]:
+    """task_id -> the earliest local day of the month it was reported on (reports before cutoff)."""
+    q = select(Report.task_id, func.min(Report.local_day)).where(
         Report.month == str(month), Report.created_at < cutoff
     )
     if unit_id is not None:
         q = q.where(Report.unit_id == unit_id)
-    return {tid: (day, at) for tid, day, at in s.exec(q.group_by(Report.task_id))}
+    return dict(s.exec(q.group_by(Report.task_id)).all())
 
 
 def unit_last_report_times(s: Session, month: Month, cutoff: datetime) -> dict[int, datetime]:
@@ -228,8 +281,18 @@ def open_items(s: Session, unit_id: int | None = None) -> list[SupervisionItem]:
     return sorted(s.exec(q), key=lambda i: code_key(i.code))
 
 
-def month_items(s: Session, month: Month) -> list[SupervisionItem]:
-    return list(s.exec(select(SupervisionItem).where(SupervisionItem.month == str(month))))
+class ItemRow(NamedTuple):
+    id: int
+    unit_id: int
+    deadline: date
+
+
+def month_items(s: Session, month: Month) -> list[ItemRow]:
+    """The month's supervision items as plain rows (id, unit_id, deadline), for scoring."""
+    q = select(SupervisionItem.id, SupervisionItem.unit_id, SupervisionItem.deadline).where(
+        SupervisionItem.month == str(month)
+    )
+    return [ItemRow(*row) for row in s.exec(q)]
 
 
 def items_between(s: Session, start: date, end: date) -> list[SupervisionItem]:

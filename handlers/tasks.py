@@ -34,13 +34,6 @@ def list_tasks(ctx: Context) -> Reply:
     )
 
 
-def _unreported_left(ctx: Context, month: Month) -> int:
-    snaps = progress.snapshots(
-        ctx.session, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=ctx.unit.id
-    )
-    return sum(1 for x in snaps if x.active and not x.reported_in_month)
-
-
 @router.command("汇报", "report")
 def report(ctx: Context) -> Reply:
     (code, pct_token), text = need_args("汇报", ctx.args, 2)
@@ -50,7 +43,8 @@ def report(ctx: Context) -> Reply:
     month = Month.parse(rep.month)
     return Reply(
         "report_ok",
-        {"task": task, "report": rep, "left": _unreported_left(ctx, month), "unit": ctx.unit},
+        {"task": task, "report": rep, "left": queries.unreported_count(ctx.session, ctx.unit.id, month),
+         "unit": ctx.unit},
     )
 
 

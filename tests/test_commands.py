@@ -213,3 +213,22 @@ def test_add_task(app):
     assert "不在人员名单" in say(app, "admin", "新增任务 机电工程系 敢为争先 x 责任人=nobody 期限=2026-10-31")
     assert "格式不完整" in say(app, "admin", "新增任务 机电工程系 敢为争先 只有内容")
     assert n(app, Task) == 6
+
+
+def test_the_unreported_count_in_replies_agrees_with_the_task_list(app, clock):
+    from bot.clock import Month
+    from db import progress, queries
+
+    # T2 finished in March (not active in April); T1 reported in April; a task starting in May.
+    clock.set(at(2026, 3, 12, 9))
+    say(app, "zhang", "汇报 T2 100% 学习全部完成")
+    say(app, "admin", "新增任务 机电工程系 实干争效 五月启动的任务 责任人=li 期限=2026-12-31 开始=2026-05-01")
+    clock.set(at(2026, 4, 8, 9))
+    assert "本月任务已全部汇报" in say(app, "li", "汇报 T1 40% 四月进展")
+    for month in (Month(2026, 3), Month(2026, 4), Month(2026, 5)):
+        clock.set(at(month.year, month.month, 28, 9))
+        with Session(app.engine) as s:
+            unit = queries.find_unit(s, "机电工程系")
+            snaps = progress.snapshots(s, month, clock.now(), app.tz, 25, unit_id=unit.id)
+            expected = sum(x.active and not x.reported_in_month for x in snaps)
+            assert queries.unreported_count(s, unit.id, month) == expected

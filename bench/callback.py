@@ -1,0 +1,201 @@
+"""Callback latency and throughput: concurrent clients on 127.0.0.1 post encrypted `汇报` messages
+to `duban serve` (SQLite, then PostgreSQL) and, in the same run, to a baseline server on the same
+HTTP stack that only verifies, decrypts and answers a fixed encrypted reply.
+
+    python bench/callback.py [--levels 1,16,64] [--requests 2000] [--db sqlite,postgres]
+
+Prints requests per second and p50/p99 latency per concurrency level, and duban ÷ baseline.
+Targets: p99 under 50 ms at 64 clients; at least half the baseline's throughput.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from wecom_client import AES_KEY, CORP_ID, TOKEN, WeComSide, text_xml  # noqa: E402
+
+UNITS = 200
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], port: int, cwd: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode())
+    raise RuntimeError("server did not start")
+
+
+def prepare_db(kind: str, work: Path) -> str:
+    from bot.app import Application
+    from bot.config import Config
+    from orggen import generate
+
+    if kind == "sqlite":
+        for p in work.glob("callback.db*"):
+            p.unlink()
+        url = f"sqlite:///{work / 'callback.db'}"
+    else:
+        from sqlalchemy import create_engine, text
+
+        base = os.environ.get("DUBAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        admin = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text('DROP DATABASE IF EXISTS "duban_bench_cb" WITH (FORCE)'))
+            c.execute(text('CREATE DATABASE "duban_bench_cb"'))
+        url = base.rsplit("/", 1)[0] + "/duban_bench_cb"
+    app = Application(Config.model_validate({"database": {"url": url}}))
+    app.migrate()
+    generate(app, UNITS)
+    app.engine.dispose()
+    return url
+
+
+def write_config(path: Path, url: str, port: int) -> None:
+    jobs = "".join(f"[schedule.jobs.{n}]\nenabled = false\n" for n in (
+        "deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review", "annual_summary"))
+    path.write_text(f"""[wecom]
+corp_id = "{CORP_ID}"
+secret = "unused"
+token = "{TOKEN}"
+encoding_aes_key = "{AES_KEY}"
+api_base = "http://127.0.0.1:9"
+[server]
+port = {port}
+[database]
+url = "{url}"
+{jobs}""", encoding="utf-8")
+
+
+def bodies(side: WeComSide, n: int, offset: int) -> list[tuple[str, dict]]:
+    """n encrypted `汇报` messages with distinct MsgIds, spread over units and tasks."""
+    out = []
+    for i in range(n):
+        k = offset + i
+        unit = k % UNITS
+        task = unit * 10 + (k // UNITS) % 10 + 1
+        user = f"u{unit}-{(task - 1) % 5}"
+        text = f"汇报 T{task} {k % 100}% 第{k}次压测汇报"
+        out.append(side.encrypt(text_xml(user, text, str(10_000_000 + k))))
+    return out
+
+
+def raw_request(port: int, path: str, body: str, params: dict) -> bytes:
+    """A pre-built HTTP/1.1 request, so the load generator spends its CPU on nothing but sockets."""
+    from urllib.parse import urlencode
+
+    data = body.encode()
+    return (f"POST {path}?{urlencode(params)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: text/xml\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: int):
+    """`concurrency` keep-alive connections, each sending its next request when the answer is in."""
+    requests = [raw_request(port, path, body, params) for body, params in work]
+    latencies: list[float] = []
+    errors = 0
+
+    async def connection(mine: list[bytes]):
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for req in mine:
+            t0 = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            payload = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            if not head.startswith(b"HTTP/1.1 200") or b"<Encrypt>" not in payload:
+                errors += 1
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(requests[i::concurrency]) for i in range(concurrency)))
+    return time.perf_counter() - started, latencies, errors
+
+
+def run_levels(name: str, port: int, levels: list[int], requests: int, offset: int) -> dict[int, tuple]:
+    side = WeComSide(f"http://127.0.0.1:{port}")
+    results = {}
+    for c in levels:
+        n = max(200, requests if c > 1 else requests // 4)
+        work = bodies(side, n, offset)
+        offset += n
+        asyncio.run(load(port, "/wecom/callback", work[:50], min(c, 50)))  # warm up
+        wall, lat, errors = asyncio.run(load(port, "/wecom/callback", work[50:], c))
+        lat.sort()
+        p50 = statistics.median(lat) * 1000
+        p99 = lat[int(len(lat) * 0.99) - 1] * 1000
+        results[c] = (len(lat) / wall, p50, p99, errors)
+        print(f"{name:<18} c={c:<3} {len(lat) / wall:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
+              f"   errors {errors}", flush=True)
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--levels", default="1,16,64")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--db", default="sqlite,postgres")
+    args = ap.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    work = ROOT / "bench" / "results"
+    work.mkdir(parents=True, exist_ok=True)
+
+    port = free_port()
+    base = start([sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(port)], port, work)
+    try:
+        baseline = run_levels("baseline", port, levels, args.requests, 0)
+    finally:
+        base.terminate()
+        base.wait()
+    for kind in args.db.split(","):
+        url = prepare_db(kind, work)
+        port = free_port()
+        write_config(work / f"callback-{kind}.toml", url, port)
+        serve = start([sys.executable, "-m", "bot.cli", "serve", "--config", str(work / f"callback-{kind}.toml")],
+                      port, work)
+        try:
+            duban = run_levels(f"duban ({kind})", port, levels, args.requests, 1_000_000)
+        finally:
+            serve.terminate()
+            serve.wait()
+        for c in levels:
+            rps, p50, p99, _ = duban[c]
+            ratio = rps / baseline[c][0]
+            verdict = ""
+            if c == max(levels):
+                verdict = f"   target p99 < 50 ms: {'OK' if p99 < 50 else 'MISSED'}; ratio ≥ 0.5: " \
+                          f"{'OK' if ratio >= 0.5 else 'MISSED'}"
+            print(f"duban ({kind}) ÷ baseline  c={c:<3} throughput ×{ratio:.2f}{verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Scale: time and peak memory of monthly_prompt, monthly_ranking and the annual export for one
+period, on generated organisations of 200 to 2,000 units (10 tasks each, a year of reports).
+
+    python bench/scale.py [--sizes 200,500,1000,2000] [--db sqlite|postgres]
+
+Each measurement runs in a fresh process on a prepared database; peak memory is that process's
+peak RSS growth during the job (ru_maxrss after minus RSS before). Targets: < 3 s and < 300 MB
+at 2,000 units, growing linearly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+JOBS = ("monthly_prompt", "monthly_ranking", "annual_export")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure(url: str, job: str) -> dict:
+    """Run in a child process: one job on a prepared database."""
+    from bot.app import Application
+    from bot.clock import FixedClock
+    from bot.config import Config
+    from bot.export import generate
+    from jobs import JobQueue
+    from conftest_free import at
+    from sqlmodel import Session
+
+    app = Application(Config.model_validate({"database": {"url": url}, "broadcast": {"chat_id": "all"}}),
+                      clock=FixedClock(at(2026, 12, 31, 16)))
+    q = JobQueue(app)
+    before = rss_mb()
+    t0 = time.perf_counter()
+    if job == "monthly_prompt":
+        app.clock.set(at(2026, 11, 20, 9))
+        result = q.run("monthly_prompt", at(2026, 11, 20, 9))
+        detail = f"{result.messages} messages queued"
+    elif job == "monthly_ranking":
+        app.clock.set(at(2026, 12, 1, 10))
+        result = q.run("monthly_ranking", at(2026, 12, 1, 10))
+        detail = f"{result.messages} messages queued"
+    else:
+        with Session(app.engine) as s:
+            data = generate(s, app.config, {"kind": "year", "year": 2026, "at": app.clock.now().isoformat()})
+        detail = f"{len(data) // 1024} KiB workbook"
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"job": job, "seconds": seconds, "peak_mb": peak - before, "detail": detail}
+
+
+def prepare(url: str, units: int) -> dict:
+    from bot.app import Application
+    from bot.config import Config
+    from orggen import generate as gen
+
+    app = Application(Config.model_validate({"database": {"url": url}}))
+    app.migrate()
+    t0 = time.perf_counter()
+    stats = gen(app, units)
+    stats["generate_s"] = time.perf_counter() - t0
+    app.engine.dispose()
+    return stats
+
+
+def fresh_db(kind: str, units: int, tmp: Path) -> tuple[str, callable]:
+    if kind == "sqlite":
+        path = tmp / f"scale-{units}.db"
+        for p in tmp.glob(f"scale-{units}.db*"):
+            p.unlink()
+        return f"sqlite:///{path}", lambda: None
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get("DUBAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"duban_bench_{units}"
+    admin = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return base.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="200,500,1000,2000")
+    ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgres"])
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(measure(*args.child)))
+        return
+    tmp = ROOT / "bench" / "results"
+    tmp.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for units in [int(x) for x in args.sizes.split(",")]:
+        url, drop = fresh_db(args.db, units, tmp)
+        stats = prepare(url, units)
+        print(f"# {args.db}: {stats['units']} units, {stats['tasks']} tasks, {stats['reports']} reports, "
+              f"{stats['items']} 督办 (generated in {stats['generate_s']:.1f} s)", flush=True)
+        for job in JOBS:
+            out = subprocess.run([sys.executable, __file__, "--child", url, job], capture_output=True, text=True,
+                                 check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append((units, r))
+            print(f"{units:>6} units  {job:<16} {r['seconds']:7.2f} s  {r['peak_mb']:7.1f} MB  ({r['detail']})",
+                  flush=True)
+        drop()
+    print("\n# growth from the smallest to the largest size (linear = same ratio as units)")
+    sizes = sorted({u for u, _ in rows})
+    lo, hi = sizes[0], sizes[-1]
+    for job in JOBS:
+        a = next(r for u, r in rows if u == lo and r["job"] == job)
+        b = next(r for u, r in rows if u == hi and r["job"] == job)
+        verdict = "OK" if b["seconds"] < 3 and b["peak_mb"] < 300 else "MISSED"
+        print(f"{job:<16} time x{b['seconds'] / a['seconds']:.1f} for units x{hi / lo:.0f}; "
+              f"at {hi}: {b['seconds']:.2f} s, {b['peak_mb']:.0f} MB (target < 3 s, < 300 MB: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
