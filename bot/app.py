@@ -94,13 +94,11 @@ class Application:
 
     def _handle_message(self, userid: str, text: str, msg_id: str) -> Outcome:
         now = self.clock.now()
-        if msg_id:
-            with Session(self.engine) as s:
-                seen = queries.processed_reply(s, msg_id)
-            if seen is not None:
-                return Outcome(seen, duplicate=True)
         try:
             with self.session() as s:
+                seen = queries.processed_reply(s, msg_id) if msg_id else None
+                if seen is not None:
+                    return Outcome(seen, duplicate=True)
                 member = queries.get_member(s, userid)
                 if member is None:
                     # Unknown people are told whom to ask; nothing about them is stored.

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -161,18 +161,24 @@ def add_report(
     return report
 
 
+def _unreported_statement():
+    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
+    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == bindparam("month")).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
+    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
+    return select(func.count()).select_from(Task).where(
+        Task.unit_id == bindparam("unit_id"), Task.start_date <= bindparam("last_day"), ~reported, ~finished
+    )
+
+
+_UNREPORTED = _unreported_statement()  # built once: this runs on every 汇报
+
+
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
     progress.snapshots (started by the month's end, not finished in an earlier month), in one query
     for the reply to every 汇报."""
-    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
-    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == str(month)).exists()
-    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
-    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
-    q = select(func.count()).select_from(Task).where(
-        Task.unit_id == unit_id, Task.start_date <= month.last_day, ~reported, ~finished
-    )
-    return s.exec(q).one()
+    return s.exec(_UNREPORTED, params={"unit_id": unit_id, "month": str(month), "last_day": month.last_day}).one()
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
