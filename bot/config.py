@@ -178,6 +178,7 @@ class SenderConfig(_Section):
     poll_seconds: float = Field(default=1.0, gt=0)
     backoff_seconds: float = Field(default=2.0, gt=0)
     backoff_max_seconds: float = Field(default=300.0, gt=0)
+    rate_limit_retry_seconds: float = Field(default=1.0, gt=0)  # after 45009
     lease_seconds: float = Field(default=60.0, gt=0)  # a claimed message not marked sent by then is retried
 
 

@@ -37,10 +37,14 @@ TOKEN_ERRORS = {40001, 40014, 42001}
 RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}
 
 
+RATE_LIMITED = {45009, 45033}
+
+
 class SendError(Exception):
-    def __init__(self, message: str, retryable: bool):
+    def __init__(self, message: str, retryable: bool, rate_limited: bool = False):
         super().__init__(message)
         self.retryable = retryable
+        self.rate_limited = rate_limited  # WeCom said "too many": try again soon, not exponentially later
 
 
 class Transport(Protocol):
@@ -95,7 +99,8 @@ class WeComTransport:
                 if code is None:
                     status = getattr(exc.response, "status_code", None)
                     raise SendError(f"HTTP {status}", retryable=True) from None
-                raise SendError(f"errcode {code}: {exc.errmsg}", retryable=code in RETRYABLE_ERRORS) from None
+                raise SendError(f"errcode {code}: {exc.errmsg}", retryable=code in RETRYABLE_ERRORS,
+                                rate_limited=code in RATE_LIMITED) from None
             except requests.RequestException as exc:
                 raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from None
         raise SendError("access token rejected twice", retryable=True)
@@ -114,7 +119,8 @@ class WeComTransport:
             raise SendError(f"HTTP {res.status_code}: not JSON", retryable=res.status_code >= 500) from None
         code = result.get("errcode", 0)
         if code != 0:
-            raise SendError(f"errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS)
+            raise SendError(f"errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS,
+                            rate_limited=code in RATE_LIMITED)
         return result
 
     def send(self, row: Outbox, attachment: bytes | None) -> None:
@@ -252,7 +258,7 @@ class OutboxWorker:
                 self.limiter.record(row.target)
             self.transport.send(row, attachment)
         except SendError as exc:
-            self._failed(row, str(exc), exc.retryable, result)
+            self._failed(row, str(exc), exc.retryable, result, exc.rate_limited)
             return False
         except Exception as exc:  # a bug or an unexpected answer: keep the message, retry later
             log.exception("sending outbox %s", row.id)
@@ -265,20 +271,28 @@ class OutboxWorker:
         result.sent += 1
         return True
 
-    def _failed(self, row: Outbox, error: str, retryable: bool, result: PassResult) -> None:
+    def _failed(self, row: Outbox, error: str, retryable: bool, result: PassResult,
+                rate_limited: bool = False) -> None:
         with session_scope(self.engine) as s:
             obj = s.get(Outbox, row.id)
             obj.last_error = error[:1000]
             obj.lease_until = None
+            if rate_limited:
+                # A rate limit is a window, not an outage: come back when it has moved on, and do
+                # not count it against max_attempts.
+                obj.attempts -= 1
             if retryable and obj.attempts < self.cfg.max_attempts:
                 obj.status = "pending"
-                obj.next_attempt_at = self.clock.now() + self.backoff(obj.attempts)
+                delay = timedelta(seconds=self.cfg.rate_limit_retry_seconds) if rate_limited \
+                    else self.backoff(obj.attempts)
+                obj.next_attempt_at = self.clock.now() + delay
                 result.retried += 1
             else:
                 obj.status = "failed"
                 result.failed += 1
             s.add(obj)
-        log.warning("outbox %s to %s:%s: %s", row.id, row.channel, row.target, error)
+        log.log(logging.INFO if rate_limited else logging.WARNING, "outbox %s to %s:%s: %s",
+                row.id, row.channel, row.target, error)
 
     def drain(self, timeout: float) -> PassResult:
         """Send until nothing is due or pending, or until `timeout` seconds pass (real time)."""

@@ -50,6 +50,9 @@ class State:
     faults: list = field(default_factory=list)
     webhook_times: dict = field(default_factory=dict)
     webhook_limit: int = 20
+    latency: float = 0.0  # seconds added to every send, like a real network round trip
+    rate_per_second: float = 0.0  # 0: no app-wide limit; else 45009 beyond this many sends a second
+    rate_times: list = field(default_factory=list)
     dedupe: dict = field(default_factory=dict)  # (touser, content) -> time
     hold: dict | None = None
     held_count: int = 0
@@ -66,6 +69,7 @@ class FakeWeCom:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else headers and body in two writes wait on delayed ACKs
 
             def log_message(self, *args):  # quiet
                 pass
@@ -158,6 +162,11 @@ class FakeWeCom:
         raw = h.rfile.read(length) if length else b""
         with self.lock:
             self.state.requests.append((path, query, raw))
+        if path == "/_fake/stats":  # for a fake run in its own process (bench/fanout.py)
+            with self.lock:
+                return self._reply(h, 200, {"deliveries": len(self.state.deliveries),
+                                            "targets": len({d.target for d in self.state.deliveries}),
+                                            "rejected": getattr(self.state, "rejected", 0)})
         if path == "gettoken":
             if query.get("corpid") != self.corp_id or query.get("corpsecret") != self.secret:
                 return self._reply(h, 200, {"errcode": 40001, "errmsg": "invalid credential"})
@@ -191,6 +200,19 @@ class FakeWeCom:
 
         if path not in SEND_PATHS:
             return self._reply(h, 404, {"errcode": 404, "errmsg": "no such api"})
+        if self.state.latency:
+            time.sleep(self.state.latency)
+        if self.state.rate_per_second and not path.startswith("webhook/"):
+            now = time.monotonic()
+            with self.lock:
+                times = [t for t in self.state.rate_times if now - t < 1.0]
+                limited = len(times) >= self.state.rate_per_second
+                if not limited:
+                    times.append(now)
+                self.state.rate_times = times
+            if limited:
+                self.state.rejected = getattr(self.state, "rejected", 0) + 1
+                return self._reply(h, 200, {"errcode": 45009, "errmsg": "api freq out of limit"})
         body = json.loads(raw or b"{}")
         target = {"message/send": lambda: "user:" + body.get("touser", ""),
                   "appchat/send": lambda: "chat:" + body.get("chatid", ""),
@@ -243,3 +265,12 @@ def _multipart_file(content_type: str, raw: bytes) -> tuple[str, bytes]:
             name = head.split(b"filename=")[1].split(b"\r\n")[0].strip(b'"').decode("utf-8", "replace")
             return name, data.removesuffix(b"\r\n")
     return "", b""
+
+
+if __name__ == "__main__":  # python tests/fake_wecom.py LATENCY RATE: serve until killed, print the base URL
+    import sys
+
+    fake = FakeWeCom()
+    fake.state.latency, fake.state.rate_per_second = float(sys.argv[1]), float(sys.argv[2])
+    print(fake.base, flush=True)
+    fake.server.serve_forever()
