@@ -4,7 +4,7 @@ period, on generated organisations of 200 to 2,000 units (10 tasks each, a year 
     python bench/scale.py [--sizes 200,500,1000,2000] [--db sqlite|postgres]
 
 Each measurement runs in a fresh process on a prepared database; peak memory is that process's
-peak RSS growth during the job (ru_maxrss after minus RSS before). Targets: < 3 s and < 300 MB
+peak RSS growth during the job (VmHWM after minus VmRSS before). Targets: < 3 s and < 300 MB
 at 2,000 units, growing linearly.
 """
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,9 +24,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 JOBS = ("monthly_prompt", "monthly_ranking", "annual_export")
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb(field: str = "VmRSS") -> float:
+    """Current (VmRSS) or peak (VmHWM) resident memory of this process. Not ru_maxrss: on Linux a
+    child started by subprocess inherits its parent's high-water mark there."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
 
 
 def measure(url: str, job: str) -> dict:
@@ -58,8 +62,7 @@ def measure(url: str, job: str) -> dict:
             data = generate(s, app.config, {"kind": "year", "year": 2026, "at": app.clock.now().isoformat()})
         detail = f"{len(data) // 1024} KiB workbook"
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"job": job, "seconds": seconds, "peak_mb": peak - before, "detail": detail}
+    return {"job": job, "seconds": seconds, "peak_mb": rss_mb("VmHWM") - before, "detail": detail}
 
 
 def prepare(url: str, units: int) -> dict:

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.render import Renderer
-from bot.reply import Push, Reply, Target, UserError
+from bot.reply import Push, Target, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries

@@ -1,6 +1,7 @@
 """Command line (SPEC §8): serve, chat, import, template, export, outbox, jobs."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import uuid
@@ -46,7 +47,6 @@ def _worker(app: Application, out=click.echo):
     from bot.sender import ConsoleTransport, OutboxWorker, WeComTransport
 
     transport = ConsoleTransport(out) if app.config.wecom.console_mode else WeComTransport(app.config.wecom)
-    import json
 
     def file_source(s, row):
         return generate(s, app.config, json.loads(row.payload))

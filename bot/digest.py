@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.app import broadcast_target, unit_target
 from bot.clock import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import progress, queries
-from db.models import Member, Unit
+from db.models import LINES, Member, Problem, Task, Unit
 from db.progress import TaskSnapshot, UnitScore
 
 
@@ -176,8 +176,6 @@ class LineSummary:
 
 def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> list[LineSummary]:
     """Per action line (深学争优 / 敢为争先 / 实干争效): how its tasks stand in `month`."""
-    from db.models import LINES
-
     snaps = progress.snapshots(s, month, now, config.schedule.tz, config.schedule.report_deadline_day)
     out = []
     for line in LINES:
@@ -196,9 +194,6 @@ def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> l
 
 def empty_lists(s: Session) -> list[tuple[Unit, list[str]]]:
     """Units whose task, responsibility or problem list (三张清单) is still empty."""
-    from db.models import Problem, Task
-    from sqlmodel import select
-
     with_tasks = set(s.exec(select(Task.unit_id)).all())
     with_owner = set(s.exec(select(Task.unit_id).where(Task.owner_userid != "")).all())
     with_problems = set(s.exec(select(Problem.unit_id)).all())

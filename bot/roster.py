@@ -151,7 +151,7 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
             file_members[userid] = (n, {"userid": userid, "name": name, "unit": unit, "role": role})
     known_people = set(members) | set(file_members)
 
-    for name, (n, v) in file_units.items():
+    for n, v in file_units.values():
         leader = _text(v.get("负责人账号"))
         if leader and leader not in known_people:
             err(RowError("单位", n, "unknown_person", {"column": "负责人账号", "value": leader}))

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bot.clock import Month, local_midnight_utc
 from db import queries
-from db.models import SupervisionItem, Task, Unit
+from db.models import Task, Unit
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 TIER_TOP, TIER_OK, TIER_LOW = "先进", "达标", "滞后"

@@ -57,7 +57,7 @@ class WorkdayCronTrigger(BaseTrigger):
 
     def get_next_fire_time(self, previous_fire_time, now):
         after = previous_fire_time or now
-        for base, adjusted in self.pairs(after - self.LOOKBACK, after + timedelta(days=800)):
+        for _base, adjusted in self.pairs(after - self.LOOKBACK, after + timedelta(days=800)):
             if (previous_fire_time is None and adjusted >= now) or (
                 previous_fire_time is not None and adjusted > previous_fire_time
             ):

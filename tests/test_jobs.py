@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import timedelta
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
@@ -13,7 +12,7 @@ from sqlmodel import Session, func, select
 from bot.app import Application
 from bot.clock import FixedClock
 from conftest import TZ, at, make_config, seed
-from db.models import JobRun, Outbox, Report, Task, Unit
+from db.models import JobRun, Outbox, Task, Unit
 from jobs import JobQueue
 from jobs import calendar as workcal
 from jobs.calendar import WorkdayCronTrigger

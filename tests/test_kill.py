@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlmodel import Session, select
 
 from bot.app import Application
