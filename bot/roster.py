@@ -156,31 +156,40 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
         if leader and leader not in known_people:
             err(RowError("单位", n, "unknown_person", {"column": "负责人账号", "value": leader}))
 
+    def coded_row(sheet: str, n: int, v: dict, required: tuple[str, ...], seen: dict[str, int]):
+        """Checks the task and problem sheets share: required cells, code, duplicates, unit, owner.
+        Returns (code, unit, owner), or None after reporting the row's first error."""
+        values = {k: _text(v.get(k)) for k in required}
+        missing = next((k for k in required if not values[k]), None)
+        if missing:
+            err(RowError(sheet, n, "required", {"column": missing}))
+            return None
+        code, unit, owner = values["编号"].upper(), values["单位名称"], _text(v.get("责任人账号"))
+        if not CODE.fullmatch(code):
+            err(RowError(sheet, n, "bad_code", {"value": code}))
+        elif code in seen:
+            err(RowError(sheet, n, "duplicate", {"column": "编号", "value": code, "first": seen[code]}))
+        elif unit not in known_units:
+            seen[code] = n
+            err(RowError(sheet, n, "unknown_unit", {"value": unit}))
+        elif owner and owner not in known_people:
+            seen[code] = n
+            err(RowError(sheet, n, "unknown_person", {"column": "责任人账号", "value": owner}))
+        else:
+            seen[code] = n
+            return code, unit, owner
+        return None
+
     tasks: list[tuple[int, dict]] = []
     seen: dict[str, int] = {}
     for n, v in sheets["任务清单"] or []:
-        code, unit, line, content = (_text(v.get(k)) for k in ("编号", "单位名称", "行动", "任务内容"))
-        owner = _text(v.get("责任人账号"))
-        if not code or not unit or not line or not content:
-            missing = next(k for k, x in (("编号", code), ("单位名称", unit), ("行动", line), ("任务内容", content)) if not x)
-            err(RowError("任务清单", n, "required", {"column": missing}))
+        row = coded_row("任务清单", n, v, ("编号", "单位名称", "行动", "任务内容"), seen)
+        if row is None:
             continue
-        code = code.upper()
-        if not CODE.fullmatch(code):
-            err(RowError("任务清单", n, "bad_code", {"value": code}))
-            continue
-        if code in seen:
-            err(RowError("任务清单", n, "duplicate", {"column": "编号", "value": code, "first": seen[code]}))
-            continue
-        seen[code] = n
-        if unit not in known_units:
-            err(RowError("任务清单", n, "unknown_unit", {"value": unit}))
-            continue
+        code, unit, owner = row
+        line, content = _text(v.get("行动")), _text(v.get("任务内容"))
         if line not in LINES:
             err(RowError("任务清单", n, "bad_line", {"value": line, "lines": LINES}))
-            continue
-        if owner and owner not in known_people:
-            err(RowError("任务清单", n, "unknown_person", {"column": "责任人账号", "value": owner}))
             continue
         try:
             start, due = _date(v.get("开始日期")), _date(v.get("完成时限"))
@@ -199,33 +208,17 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
     problems: list[tuple[int, dict]] = []
     seen = {}
     for n, v in sheets["问题清单"] or []:
-        code, unit, desc = (_text(v.get(k)) for k in ("编号", "单位名称", "问题描述"))
-        owner = _text(v.get("责任人账号"))
-        if not code or not unit or not desc:
-            missing = next(k for k, x in (("编号", code), ("单位名称", unit), ("问题描述", desc)) if not x)
-            err(RowError("问题清单", n, "required", {"column": missing}))
+        row = coded_row("问题清单", n, v, ("编号", "单位名称", "问题描述"), seen)
+        if row is None:
             continue
-        code = code.upper()
-        if not CODE.fullmatch(code):
-            err(RowError("问题清单", n, "bad_code", {"value": code}))
-            continue
-        if code in seen:
-            err(RowError("问题清单", n, "duplicate", {"column": "编号", "value": code, "first": seen[code]}))
-            continue
-        seen[code] = n
-        if unit not in known_units:
-            err(RowError("问题清单", n, "unknown_unit", {"value": unit}))
-            continue
-        if owner and owner not in known_people:
-            err(RowError("问题清单", n, "unknown_person", {"column": "责任人账号", "value": owner}))
-            continue
+        code, unit, owner = row
         try:
             deadline = _date(v.get("整改时限"))
         except ValueError as exc:
             err(RowError("问题清单", n, "bad_date", {"value": str(exc)}))
             continue
-        problems.append((n, {"code": code, "unit": unit, "desc": desc, "measure": _text(v.get("整改措施")),
-                             "owner": owner, "deadline": deadline}))
+        problems.append((n, {"code": code, "unit": unit, "desc": _text(v.get("问题描述")),
+                             "measure": _text(v.get("整改措施")), "owner": owner, "deadline": deadline}))
 
     if result.errors:
         result.errors.sort(key=lambda e: (list(SHEETS).index(e.sheet) if e.sheet in SHEETS else -1, e.row))

@@ -23,14 +23,27 @@ def need_args(command: str, args: str, count: int, content: bool = True) -> tupl
     return tokens, rest
 
 
+def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lookup, kind: str):
+    """The task / problem / 督办 a code names, if it belongs to the member's unit (admins: any)."""
+    code = parse_code(token, prefix)
+    found = lookup(s, code) if code else None
+    if found is None:
+        raise fail(command, f"{kind}_not_found", code=token)
+    if member.role != ROLE_ADMIN and found.unit_id != member.unit_id:
+        raise fail(command, f"{kind}_not_yours", code=found.code)
+    return found
+
+
 def task_by_code(s: Session, command: str, token: str, member: Member) -> Task:
-    code = parse_code(token, "T")
-    task = queries.get_task(s, code) if code else None
-    if task is None:
-        raise fail(command, "task_not_found", code=token)
-    if member.role != ROLE_ADMIN and task.unit_id != member.unit_id:
-        raise fail(command, "task_not_yours", code=task.code)
-    return task
+    return _owned(s, command, token, member, "T", queries.get_task, "task")
+
+
+def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:
+    return _owned(s, command, token, member, "P", queries.get_problem, "problem")
+
+
+def item_by_code(s: Session, command: str, token: str, member: Member) -> SupervisionItem:
+    return _owned(s, command, token, member, "D", queries.get_item, "item")
 
 
 def percent(command: str, token: str) -> int:
@@ -38,26 +51,6 @@ def percent(command: str, token: str) -> int:
     if value is None:
         raise fail(command, "bad_percent", value=token)
     return value
-
-
-def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:
-    code = parse_code(token, "P")
-    problem = queries.get_problem(s, code) if code else None
-    if problem is None:
-        raise fail(command, "problem_not_found", code=token)
-    if member.role != ROLE_ADMIN and problem.unit_id != member.unit_id:
-        raise fail(command, "problem_not_yours", code=problem.code)
-    return problem
-
-
-def item_by_code(s: Session, command: str, token: str, member: Member) -> SupervisionItem:
-    code = parse_code(token, "D")
-    item = queries.get_item(s, code) if code else None
-    if item is None:
-        raise fail(command, "item_not_found", code=token)
-    if member.role != ROLE_ADMIN and item.unit_id != member.unit_id:
-        raise fail(command, "item_not_yours", code=item.code)
-    return item
 
 
 def parse_date(command: str, token: str) -> date:
