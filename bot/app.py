@@ -109,6 +109,7 @@ class Application:
                     reply = self.dispatcher.dispatch(ctx, text)
                     text_out = self.renderer.render(reply.template, **reply.data)
                     prefix = f"reply:{msg_id or now.isoformat()}"
+                    text_out = self._fit_reply(s, text_out, userid, prefix)
                     for i, push in enumerate(reply.pushes):
                         self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
                 except UserError as err:
@@ -125,6 +126,18 @@ class Application:
             if seen is None:
                 raise
             return Outcome(seen, duplicate=True)
+
+    def _fit_reply(self, s: Session, text: str, userid: str, prefix: str) -> str:
+        """A passive reply is a text message (2048 bytes at most): a longer answer (状态, 排名 of many
+        units) goes out as its first part, and the rest follows as app messages, in order."""
+        if len(text.encode()) <= TEXT_LIMIT:
+            return text
+        note = self.renderer.render("reply_continued")
+        parts = split_message(text, TEXT_LIMIT - len(note.encode()) - 1)
+        now = self.clock.now()
+        for n, part in enumerate(parts[1:], 2):
+            queries.enqueue(s, f"{prefix}:part{n}", "app", userid, "text", {"content": part}, now)
+        return f"{parts[0]}\n{note}"
 
     # ------------------------------------------------------------ outbound
 

@@ -195,9 +195,20 @@ def ranking(
     units = units if units is not None else queries.all_units(s)
     tasks = tasks if tasks is not None else queries.all_tasks(s)
     snaps = snapshots(s, month, now, tz, deadline_day, tasks=tasks, preloaded=preloaded)
-    by_unit: dict[int, list[TaskSnapshot]] = defaultdict(list)
-    for sn in snaps:
-        by_unit[sn.task.unit_id].append(sn)
+    # One pass over the active tasks: per unit [count, on time, reported, progress sum, overdue, lights].
+    totals: dict[int, list] = {}
+    for x in snaps:
+        if not x.active:
+            continue
+        t = totals.get(x.task.unit_id)
+        if t is None:
+            t = totals[x.task.unit_id] = [0, 0, 0, 0.0, 0, {GREEN: 0, YELLOW: 0, RED: 0}]
+        t[0] += 1
+        t[1] += x.reported_on_time
+        t[2] += x.reported_in_month
+        t[3] += x.progress_ratio
+        t[4] += x.overdue
+        t[5][x.light] += 1
     cutoff = evaluation_moment(month, now, tz)
     items = queries.month_items(s, month)
     answered = queries.first_feedback_times(s, [i.id for i in items])
@@ -208,26 +219,20 @@ def ranking(
 
     scores = []
     for u in units:
-        unit_snaps = by_unit.get(u.id, [])
-        active = [x for x in unit_snaps if x.active]
-        n = len(active)
-        on_time = sum(x.reported_on_time for x in active)
+        n, on_time, reported, progress_sum, overdue, lights = totals.get(
+            u.id, (0, 0, 0, 0.0, 0, {GREEN: 0, YELLOW: 0, RED: 0}))
         rate = on_time / n if n else 0.0
-        progress = sum(x.progress_ratio for x in active) / n if n else 0.0
+        progress = progress_sum / n if n else 0.0
         verdicts = items_by_unit.get(u.id, [])
         due = [v for v in verdicts if v is not None]
         sup = (sum(due) / len(due)) if due else 1.0
-        overdue = sum(x.overdue for x in active)
         score = weights.report * rate + weights.progress * progress + weights.supervision * sup
         score = max(0.0, score - weights.overdue_penalty * overdue)
-        lights: dict[str, int] = {GREEN: 0, YELLOW: 0, RED: 0}
-        for x in active:
-            lights[x.light] += 1
         scores.append(
             UnitScore(
                 unit=u,
                 active_tasks=n,
-                reported=sum(x.reported_in_month for x in active),
+                reported=reported,
                 reported_on_time=on_time,
                 report_rate=rate,
                 progress=progress,
