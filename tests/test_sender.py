@@ -193,3 +193,28 @@ def test_console_mode_prints_pushes_and_keeps_them_in_the_outbox(db_url, clock, 
     assert "[推送 → appchat:chat-lib]" in out and "延长开放时间方案" in out
     assert [r.status for r in outbox(app)] == ["sent"]
     assert json.loads(outbox(app)[0].payload)["content"] in out
+
+
+def test_two_replicas_sending_from_one_postgres_deliver_each_message_once(pg_url, fake):
+    import threading
+
+    from bot.clock import SystemClock
+
+    apps = [Application(make_config(pg_url, api_base=fake.base), clock=SystemClock()) for _ in range(2)]
+    for a in apps:
+        a.migrate()
+    with apps[0].session() as s:
+        for i in range(120):
+            apps[0].enqueue_push(s, Push(Target("appchat", f"chat-{i:03d}"), "server_error"), f"job:t:p:{i}")
+    workers = [_worker(a) for a in apps]
+    threads = [threading.Thread(target=w.drain, args=(20,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w in workers:
+        w.stop()
+    assert fake.counts_by_target() == {f"chat:chat-{i:03d}": 1 for i in range(120)}
+    assert {r.status for r in outbox(apps[0])} == {"sent"}
+    for a in apps:
+        a.engine.dispose()
