@@ -196,6 +196,12 @@ class PassResult:
     failed: int = 0
     deferred: int = 0
 
+    def add(self, other: "PassResult") -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.deferred += other.deferred
+
 
 class OutboxWorker:
     def __init__(self, engine, transport: Transport, clock, cfg: SenderConfig,
@@ -216,21 +222,23 @@ class OutboxWorker:
     def run_once(self, limit: int = 500) -> PassResult:
         """One pass over what is due now: each target's messages in order, targets in parallel."""
         with Session(self.engine) as s:
-            rows = [s.get(Outbox, i) for i in queries.due_outbox_ids(s, self.clock.now(), limit)]
+            rows = queries.outbox_by_ids(s, queries.due_outbox_ids(s, self.clock.now(), limit))
             s.expunge_all()
         by_target: dict[tuple[str, str], list[Outbox]] = defaultdict(list)
         for row in rows:
             by_target[(row.channel, row.target)].append(row)
-        result = PassResult()
-        futures = [self.pool.submit(self._send_target, group, result) for group in by_target.values()]
+        futures = [self.pool.submit(self._send_target, group) for group in by_target.values()]
+        total = PassResult()
         for f in futures:
-            f.result()
-        return result
+            total.add(f.result())
+        return total
 
-    def _send_target(self, rows: list[Outbox], result: PassResult) -> None:
+    def _send_target(self, rows: list[Outbox]) -> PassResult:
+        result = PassResult()  # one per thread; run_once adds them up
         for row in rows:
             if not self._send_one(row, result):
-                return  # keep this target's order: later messages wait for this one
+                break  # keep this target's order: later messages wait for this one
+        return result
 
     def _send_one(self, row: Outbox, result: PassResult) -> bool:
         now = self.clock.now()
@@ -299,9 +307,7 @@ class OutboxWorker:
         total = PassResult()
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            r = self.run_once()
-            for k in ("sent", "retried", "failed", "deferred"):
-                setattr(total, k, getattr(total, k) + getattr(r, k))
+            total.add(self.run_once())
             with Session(self.engine) as s:
                 counts = queries.outbox_counts(s)
             if not counts.get("pending") and not counts.get("sending"):

@@ -374,6 +374,12 @@ def due_outbox_ids(s: Session, now: datetime, limit: int) -> list[int]:
     return list(s.exec(q))
 
 
+def outbox_by_ids(s: Session, ids: list[int]) -> list[Outbox]:
+    if not ids:
+        return []
+    return list(s.exec(select(Outbox).where(col(Outbox.id).in_(ids)).order_by(Outbox.id)))
+
+
 def claim_outbox(s: Session, outbox_id: int, now: datetime, lease: timedelta) -> bool:
     """Atomically take one due message; False if another sender has it."""
     stmt = (
