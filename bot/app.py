@@ -32,7 +32,6 @@ MARKDOWN_LIMIT = 4096
 @dataclass
 class Outcome:
     reply: str
-    duplicate: bool = False
 
 
 def unit_target(unit: Unit) -> Target | None:
@@ -98,7 +97,7 @@ class Application:
             with self.session() as s:
                 seen = queries.processed_reply(s, msg_id) if msg_id else None
                 if seen is not None:
-                    return Outcome(seen, duplicate=True)
+                    return Outcome(seen)
                 member = queries.get_member(s, userid)
                 if member is None:
                     # Unknown people are told whom to ask; nothing about them is stored.
@@ -125,7 +124,7 @@ class Application:
                 seen = queries.processed_reply(s, msg_id) if msg_id else None
             if seen is None:
                 raise
-            return Outcome(seen, duplicate=True)
+            return Outcome(seen)
 
     def _fit_reply(self, s: Session, text: str, userid: str, prefix: str) -> str:
         """A passive reply is a text message (2048 bytes at most): a longer answer (状态, 排名 of many

@@ -19,7 +19,7 @@ class SystemClock:
 
 
 class FixedClock:
-    """A clock that reads what it is told; advance() moves it forward."""
+    """A clock that reads what it is told; set() moves it."""
 
     def __init__(self, moment: datetime):
         self._lock = threading.Lock()
@@ -32,10 +32,6 @@ class FixedClock:
     def set(self, moment: datetime) -> None:
         with self._lock:
             self._now = moment.astimezone(UTC)
-
-    def advance(self, delta: timedelta) -> None:
-        with self._lock:
-            self._now += delta
 
 
 @dataclass(frozen=True)
@@ -83,11 +79,3 @@ class Month:
 
 def local_midnight_utc(d: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
-
-
-def local(dt: datetime, tz: ZoneInfo) -> datetime:
-    return dt.astimezone(tz)
-
-
-def local_today(clock: Clock, tz: ZoneInfo) -> date:
-    return clock.now().astimezone(tz).date()

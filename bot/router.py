@@ -38,10 +38,6 @@ class Context:
     def tz(self) -> ZoneInfo:
         return self.config.schedule.tz
 
-    @property
-    def is_admin(self) -> bool:
-        return self.member.role == ROLE_ADMIN
-
 
 @dataclass
 class Command:

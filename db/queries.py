@@ -13,7 +13,6 @@ from sqlmodel import Session, col, select
 
 from bot.clock import Month
 from db.models import (
-    PROBLEM_CLOSED,
     ROLE_ADMIN,
     Feedback,
     JobRun,
@@ -53,10 +52,6 @@ def find_unit(s: Session, name: str) -> Unit | None:
         return unit
     hits = list(s.exec(select(Unit).where(col(Unit.name).contains(name)).limit(2)))
     return hits[0] if len(hits) == 1 else None
-
-
-def unit_members(s: Session, unit_id: int) -> list[Member]:
-    return list(s.exec(select(Member).where(Member.unit_id == unit_id).order_by(Member.userid)))
 
 
 def members_by_id(s: Session) -> dict[str, Member]:
@@ -246,13 +241,6 @@ def get_problem(s: Session, code: str) -> Problem | None:
     return s.exec(select(Problem).where(Problem.code == code)).first()
 
 
-def unit_problems(s: Session, unit_id: int, include_closed: bool = False) -> list[Problem]:
-    q = select(Problem).where(Problem.unit_id == unit_id)
-    if not include_closed:
-        q = q.where(Problem.status != PROBLEM_CLOSED)
-    return sorted(s.exec(q), key=lambda p: code_key(p.code))
-
-
 def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, now: datetime) -> ProblemProgress:
     row = ProblemProgress(problem_id=problem.id, userid=userid, text=text, created_at=now)
     s.add(row)
@@ -299,12 +287,6 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
         SupervisionItem.month == str(month)
     )
     return [ItemRow(*row) for row in s.exec(q)]
-
-
-def items_between(s: Session, start: date, end: date) -> list[SupervisionItem]:
-    return list(
-        s.exec(select(SupervisionItem).where(SupervisionItem.deadline >= start, SupervisionItem.deadline <= end))
-    )
 
 
 # ---------------------------------------------------------------- inbound dedupe
