@@ -98,7 +98,8 @@ class JobQueue:
         return self.run(name, pair[0])
 
     def catch_up(self) -> list[RunResult]:
-        """Run what was missed while down, if within the grace period and not yet claimed."""
+        """Run what was missed while down, if within the grace period; run()'s claim skips what
+        already ran. Returns the runs that happened now."""
         now = self.app.clock.now().astimezone(self.tz)
         grace = timedelta(hours=self.app.config.schedule.grace_hours)
         results = []
@@ -106,12 +107,10 @@ class JobQueue:
             pair = self.trigger(name).last_before(now)
             if pair is None or now - pair[1] > grace:
                 continue
-            base = pair[0]
-            with self.app.session() as s:
-                if queries.get_job_run(s, name, JOBS[name].period(base)) is not None:
-                    continue
-            log.info("catching up %s scheduled for %s", name, pair[1])
-            results.append(self.run(name, base))
+            result = self.run(name, pair[0])
+            if result.status == "ran":
+                log.info("caught up %s scheduled for %s", name, pair[1])
+                results.append(result)
         return results
 
     # ------------------------------------------------------------ APScheduler

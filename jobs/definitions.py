@@ -36,11 +36,10 @@ def _month_before(base: datetime) -> str:
 
 def _to_broadcast_or_admins(s: Session, config: Config, template: str, data: dict, key: str,
                             admins_too: bool) -> list[Push]:
-    pushes = digest.broadcast_pushes(s, config, template, data, key, to_admins=admins_too)
     if broadcast_target(config) is None and not admins_too:
         log.warning("no broadcast group configured ([broadcast] chat_id / webhook_key): %s goes to the admins", key)
-        pushes += digest.broadcast_pushes(s, config, template, data, key, to_admins=True)
-    return pushes
+        admins_too = True
+    return digest.broadcast_pushes(s, config, template, data, key, to_admins=admins_too)
 
 
 def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
