@@ -18,39 +18,25 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from serving import free_port, wait_healthy  # noqa: E402
 from wecom_client import AES_KEY, CORP_ID, TOKEN, WeComSide, text_xml  # noqa: E402
 
 UNITS = 200
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(cmd: list[str], port: int, cwd: Path) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode())
-    raise RuntimeError("server did not start")
+    if not wait_healthy(port, proc, timeout=30):
+        proc.kill()
+        raise RuntimeError("server did not start: " + proc.stderr.read().decode())
+    return proc
 
 
 def prepare_db(kind: str, work: Path) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from bot.clock import FixedClock  # noqa: E402
 from bot.config import Config  # noqa: E402
 from db.models import Member, Task, Unit  # noqa: E402
 from fake_wecom import FakeWeCom  # noqa: E402
+from serving import free_port  # noqa: E402
 from wecom_client import AES_KEY, CORP_ID, TOKEN  # noqa: E402
 
 PG_ENV = "DUBAN_TEST_POSTGRES_URL"
@@ -84,6 +84,19 @@ def make_config(db_url: str, api_base: str | None = None, **sections) -> Config:
     return Config.model_validate(data)
 
 
+def add_units(app: Application, count: int, name: str) -> None:
+    """`count` more units, each with an app chat and one task for the whole campaign.
+    `name` is a format string taking the unit's number, e.g. "第{:03d}党支部"."""
+    d = datetime(2026, 3, 1).date()
+    with app.session() as s:
+        for i in range(count):
+            unit = Unit(name=name.format(i), chat_id=f"c{i}")
+            s.add(unit)
+            s.flush()
+            s.add(Task(code=f"X{i}", unit_id=unit.id, line="深学争优", content="学习", start_date=d,
+                       due_date=d.replace(month=12, day=31)))
+
+
 def seed(app: Application) -> None:
     """A small college: an admin office, two departments and a library."""
     with app.session() as s:
@@ -138,12 +151,6 @@ def fake():
     f = FakeWeCom().start()
     yield f
     f.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:

@@ -5,14 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from openpyxl import load_workbook
 
-from conftest import ROOT, free_port
+from conftest import ROOT
+from serving import free_port, wait_healthy
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ENV.pop("DUBAN_CONFIG", None)
@@ -64,15 +64,7 @@ def test_serve_runs_on_embedded_defaults_without_credentials(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("serve did not answer")
+        assert wait_healthy(port, proc), "serve did not answer"
         callback = httpx.get(f"http://127.0.0.1:{port}/wecom/callback", timeout=2)
         assert callback.status_code == 503  # console mode: no callback without credentials
         assert (tmp_path / "duban.db").exists()

@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlmodel import Session, func, select
 
-from conftest import at
-from db.models import Feedback, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task, Unit
+from conftest import add_units, at
+from db.models import Feedback, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task
 
 _ids = itertools.count(1)
 
@@ -235,15 +235,7 @@ def test_the_unreported_count_in_replies_agrees_with_the_task_list(app, clock):
 
 
 def test_a_reply_too_long_for_one_message_continues_in_order(app):
-    from datetime import date
-
-    with app.session() as s:
-        for i in range(120):
-            unit = Unit(name=f"第{i:03d}党支部（示例单位名称较长）", chat_id=f"c{i}")
-            s.add(unit)
-            s.flush()
-            s.add(Task(code=f"X{i}", unit_id=unit.id, line="深学争优", content="学习", start_date=date(2026, 3, 1),
-                       due_date=date(2026, 12, 31)))
+    add_units(app, 120, "第{:03d}党支部（示例单位名称较长）")
     reply = say(app, "admin", "排名")
     assert len(reply.encode()) <= 2048 and "其余部分随后分条发送" in reply
     parts = [json.loads(r.payload)["content"] for r in rows(app, Outbox)]

@@ -11,8 +11,8 @@ from sqlmodel import Session, func, select
 
 from bot.app import Application
 from bot.clock import FixedClock
-from conftest import TZ, at, make_config, seed
-from db.models import JobRun, Outbox, Task, Unit
+from conftest import TZ, add_units, at, make_config, seed
+from db.models import JobRun, Outbox
 from jobs import JobQueue
 from jobs import calendar as workcal
 from jobs.calendar import WorkdayCronTrigger
@@ -171,15 +171,7 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
 
 
 def test_ranking_of_300_units_is_split_within_limits_and_loses_no_unit(app, q):
-    from datetime import date
-
-    with app.session() as s:
-        for i in range(300):
-            unit = Unit(name=f"第{i:03d}党支部", chat_id=f"c{i}")
-            s.add(unit)
-            s.flush()
-            s.add(Task(code=f"X{i}", unit_id=unit.id, line="深学争优", content="学习", start_date=date(2026, 3, 1),
-                       due_date=date(2026, 12, 31)))
+    add_units(app, 300, "第{:03d}党支部")
     app.config.broadcast.chat_id = "chat-all"
     app.clock.set(at(2026, 4, 1, 10))
     q.run("monthly_ranking", at(2026, 4, 1, 10))

@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from sqlmodel import Session, select
 
 from bot.app import Application
 from bot.reply import Push, Target
-from conftest import ROOT, free_port, make_config
+from conftest import ROOT, make_config
 from db.models import Outbox
+from serving import free_port, wait_healthy
 
 USERS = [f"user{i:02d}" for i in range(20)]
 CHATS = [f"chat-{i:02d}" for i in range(10)]
@@ -70,16 +70,8 @@ class Serve:
         self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--config", str(self.config)],
                                      cwd=self.config.parent, env=env, stdout=self.log.open("ab"),
                                      stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text(errors="replace")
-            time.sleep(0.05)
-        raise AssertionError("serve did not come up:\n" + self.log.read_text(errors="replace"))
+        assert wait_healthy(self.port, self.proc), "serve did not come up:\n" + self.log.read_text(errors="replace")
+        return self
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
