@@ -6,6 +6,7 @@ from datetime import datetime
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import Font, PatternFill
 from sqlmodel import Session, select
 
@@ -16,7 +17,7 @@ from db import progress, queries
 from db.models import Problem, Report, SupervisionItem
 
 LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
-TIER_FILLS = {"先进": "C6EFCE", "达标": "FFFFFF", "滞后": "FFC7CE"}
+TIER_FILLS = {"先进": "C6EFCE", "滞后": "FFC7CE"}  # 达标 stays white
 BOLD = Font(bold=True)
 
 
@@ -32,16 +33,22 @@ def _sheet(wb: Workbook, title: str, header: list[str]):
     return ws
 
 
-_FILLS = {color: PatternFill("solid", fgColor=color) for color in TIER_FILLS.values()}
-
-
-def _styled(ws, value, font=None, fill: str | None = None) -> WriteOnlyCell:
+def _styled(ws, value, font=None) -> WriteOnlyCell:
     cell = WriteOnlyCell(ws, value=value)
     if font is not None:
         cell.font = font
-    if fill is not None:
-        cell.fill = _FILLS[fill]
     return cell
+
+
+def _tier_colours(ws, column: str, rows: int) -> None:
+    """Colour the 等次 column by its value with one conditional format per tier, instead of a
+    style on each of 2,000 cells a sheet (which cost a tenth of the annual export's time)."""
+    if rows == 0:
+        return
+    cells = f"{column}2:{column}{rows + 1}"
+    for tier, colour in TIER_FILLS.items():
+        fill = PatternFill(start_color=colour, end_color=colour, fill_type="solid")
+        ws.conditional_formatting.add(cells, CellIsRule(operator="equal", formula=[f'"{tier}"'], fill=fill))
 
 
 def _local(dt: datetime | None, config: Config) -> str:
@@ -50,9 +57,10 @@ def _local(dt: datetime | None, config: Config) -> str:
 
 def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
     ws = _sheet(wb, title, ["名次", "单位", "得分", "等次", "较上月", "汇报率", "进度", "督办", "逾期任务", "任务数", "已汇报"])
+    _tier_colours(ws, "D", len(scores))
     for sc in scores:
         ws.append([
-            sc.rank, sc.unit.name, sc.score, _styled(ws, sc.tier, fill=TIER_FILLS[sc.tier]), sc.trend,
+            sc.rank, sc.unit.name, sc.score, sc.tier, sc.trend,
             round(sc.report_rate * 100, 1), round(sc.progress * 100, 1), round(sc.supervision * 100, 1), sc.overdue,
             sc.active_tasks, sc.reported,
         ])
@@ -90,7 +98,7 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
 
     ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "反馈时间", "按时"])
     items = list(s.exec(select(SupervisionItem).where(SupervisionItem.month == str(month)).order_by(SupervisionItem.id)))
-    answered = queries.first_feedback_times(s, [i.id for i in items])
+    answered = queries.first_feedback_times(s, month)
     for it in items:
         at = answered.get(it.id)
         on_time = at is not None and at.astimezone(tz).date() <= it.deadline
@@ -102,8 +110,9 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict) -> by
     """The year table first, then one ranking sheet per campaign month (March to December)."""
     wb = _new_workbook()
     ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度"])
+    _tier_colours(ws, "D", len(year_scores))
     for ys in year_scores:
-        ws.append([ys.rank, ys.unit.name, ys.score, _styled(ws, ys.tier, fill=TIER_FILLS[ys.tier]), ys.top_months,
+        ws.append([ys.rank, ys.unit.name, ys.score, ys.tier, ys.top_months,
                    ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1)])
     for month, scores in monthly.items():
         _ranking_sheet(wb, f"{month.month}月", scores)

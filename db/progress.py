@@ -40,9 +40,12 @@ class TaskSnapshot:
 
     @property
     def progress_ratio(self) -> float:
-        if self.planned <= 0:
-            return 1.0
-        return min(self.percent / self.planned, 1.0)
+        return progress_ratio(self.percent, self.planned)
+
+
+def progress_ratio(percent: int, planned: float) -> float:
+    """Actual over planned progress, capped at 1 (a task not yet planned to move counts as on track)."""
+    return 1.0 if planned <= 0 else min(percent / planned, 1.0)
 
 
 def planned_percent(task: Task, on: date) -> float:
@@ -74,47 +77,43 @@ def snapshots(
 
     `preloaded` = (latest report per task, first day reported in the month per task), as
     year_reports() yields them, saves the two queries when many months are computed."""
-    cutoff = evaluation_moment(month, now, tz)
-    on = (cutoff - timedelta(microseconds=1)).astimezone(tz).date()
     if tasks is None:
         tasks = queries.unit_tasks(s, unit_id) if unit_id is not None else queries.all_tasks(s)
+    on, latest, first_days = _inputs(s, month, now, tz, unit_id, preloaded)
+    return [TaskSnapshot(*state) for state in _states(tasks, latest, first_days, month, on, deadline_day)]
+
+
+def _inputs(s: Session, month: Month, now: datetime, tz: ZoneInfo, unit_id: int | None, preloaded):
+    """The evaluation day, the latest report per task and the first day reported per task."""
+    cutoff = evaluation_moment(month, now, tz)
+    on = (cutoff - timedelta(microseconds=1)).astimezone(tz).date()
     if preloaded is not None:
-        latest, first_day_reported = preloaded
-    else:
-        latest = queries.latest_reports_before(s, cutoff, unit_id)
-        first_day_reported = queries.month_report_days(s, month, cutoff, unit_id)
+        return (on, *preloaded)
+    return on, queries.latest_reports_before(s, cutoff, unit_id), queries.month_report_days(s, month, cutoff, unit_id)
+
+
+def _states(tasks, latest: dict, first_day_reported: dict, month: Month, on: date, deadline_day: int):
+    """The rules behind snapshots() and ranking(), one plain tuple per task in TaskSnapshot's field
+    order: a year's export goes through 200,000 of them, so no object is built per task here."""
     month_key, prev_key, last_day, prev_first = str(month), str(month.prev()), month.last_day, month.prev().first_day
-    out = []
+    get_latest, get_day = latest.get, first_day_reported.get
     for t in tasks:
-        rep = latest.get(t.id)
+        rep = get_latest(t.id)
         percent = rep.percent if rep else 0
-        day = first_day_reported.get(t.id)
-        done_before = rep is not None and rep.percent >= 100 and rep.month < month_key
-        active = t.start_date <= last_day and not done_before
+        day = get_day(t.id)
+        done_before = rep is not None and percent >= 100 and rep.month < month_key
         planned = planned_percent(t, on)
         overdue = on > t.due_date and percent < 100
-        stale = (rep is None or rep.month < prev_key) and t.start_date < prev_first  # no report this or last month
         if percent >= 100:
             light = GREEN
-        elif overdue or stale:
-            light = RED
+        elif overdue or ((rep is None or rep.month < prev_key) and t.start_date < prev_first):
+            light = RED  # overdue, or stale: no report this month or last
         elif day is None or percent < planned:
             light = YELLOW
         else:
             light = GREEN
-        out.append(
-            TaskSnapshot(
-                task=t,
-                percent=percent,
-                reported_in_month=day is not None,
-                reported_on_time=day is not None and day <= deadline_day,
-                planned=planned,
-                overdue=overdue,
-                active=active,
-                light=light,
-            )
-        )
-    return out
+        yield (t, percent, day is not None, day is not None and day <= deadline_day, planned, overdue,
+               t.start_date <= last_day and not done_before, light)
 
 
 @dataclass
@@ -153,17 +152,19 @@ def year_reports(s: Session, months: list[Month], now: datetime, tz: ZoneInfo):
     as the months advance: use it before asking for the next month."""
     if not months:
         return
-    rows = queries.report_months(s, evaluation_moment(months[-1], now, tz))
-    latest: dict[int, queries.LatestReport] = {}
-    i = 0
+    rows = queries.year_report_rows(s, evaluation_moment(months[-1], now, tz))
+    latest: dict = {}
+    i, n = 0, len(rows)
     for month in months:
         key = str(month)
         first_days: dict[int, int] = {}
-        while i < len(rows) and rows[i][1] <= key:
-            task_id, m, percent, first_day = rows[i]
-            latest[task_id] = queries.LatestReport(percent, m)
-            if m == key:
-                first_days[task_id] = first_day
+        while i < n and rows[i][1] <= key:
+            row = rows[i]
+            latest[row[0]] = row  # the task's newest report so far (rows carry .percent and .month)
+            if row[1] == key:
+                day = first_days.get(row[0])
+                if day is None or row[3] < day:
+                    first_days[row[0]] = row[3]
             i += 1
         yield month, (latest, first_days)
 
@@ -194,24 +195,25 @@ def ranking(
     caller that ranks many months, so they are loaded once."""
     units = units if units is not None else queries.all_units(s)
     tasks = tasks if tasks is not None else queries.all_tasks(s)
-    snaps = snapshots(s, month, now, tz, deadline_day, tasks=tasks, preloaded=preloaded)
+    on, latest, first_days = _inputs(s, month, now, tz, None, preloaded)
     # One pass over the active tasks: per unit [count, on time, reported, progress sum, overdue, lights].
     totals: dict[int, list] = {}
-    for x in snaps:
-        if not x.active:
+    for task, percent, reported, on_time, planned, overdue, active, light in _states(
+            tasks, latest, first_days, month, on, deadline_day):
+        if not active:
             continue
-        t = totals.get(x.task.unit_id)
+        t = totals.get(task.unit_id)
         if t is None:
-            t = totals[x.task.unit_id] = [0, 0, 0, 0.0, 0, {GREEN: 0, YELLOW: 0, RED: 0}]
+            t = totals[task.unit_id] = [0, 0, 0, 0.0, 0, {GREEN: 0, YELLOW: 0, RED: 0}]
         t[0] += 1
-        t[1] += x.reported_on_time
-        t[2] += x.reported_in_month
-        t[3] += x.progress_ratio
-        t[4] += x.overdue
-        t[5][x.light] += 1
+        t[1] += on_time
+        t[2] += reported
+        t[3] += progress_ratio(percent, planned)
+        t[4] += overdue
+        t[5][light] += 1
     cutoff = evaluation_moment(month, now, tz)
     items = queries.month_items(s, month)
-    answered = queries.first_feedback_times(s, [i.id for i in items])
+    answered = queries.first_feedback_times(s, month)
     items_by_unit: dict[int, list[bool | None]] = defaultdict(list)
     for it in items:
         items_by_unit[it.unit_id].append(_item_on_time(it, answered.get(it.id), cutoff, tz))

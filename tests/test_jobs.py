@@ -231,6 +231,12 @@ def test_midyear_review_and_annual_summary_with_the_workbook(app, q, fake):
     assert wb.sheetnames == ["2026年度考核"] + [f"{m}月" for m in range(3, 13)]
     table = list(wb["2026年度考核"].iter_rows(min_row=2, values_only=True))
     assert table[0][1] == "机电工程系" and len(table) == 4
+    # the 等次 column of every sheet is coloured by tier: 先进 green, 滞后 red, over all its rows
+    for ws in wb.worksheets:
+        rules = {(str(rng.sqref), rule.formula[0], rule.dxf.fill.fgColor.rgb[-6:])
+                 for rng in ws.conditional_formatting for rule in rng.rules}
+        span = f"D2:D{ws.max_row}"
+        assert rules == {(span, '"先进"', "C6EFCE"), (span, '"滞后"', "FFC7CE")}, ws.title
 
 
 def test_two_replicas_on_one_postgres_run_a_period_once(pg_url):
