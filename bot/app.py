@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
 from bot.clock import Clock, SystemClock
@@ -51,6 +51,17 @@ def broadcast_target(config: Config) -> Target | None:
     return None
 
 
+def _lost_a_race(exc: OperationalError) -> bool:
+    """PostgreSQL chose this transaction to give way (deadlock, serialisation failure)."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
+
+
+def _rollback(s: Session, savepoint) -> None:
+    """Undo one message's writes; the outbox keys it queued are forgotten with them."""
+    savepoint.rollback()
+    s.info.pop("outbox_keys", None)
+
+
 class Application:
     def __init__(
         self,
@@ -80,51 +91,83 @@ class Application:
     # ------------------------------------------------------------ inbound
 
     def handle_message(self, userid: str, text: str, msg_id: str = "") -> Outcome:
-        """Handle one chat message; the same msg_id is handled once and answered the same way.
+        """Handle one chat message; the same msg_id is handled once and answered the same way."""
+        result = self.handle_batch([(userid, text, msg_id)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
-        A write that collides with a concurrent one (two new codes at once) is retried."""
-        for attempt in range(3):
+    def handle_batch(self, messages: list[tuple[str, str, str]]) -> list[Outcome | Exception]:
+        """Handle (userid, text, msg_id) messages in order, in one write transaction (group commit:
+        one commit for many messages). Each message runs in its own savepoint, so a wrong form or a
+        failing handler drops only that message's writes. A message whose write collides with a
+        concurrent writer (the same MsgId from another replica, two new codes at once) is handled
+        again after the others are committed; if the transaction as a whole fails, every message is
+        handled again alone, so one cannot fail the others. Returns an Outcome or the exception."""
+        out: list[Outcome | Exception | None] = [None] * len(messages)
+        todo = list(range(len(messages)))
+        for _attempt in range(3):
+            collided = []
             try:
-                return self._handle_message(userid, text, msg_id)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+                with self.session() as s:
+                    for i in todo:
+                        result = self._handle_one(s, *messages[i])
+                        if result is None:
+                            collided.append(i)
+                        else:
+                            out[i] = result
+            except Exception as exc:
+                if len(todo) == 1:
+                    out[todo[0]] = exc
+                    return out  # type: ignore[return-value]
+                for i in todo:
+                    out[i] = self.handle_batch([messages[i]])[0]
+                return out  # type: ignore[return-value]
+            if not collided:
+                return out  # type: ignore[return-value]
+            todo = collided
+        for i in todo:
+            out[i] = RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes")
+        return out  # type: ignore[return-value]
 
-    def _handle_message(self, userid: str, text: str, msg_id: str) -> Outcome:
+    def _handle_one(self, s: Session, userid: str, text: str, msg_id: str) -> Outcome | Exception | None:
+        """One message inside the batch transaction. None: it collided, try again later."""
         now = self.clock.now()
-        try:
-            with self.session() as s:
-                seen = queries.processed_reply(s, msg_id) if msg_id else None
-                if seen is not None:
-                    return Outcome(seen)
-                member = queries.get_member(s, userid)
-                if member is None:
-                    # Unknown people are told whom to ask; nothing about them is stored.
-                    return Outcome(self.renderer.render("unknown_user", userid=userid))
-                unit = queries.get_unit(s, member.unit_id)
-                ctx = Context(session=s, member=member, unit=unit, now=now, config=self.config, msg_id=msg_id)
-                try:
-                    reply = self.dispatcher.dispatch(ctx, text)
-                    text_out = self.renderer.render(reply.template, **reply.data)
-                    prefix = f"reply:{msg_id or now.isoformat()}"
-                    text_out = self._fit_reply(s, text_out, userid, prefix)
-                    for i, push in enumerate(reply.pushes):
-                        self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
-                except UserError as err:
-                    # Render while the objects it names are still loaded, then drop every write.
-                    text_out = self.renderer.render(err.template, **err.data)
-                    s.rollback()
-                if msg_id:
-                    queries.record_processed(s, msg_id, userid, text_out, now)
-                return Outcome(text_out)
-        except IntegrityError:
-            # The same MsgId raced in on a parallel retry: answer what the first one answered.
-            with Session(self.engine) as s:
-                seen = queries.processed_reply(s, msg_id) if msg_id else None
-            if seen is None:
-                raise
+        seen = queries.processed_reply(s, msg_id) if msg_id else None
+        if seen is not None:
             return Outcome(seen)
+        who = queries.sender(s, userid)
+        if who is None:
+            # Unknown people are told whom to ask; nothing about them is stored.
+            return Outcome(self.renderer.render("unknown_user", userid=userid))
+        member, unit = who
+        ctx = Context(session=s, member=member, unit=unit, now=now, config=self.config, msg_id=msg_id)
+        savepoint = s.begin_nested()
+        try:
+            try:
+                reply = self.dispatcher.dispatch(ctx, text)
+                text_out = self.renderer.render(reply.template, **reply.data)
+                prefix = f"reply:{msg_id or now.isoformat()}"
+                text_out = self._fit_reply(s, text_out, userid, prefix)
+                for i, push in enumerate(reply.pushes):
+                    self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
+            except UserError as err:
+                # Render while the objects it names are still loaded, then drop every write.
+                text_out = self.renderer.render(err.template, **err.data)
+                _rollback(s, savepoint)
+                savepoint = s.begin_nested()
+            if msg_id:
+                queries.record_processed(s, msg_id, userid, text_out, now)
+            savepoint.commit()
+        except (IntegrityError, OperationalError) as exc:
+            _rollback(s, savepoint)
+            if isinstance(exc, IntegrityError) or _lost_a_race(exc):
+                return None  # a concurrent writer got there first: again, after this batch commits
+            return exc
+        except Exception as exc:
+            _rollback(s, savepoint)
+            return exc
+        return Outcome(text_out)
 
     def _fit_reply(self, s: Session, text: str, userid: str, prefix: str) -> str:
         """A passive reply is a text message (2048 bytes at most): a longer answer (状态, 排名 of many

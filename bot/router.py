@@ -17,7 +17,8 @@ from sqlmodel import Session
 from bot.config import Config
 from bot.reply import Reply, UserError
 from bot.text import command_rest, normalize, normalize_map
-from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES, Member, Unit
+from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES
+from db.queries import MemberRow, UnitRow
 
 EVERYONE = frozenset(ROLES)
 LEADERS = frozenset({ROLE_LEADER, ROLE_ADMIN})
@@ -27,8 +28,8 @@ ADMINS = frozenset({ROLE_ADMIN})
 @dataclass
 class Context:
     session: Session
-    member: Member
-    unit: Unit
+    member: MemberRow  # who sent the message, as plain rows
+    unit: UnitRow
     now: datetime
     config: Config
     msg_id: str = ""
@@ -47,7 +48,7 @@ class Command:
     group: str
     params: tuple[str, ...] = field(default=())
 
-    def allowed(self, member: Member) -> bool:
+    def allowed(self, member: MemberRow) -> bool:
         return member.role in self.roles
 
     def __call__(self, ctx: Context) -> Reply:
@@ -111,5 +112,5 @@ class Dispatcher:
         ctx.args = args
         return cmd(ctx)
 
-    def visible(self, member: Member) -> list[Command]:
+    def visible(self, member: MemberRow) -> list[Command]:
         return [c for c in self.commands if c.allowed(member)]

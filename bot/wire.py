@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from contextlib import asynccontextmanager
 from xml.parsers.expat import ExpatError
 
 import xmltodict
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -23,6 +23,7 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot.app import Application
+from bot.writer import MessageWriter
 
 log = logging.getLogger("duban.wire")
 
@@ -36,8 +37,9 @@ def _params(request: Request) -> tuple[str, str, str] | None:
 
 
 class Callback:
-    def __init__(self, app: Application):
+    def __init__(self, app: Application, writer: MessageWriter):
         self.app = app
+        self.writer = writer
         wc = app.config.wecom
         self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
 
@@ -100,7 +102,7 @@ class Callback:
             except ValueError:  # WeCom's MsgId is a 64-bit integer
                 return PlainTextResponse("malformed message", status_code=400)
             try:
-                outcome = await run_in_threadpool(self.app.handle_message, msg.source, msg.content or "", msg_id)
+                outcome = await self.writer.handle(msg.source, msg.content or "", msg_id)
                 reply_text = outcome.reply
             except Exception:
                 log.exception("handling message %s from %s", msg_id, msg.source)
@@ -120,12 +122,23 @@ async def healthz(_: Request) -> Response:
 
 
 def build_asgi(app: Application) -> Starlette:
-    cb = Callback(app)
+    writer = MessageWriter(app)
+    cb = Callback(app, writer)
     path = app.config.server.callback_path
+
+    @asynccontextmanager
+    async def lifespan(_):
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.stop()  # what was handed in is answered before the server closes
+
     return Starlette(
         routes=[
             Route(path, cb.verify_url, methods=["GET"]),
             Route(path, cb.receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-        ]
+        ],
+        lifespan=lifespan,
     )

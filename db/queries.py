@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -36,12 +36,41 @@ def _plain(s: Session, stmt, **params) -> list:
 # ---------------------------------------------------------------- units, members
 
 
+class MemberRow(NamedTuple):
+    userid: str
+    name: str
+    unit_id: int
+    role: str
+
+
+class UnitRow(NamedTuple):
+    id: int
+    name: str
+    category: str
+    leader_userid: str
+    chat_id: str
+    webhook_key: str
+
+
+_SENDER = (
+    select(*(getattr(Member, f) for f in MemberRow._fields), *(getattr(Unit, f) for f in UnitRow._fields))
+    .join(Unit, col(Unit.id) == Member.unit_id)
+    .where(Member.userid == bindparam("userid"))
+)
+
+
+def sender(s: Session, userid: str) -> tuple[MemberRow, UnitRow] | None:
+    """Who sent a message and their unit, as plain rows: one query on every message (ORM objects
+    would cost five times as much, and nothing changes the sender while a message is handled)."""
+    row = _plain(s, _SENDER, userid=userid)
+    if not row:
+        return None
+    values = tuple(row[0])
+    return MemberRow(*values[:4]), UnitRow(*values[4:])
+
+
 def get_member(s: Session, userid: str) -> Member | None:
     return s.get(Member, userid)
-
-
-def get_unit(s: Session, unit_id: int) -> Unit | None:
-    return s.get(Unit, unit_id)
 
 
 def all_units(s: Session) -> list[Unit]:
@@ -95,8 +124,12 @@ def all_tasks(s: Session) -> list[TaskRow]:
     return [TaskRow(*row) for row in _plain(s, select(*cols))]
 
 
-def get_task(s: Session, code: str) -> Task | None:
-    return s.exec(select(Task).where(Task.code == code)).first()
+_TASK_BY_CODE = select(*(getattr(Task, f) for f in TaskRow._fields)).where(Task.code == bindparam("code"))
+
+
+def get_task(s: Session, code: str) -> TaskRow | None:
+    rows = _plain(s, _TASK_BY_CODE, code=code)
+    return TaskRow(*rows[0]) if rows else None
 
 
 def code_key(code: str) -> tuple:
@@ -124,42 +157,54 @@ def latest_report(s: Session, task_id: int, month: Month | None = None) -> Repor
     return s.exec(q.order_by(col(Report.id).desc()).limit(1)).first()
 
 
+class ReportRow(NamedTuple):
+    """A report as written by add_report()."""
+
+    id: int
+    task_id: int
+    unit_id: int
+    userid: str
+    percent: int
+    text: str
+    created_at: datetime
+    month: str
+    local_day: int
+    version: int
+    supersedes_id: int | None
+
+
+# Reports on one task are serialised on its row so a version number cannot be taken twice. On
+# PostgreSQL the lock must be its own statement: a statement that waited for the lock still reads
+# from the snapshot it began with, and would miss the version the other writer just committed.
+# SQLite serialises writers anyway (and has no FOR UPDATE), so it skips that round trip.
+_LOCK_TASK = select(Task.id).where(Task.id == bindparam("task_id")).with_for_update()
+_NEXT_VERSION = select(func.coalesce(func.max(Report.version), 0) + 1).where(
+    Report.task_id == bindparam("task_id"), Report.month == bindparam("month"))
+_INSERT_REPORT = insert(Report)
+
+
 def add_report(
     s: Session,
-    task: Task,
+    task: TaskRow,
     userid: str,
     percent: int,
     text: str,
     now: datetime,
     tz: ZoneInfo,
     supersedes: Report | None = None,
-) -> Report:
+) -> ReportRow:
+    """Write the next version of the task's report for the month (earlier versions stay)."""
     local_now = now.astimezone(tz)
-    month = Month.of(local_now)
-    # Serialise reports on one task so the version number cannot be taken twice (PostgreSQL;
-    # SQLite already serialises writers).
-    s.exec(select(Task.id).where(Task.id == task.id).with_for_update()).one()
-    version = (
-        s.exec(
-            select(func.max(Report.version)).where(Report.task_id == task.id, Report.month == str(month))
-        ).one()
-        or 0
-    ) + 1
-    report = Report(
-        task_id=task.id,
-        unit_id=task.unit_id,
-        userid=userid,
-        percent=percent,
-        text=text,
-        created_at=now,
-        month=str(month),
-        local_day=local_now.day,
-        version=version,
-        supersedes_id=supersedes.id if supersedes else None,
-    )
-    s.add(report)
-    s.flush()
-    return report
+    month = str(Month.of(local_now))
+    conn = s.connection()
+    if conn.dialect.name != "sqlite":
+        conn.execute(_LOCK_TASK, {"task_id": task.id}).one()
+    version = conn.execute(_NEXT_VERSION, {"task_id": task.id, "month": month}).scalar_one()
+    values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
+              "created_at": now, "month": month, "local_day": local_now.day, "version": version,
+              "supersedes_id": supersedes.id if supersedes else None}
+    report_id = conn.execute(_INSERT_REPORT, values).inserted_primary_key[0]
+    return ReportRow(id=report_id, **values)
 
 
 def _unreported_statement():
@@ -179,7 +224,7 @@ def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
     progress.snapshots (started by the month's end, not finished in an earlier month), in one query
     for the reply to every 汇报."""
-    return s.exec(_UNREPORTED, params={"unit_id": unit_id, "month": str(month), "last_day": month.last_day}).one()
+    return _plain(s, _UNREPORTED, unit_id=unit_id, month=str(month), last_day=month.last_day)[0][0]
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
@@ -293,14 +338,19 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
 # ---------------------------------------------------------------- inbound dedupe
 
 
+_PROCESSED = select(ProcessedMessage.reply).where(ProcessedMessage.msg_id == bindparam("msg_id"))
+_RECORD_PROCESSED = insert(ProcessedMessage)
+
+
 def processed_reply(s: Session, msg_id: str) -> str | None:
-    row = s.get(ProcessedMessage, msg_id)
-    return row.reply if row else None
+    rows = _plain(s, _PROCESSED, msg_id=msg_id)
+    return rows[0][0] if rows else None
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
-    s.add(ProcessedMessage(msg_id=msg_id, userid=userid, reply=reply, created_at=now))
-    s.flush()
+    """Remember the answer to a MsgId; a second record of the same MsgId raises IntegrityError."""
+    s.connection().execute(_RECORD_PROCESSED, {"msg_id": msg_id, "userid": userid, "reply": reply,
+                                               "created_at": now})
 
 
 # ---------------------------------------------------------------- outbox

@@ -7,7 +7,8 @@ from bot.clock import Month
 from bot.reply import UserError
 from bot.text import parse_code, parse_percent, split_args
 from db import queries
-from db.models import ROLE_ADMIN, Member, Problem, SupervisionItem, Task
+from db.models import ROLE_ADMIN, Problem, SupervisionItem
+from db.queries import MemberRow, TaskRow
 from sqlmodel import Session
 
 
@@ -23,7 +24,7 @@ def need_args(command: str, args: str, count: int, content: bool = True) -> tupl
     return tokens, rest
 
 
-def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lookup, kind: str):
+def _owned(s: Session, command: str, token: str, member: MemberRow, prefix: str, lookup, kind: str):
     """The task / problem / 督办 a code names, if it belongs to the member's unit (admins: any)."""
     code = parse_code(token, prefix)
     found = lookup(s, code) if code else None
@@ -34,15 +35,15 @@ def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lo
     return found
 
 
-def task_by_code(s: Session, command: str, token: str, member: Member) -> Task:
+def task_by_code(s: Session, command: str, token: str, member: MemberRow) -> TaskRow:
     return _owned(s, command, token, member, "T", queries.get_task, "task")
 
 
-def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:
+def problem_by_code(s: Session, command: str, token: str, member: MemberRow) -> Problem:
     return _owned(s, command, token, member, "P", queries.get_problem, "problem")
 
 
-def item_by_code(s: Session, command: str, token: str, member: Member) -> SupervisionItem:
+def item_by_code(s: Session, command: str, token: str, member: MemberRow) -> SupervisionItem:
     return _owned(s, command, token, member, "D", queries.get_item, "item")
 
 

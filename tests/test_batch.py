@@ -1,0 +1,145 @@
+"""Group commit: many messages in one write transaction, each kept apart from the others.
+
+The callback hands messages to one writer (bot/writer.py), which handles whatever arrived together
+in one transaction. These tests make such batches on purpose (handle_batch directly, and a burst of
+concurrent callbacks over real HTTP) and check that one message's wrong form, crash or collision
+costs the others nothing."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bot.app import Application
+from bot.reply import Reply
+from bot.router import Dispatcher, Router
+from bot.wire import build_asgi
+from conftest import ServerThread, make_config, seed
+from db import queries
+from db.models import Outbox, ProcessedMessage, Report
+from handlers import ROUTERS
+from wecom_client import WeComSide
+
+
+def reports(app) -> list[tuple[str, int, str]]:
+    with Session(app.engine) as s:
+        return [(r.userid, r.percent, r.text) for r in s.exec(select(Report).order_by(Report.id))]
+
+
+def processed(app) -> dict[str, str]:
+    with Session(app.engine) as s:
+        return {p.msg_id: p.reply for p in s.exec(select(ProcessedMessage))}
+
+
+def test_a_batch_keeps_each_message_apart(app):
+    results = app.handle_batch([
+        ("li", "汇报 T1 30% 第一条", "b1"),
+        ("li", "汇报 T1 abc% 进度写错了", "b2"),       # wrong form: a reply, no report
+        ("nobody", "汇报 T1 40% 陌生人", "b3"),         # unknown person: told whom to ask, nothing stored
+        ("zhao", "汇报 T3 50% 第三条", "b4"),
+        ("li", "汇报 T1 30% 第一条", "b1"),             # WeCom's retry of b1 inside the same batch
+        ("zhao", "汇报 T1 60% 不是本单位的任务", "b5"),  # someone else's task
+    ])
+    texts = [r.reply for r in results]
+    assert "T1" in texts[0] and "30%" in texts[0]
+    assert "abc%" in texts[1] and "汇报" in texts[1]
+    assert "nobody" in texts[2]
+    assert "T3" in texts[3] and "50%" in texts[3]
+    assert texts[4] == texts[0]
+    assert "T1" in texts[5] and "50%" not in texts[5]
+    assert reports(app) == [("li", 30, "第一条"), ("zhao", 50, "第三条")]
+    # the answers to wrong forms are remembered too, so a retry gets the same words
+    assert set(processed(app)) == {"b1", "b2", "b4", "b5"}
+    assert processed(app)["b2"] == texts[1]
+
+
+def crashing_app(db_url, clock, fail: str) -> Application:
+    """The real commands plus one that writes a report and then fails: `fail` = 'crash' raises a bug,
+    'collide' raises IntegrityError the first time (a concurrent replica took the same row)."""
+    extra = Router("test")
+    calls = []
+
+    @extra.command("写坏")
+    def broken(ctx) -> Reply:
+        task = queries.get_task(ctx.session, "T1")
+        queries.add_report(ctx.session, task, ctx.member.userid, 99, "不该留下", ctx.now, ctx.tz)
+        calls.append(1)
+        if fail == "crash":
+            raise RuntimeError("a bug in a handler")
+        if len(calls) == 1:
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+        return Reply("report_ok", {"task": task, "report": queries.latest_report(ctx.session, task.id),
+                                   "left": 0, "unit": ctx.unit})
+
+    application = Application(make_config(db_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    application.migrate()
+    seed(application)
+    return application
+
+
+def test_a_crashing_handler_fails_only_its_own_message(db_url, clock):
+    app = crashing_app(db_url, clock, "crash")
+    try:
+        results = app.handle_batch([
+            ("li", "汇报 T1 30% 之前", "c1"),
+            ("li", "写坏", "c2"),
+            ("zhao", "汇报 T3 50% 之后", "c3"),
+        ])
+        assert isinstance(results[1], RuntimeError)
+        assert "30%" in results[0].reply and "50%" in results[2].reply
+        assert reports(app) == [("li", 30, "之前"), ("zhao", 50, "之后")]  # the 99 % is gone
+        assert set(processed(app)) == {"c1", "c3"}  # c2 is not remembered: WeCom's retry tries again
+        with pytest.raises(RuntimeError):
+            app.handle_message("li", "写坏", "c2")
+    finally:
+        app.engine.dispose()
+
+
+def test_a_colliding_message_is_handled_again_after_the_others_commit(db_url, clock):
+    app = crashing_app(db_url, clock, "collide")
+    try:
+        results = app.handle_batch([("li", "写坏", "d1"), ("zhao", "汇报 T3 50% 同批", "d2")])
+        assert "T1" in results[0].reply and "99%" in results[0].reply
+        assert "50%" in results[1].reply
+        # the first try's report was rolled back with its savepoint; the second try's is kept
+        assert sorted(reports(app)) == [("li", 99, "不该留下"), ("zhao", 50, "同批")]
+        assert set(processed(app)) == {"d1", "d2"}
+    finally:
+        app.engine.dispose()
+
+
+def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake):
+    """48 callbacks at once over real HTTP (they reach the writer together and share batches):
+    good reports, wrong forms, an unknown user and WeCom's retries of the same MsgId."""
+    app = Application(make_config(db_url, api_base=fake.base), clock=clock)
+    app.migrate()
+    seed(app)
+    sent = []
+    for i in range(40):
+        user, task = ("li", "T1") if i % 2 else ("zhao", "T3")
+        text = f"汇报 {task} {i}% 第{i}次" if i % 5 else f"汇报 {task} 百分之{i} 写错"
+        sent.append((user, text, str(70000 + i)))
+    sent += [("stranger", "汇报 T1 1% 谁", "70100")] + [sent[i] for i in range(1, 8)]  # 7 retries
+    try:
+        with ServerThread(build_asgi(app)) as server:
+            wecom = WeComSide(server.base)
+            with ThreadPoolExecutor(24) as pool:
+                replies = list(pool.map(lambda m: wecom.say(m[0], m[1], msg_id=m[2]), sent))
+        by_id: dict[str, set[str]] = {}
+        for (user, text, msg_id), reply in zip(sent, replies):
+            by_id.setdefault(msg_id, set()).add(reply)
+            if "写错" in text:
+                assert "百分之" in reply, reply
+            elif user == "stranger":
+                assert "stranger" in reply
+            else:
+                assert text.split()[2] in reply, (text, reply)
+        assert all(len(r) == 1 for r in by_id.values())  # a retry gets the first answer, word for word
+        good = sorted((u, int(t.split()[2][:-1]), t.split()[3]) for u, t, _ in sent[:40] if "写错" not in t)
+        assert sorted(reports(app)) == good
+        with Session(app.engine) as s:
+            assert s.exec(select(Outbox)).all() == []
+    finally:
+        app.engine.dispose()
