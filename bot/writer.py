@@ -52,6 +52,8 @@ class MessageWriter:
 
     async def handle(self, userid: str, text: str, msg_id: str) -> Outcome:
         """Handle one message in the writer thread; raises what handling raised."""
+        if not self._threads:
+            self.start()  # an app served without its lifespan (e.g. mounted elsewhere) still works
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(((userid, text, msg_id), loop, future))
@@ -79,7 +81,10 @@ class MessageWriter:
                 log.exception("writer batch failed")
                 results = [exc] * len(batch)
             for (_, loop, future), result in zip(batch, results):
-                loop.call_soon_threadsafe(_settle, future, result)
+                try:
+                    loop.call_soon_threadsafe(_settle, future, result)
+                except RuntimeError:  # the event loop is gone (server shut down): nobody waits
+                    pass
             if stop:
                 return
 

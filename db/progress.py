@@ -38,10 +38,6 @@ class TaskSnapshot:
     active: bool
     light: str
 
-    @property
-    def progress_ratio(self) -> float:
-        return progress_ratio(self.percent, self.planned)
-
 
 def progress_ratio(percent: int, planned: float) -> float:
     """Actual over planned progress, capped at 1 (a task not yet planned to move counts as on track)."""
