@@ -51,9 +51,12 @@ def broadcast_target(config: Config) -> Target | None:
     return None
 
 
-def _lost_a_race(exc: OperationalError) -> bool:
-    """PostgreSQL chose this transaction to give way (deadlock, serialisation failure)."""
-    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
+def _collided(exc: Exception) -> bool:
+    """A concurrent writer got there first: the same key (IntegrityError), or PostgreSQL chose this
+    transaction to give way (deadlock, serialisation failure)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _rollback(s: Session, savepoint) -> None:
@@ -104,7 +107,7 @@ class Application:
         concurrent writer (the same MsgId from another replica, two new codes at once) is handled
         again after the others are committed; if the transaction as a whole fails, every message is
         handled again alone, so one cannot fail the others. Returns an Outcome or the exception."""
-        out: list[Outcome | Exception | None] = [None] * len(messages)
+        results: dict[int, Outcome | Exception] = {}
         todo = list(range(len(messages)))
         for _attempt in range(3):
             collided = []
@@ -115,20 +118,19 @@ class Application:
                         if result is None:
                             collided.append(i)
                         else:
-                            out[i] = result
+                            results[i] = result
             except Exception as exc:
-                if len(todo) == 1:
-                    out[todo[0]] = exc
-                    return out  # type: ignore[return-value]
+                # Nothing of the transaction is kept; alone, a message can fail only itself.
                 for i in todo:
-                    out[i] = self.handle_batch([messages[i]])[0]
-                return out  # type: ignore[return-value]
-            if not collided:
-                return out  # type: ignore[return-value]
+                    results[i] = exc if len(todo) == 1 else self.handle_batch([messages[i]])[0]
+                collided = []
             todo = collided
-        for i in todo:
-            out[i] = RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes")
-        return out  # type: ignore[return-value]
+            if not todo:
+                break
+        else:
+            for i in todo:
+                results[i] = RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes")
+        return [results[i] for i in range(len(messages))]
 
     def _handle_one(self, s: Session, userid: str, text: str, msg_id: str) -> Outcome | Exception | None:
         """One message inside the batch transaction. None: it collided, try again later."""
@@ -159,13 +161,10 @@ class Application:
             if msg_id:
                 queries.record_processed(s, msg_id, userid, text_out, now)
             savepoint.commit()
-        except (IntegrityError, OperationalError) as exc:
-            _rollback(s, savepoint)
-            if isinstance(exc, IntegrityError) or _lost_a_race(exc):
-                return None  # a concurrent writer got there first: again, after this batch commits
-            return exc
         except Exception as exc:
             _rollback(s, savepoint)
+            if _collided(exc):
+                return None  # a concurrent writer got there first: again, after this batch commits
             return exc
         return Outcome(text_out)
 

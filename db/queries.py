@@ -27,6 +27,7 @@ from db.models import (
     Unit,
 )
 
+
 def _plain(s: Session, stmt, **params) -> list:
     """Run a column query on the session's connection, past the ORM layer: plain row tuples, at a
     third of the cost per row (bulk reads of a year's reports go through here)."""
@@ -119,12 +120,12 @@ class TaskRow(NamedTuple):
     due_date: date
 
 
+_TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
+_TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"))
+
+
 def all_tasks(s: Session) -> list[TaskRow]:
-    cols = [getattr(Task, f) for f in TaskRow._fields]
-    return [TaskRow(*row) for row in _plain(s, select(*cols))]
-
-
-_TASK_BY_CODE = select(*(getattr(Task, f) for f in TaskRow._fields)).where(Task.code == bindparam("code"))
+    return [TaskRow(*row) for row in _plain(s, _TASK_ROWS)]
 
 
 def get_task(s: Session, code: str) -> TaskRow | None:
