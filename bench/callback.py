@@ -2,9 +2,11 @@
 to `duban serve` (SQLite, then PostgreSQL) and, in the same run, to a baseline server on the same
 HTTP stack that only verifies, decrypts and answers a fixed encrypted reply.
 
-    python bench/callback.py [--levels 1,16,64] [--requests 2000] [--db sqlite,postgres]
+    python bench/callback.py [--levels 1,16,64] [--requests 2000] [--rounds 3] [--db sqlite,postgres]
 
-Prints requests per second and p50/p99 latency per concurrency level, and duban ÷ baseline.
+Prints requests per second (median of the rounds), p50/p99 latency (over all rounds' requests) and
+the server's CPU time a request, per concurrency level, and duban ÷ baseline. The two servers run
+side by side and take turns, round by round, so drift in the machine's speed moves both.
 Targets: p99 under 50 ms at 64 clients; at least half the baseline's throughput.
 """
 from __future__ import annotations
@@ -127,60 +129,96 @@ async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: 
     return time.perf_counter() - started, latencies, errors
 
 
-def run_levels(name: str, port: int, levels: list[int], requests: int, offset: int) -> dict[int, tuple]:
-    side = WeComSide(f"http://127.0.0.1:{port}")
-    results = {}
-    for c in levels:
+def cpu_seconds(proc: subprocess.Popen) -> float | None:
+    """CPU time the server process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    """A running server under test; `measure` runs one round at one concurrency level."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, port: int, offset: int):
+        self.name, self.proc, self.port, self.offset = name, proc, port, offset
+        self.side = WeComSide(f"http://127.0.0.1:{port}")
+        self.rounds: dict[int, list[tuple[float, list[float], int, float | None]]] = {}
+
+    def measure(self, c: int, requests: int) -> None:
         n = max(200, requests if c > 1 else requests // 4)
-        work = bodies(side, n, offset)
-        offset += n
-        asyncio.run(load(port, "/wecom/callback", work[:50], min(c, 50)))  # warm up
-        wall, lat, errors = asyncio.run(load(port, "/wecom/callback", work[50:], c))
-        lat.sort()
-        p50 = statistics.median(lat) * 1000
-        p99 = lat[int(len(lat) * 0.99) - 1] * 1000
-        results[c] = (len(lat) / wall, p50, p99, errors)
-        print(f"{name:<18} c={c:<3} {len(lat) / wall:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms"
-              f"   errors {errors}", flush=True)
-    return results
+        work = bodies(self.side, n, self.offset)  # MsgIds never repeat: duban would answer from its dedupe
+        self.offset += n
+        asyncio.run(load(self.port, "/wecom/callback", work[:50], min(c, 50)))  # warm up
+        cpu0 = cpu_seconds(self.proc)
+        wall, lat, errors = asyncio.run(load(self.port, "/wecom/callback", work[50:], c))
+        cpu1 = cpu_seconds(self.proc)
+        cpu = (cpu1 - cpu0) / len(lat) if cpu0 is not None and cpu1 is not None else None
+        self.rounds.setdefault(c, []).append((len(lat) / wall, lat, errors, cpu))
+
+    def figures(self, c: int) -> tuple[float, float, float, int, float | None]:
+        """Median throughput over the rounds; p50/p99 over all their requests; errors; CPU a request."""
+        rounds = self.rounds[c]
+        lat = sorted(x for r in rounds for x in r[1])
+        cpus = [r[3] for r in rounds if r[3] is not None]
+        return (statistics.median(r[0] for r in rounds), statistics.median(lat) * 1000,
+                lat[int(len(lat) * 0.99) - 1] * 1000, sum(r[2] for r in rounds),
+                statistics.median(cpus) * 1e6 if cpus else None)
+
+    def line(self, c: int) -> str:
+        rps, p50, p99, errors, cpu = self.figures(c)
+        cpu_text = f"{cpu:5.0f} µs CPU/req" if cpu is not None else "CPU n/a"
+        return (f"{self.name:<18} c={c:<3} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+                f"{cpu_text}   errors {errors}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--levels", default="1,16,64")
-    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--requests", type=int, default=2000, help="requests a round (a quarter of it at 1 client)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="baseline and duban take turns this many times at each level; throughput is the median")
     ap.add_argument("--db", default="sqlite,postgres")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     work = ROOT / "bench" / "results"
     work.mkdir(parents=True, exist_ok=True)
 
-    port = free_port()
-    base = start([sys.executable, str(ROOT / "bench" / "baseline_server.py"), str(port)], port, work)
-    try:
-        baseline = run_levels("baseline", port, levels, args.requests, 0)
-    finally:
-        base.terminate()
-        base.wait()
     for kind in args.db.split(","):
         url = prepare_db(kind, work)
-        port = free_port()
-        write_config(work / f"callback-{kind}.toml", url, port)
-        serve = start([sys.executable, "-m", "bot.cli", "serve", "--config", str(work / f"callback-{kind}.toml")],
-                      port, work)
+        servers = []
         try:
-            duban = run_levels(f"duban ({kind})", port, levels, args.requests, 1_000_000)
+            port = free_port()
+            servers.append(Server("baseline", start([sys.executable, str(ROOT / "bench" / "baseline_server.py"),
+                                                     str(port)], port, work), port, 0))
+            port = free_port()
+            write_config(work / f"callback-{kind}.toml", url, port)
+            servers.append(Server(f"duban ({kind})", start(
+                [sys.executable, "-m", "bot.cli", "serve", "--config", str(work / f"callback-{kind}.toml")],
+                port, work), port, 1_000_000))
+            baseline, duban = servers
+            for c in levels:
+                # Taking turns, so a machine that speeds up or slows down during the run moves both.
+                for _ in range(args.rounds):
+                    for server in servers:
+                        server.measure(c, args.requests)
+                print(baseline.line(c), flush=True)
+                print(duban.line(c), flush=True)
+                rps, _, p99, _, _ = duban.figures(c)
+                ratio = rps / baseline.figures(c)[0]
+                verdict = ""
+                if c == max(levels):
+                    verdict = f"   target p99 < 50 ms: {'OK' if p99 < 50 else 'MISSED'}; ratio ≥ 0.5: " \
+                              f"{'OK' if ratio >= 0.5 else 'MISSED'}"
+                print(f"{duban.name} ÷ baseline  c={c:<3} throughput ×{ratio:.2f}{verdict}", flush=True)
         finally:
-            serve.terminate()
-            serve.wait()
-        for c in levels:
-            rps, p50, p99, _ = duban[c]
-            ratio = rps / baseline[c][0]
-            verdict = ""
-            if c == max(levels):
-                verdict = f"   target p99 < 50 ms: {'OK' if p99 < 50 else 'MISSED'}; ratio ≥ 0.5: " \
-                          f"{'OK' if ratio >= 0.5 else 'MISSED'}"
-            print(f"duban ({kind}) ÷ baseline  c={c:<3} throughput ×{ratio:.2f}{verdict}", flush=True)
+            for server in servers:
+                server.stop()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
             undefined=StrictUndefined,
+            auto_reload=False,  # templates ship with the code; no stat() of the file on every message
         )
         self.env.filters.update(
             light=lambda v: LIGHTS.get(v, v),

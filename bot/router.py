@@ -7,6 +7,7 @@ so a handler declares its dependencies instead of reading globals.
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -47,6 +48,7 @@ class Command:
     roles: frozenset[str]
     group: str
     params: tuple[str, ...] = field(default=())
+    whole_org: bool = False  # reads or writes across every unit: too long to run on the event loop
 
     def allowed(self, member: MemberRow) -> bool:
         return member.role in self.roles
@@ -65,8 +67,9 @@ class Router:
         self.name = name
         self.commands: list[Command] = []
 
-    def command(self, *names: str, roles: frozenset[str] = EVERYONE):
-        """Register a handler for these command words (usage text lives in templates/commands.j2)."""
+    def command(self, *names: str, roles: frozenset[str] = EVERYONE, whole_org: bool = False):
+        """Register a handler for these command words (usage text lives in templates/commands.j2).
+        `whole_org`: it works over every unit (a ranking, a reminder to all), so it may take long."""
 
         def register(func: Callable[..., Reply]) -> Callable[..., Reply]:
             params = tuple(inspect.signature(func).parameters)
@@ -74,7 +77,7 @@ class Router:
                        and p not in Context.__dataclass_fields__]
             if unknown:
                 raise TypeError(f"{func.__name__}: cannot inject {unknown}")
-            self.commands.append(Command(names, func, roles, self.name, params))
+            self.commands.append(Command(names, func, roles, self.name, params, whole_org))
             return func
 
         return register
@@ -87,21 +90,26 @@ class Dispatcher:
         for cmd in self.commands:
             for name in cmd.names:
                 words.append((name.lower(), cmd))
-        # Longest first, so 我的任务 wins over 任务 and 汇报T12 still finds 汇报.
-        self._words = sorted(words, key=lambda w: -len(w[0]))
+        # Longest first, so 我的任务 wins over 任务 and 汇报T12 still finds 汇报; an ASCII word must
+        # not run on into letters or digits ("tasks" must not match "taskservice").
+        words.sort(key=lambda w: -len(w[0]))
+        self._by_word = dict(words)
+        self._words = re.compile("|".join(
+            re.escape(word) + ("(?![a-z0-9])" if word.isascii() else "") for word, _ in words))
 
     def match(self, text: str) -> tuple[Command | None, str]:
         """The command for the first word, and the rest of the message as the user typed it."""
         norm, index = normalize_map(text)
         start = len(norm) - len(norm.lstrip(" \t\n/#"))
-        low = norm[start:].lower()
-        for word, cmd in self._words:
-            if low.startswith(word):
-                after = low[len(word):len(word) + 1]
-                if word.isascii() and after.isascii() and after.isalnum():
-                    continue  # "tasks" must not match "taskservice"
-                return cmd, command_rest(text, start + len(word), index).strip()
+        found = self._words.match(norm[start:].lower())
+        if found:
+            return self._by_word[found.group()], command_rest(text, start + found.end(), index).strip()
         return None, normalize(text)
+
+    def whole_org(self, text: str) -> bool:
+        """Whether this message asks for a command that works over every unit."""
+        cmd, _ = self.match(text)
+        return cmd is not None and cmd.whole_org
 
     def dispatch(self, ctx: Context, text: str) -> Reply:
         cmd, args = self.match(text)

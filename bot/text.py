@@ -15,6 +15,13 @@ def normalize_map(text: str) -> tuple[str, list[int]]:
     the original text, so that free content can be taken from what the user typed, unchanged.
     """
     text = text or ""
+    if "\r" not in text and "\u3000" not in text and unicodedata.is_normalized("NFKC", text):
+        return text, list(range(len(text) + 1))  # the usual case: nothing to change
+    return _normalize_each(text)
+
+
+def _normalize_each(text: str) -> tuple[str, list[int]]:
+    """normalize_map, one character at a time."""
     out: list[str] = []
     index: list[int] = []
     for i, ch in enumerate(text):

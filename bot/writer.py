@@ -1,12 +1,24 @@
-"""The inbound writer: one thread handles chat messages from the callback in batches, one write
-transaction per batch (group commit).
+"""The inbound writer: chat messages from the callback are handled in batches, one write transaction
+per batch (group commit).
 
 Under load, callbacks arrive faster than one transaction each can be committed; whatever arrived
-while the previous batch ran becomes the next batch. A lone message is handled at once, so there is
-no waiting to fill a batch. One thread also means the event loop hands work to one place instead of
-forty pool threads queueing on a lock (and on the GIL behind it). SQLite has one writer at a time,
-so it gets one thread; PostgreSQL takes writers in parallel and each statement waits on a round
-trip, so it gets a few.
+together becomes one batch. A lone message is handled at once, so there is no waiting to fill a
+batch.
+
+SQLite has one writer at a time and a message costs it about 0.1 ms, so a batch is handled right
+on the event loop, once per loop iteration, with what the loop has read meanwhile. Handing it to a
+thread costs more than the handling itself: the thread and the loop pass the GIL back and forth at
+every SQLite call (bench/callback.py: 2,000 -> 2,300 callbacks a second). Two kinds of work go to
+the writer thread instead, so the loop never waits long: commands that work over every unit (状态,
+排名, 提醒 ...), and batches that find the write lock held (a job writing). While the thread has
+work, later messages queue behind it, so one person's messages are handled in the order they came.
+
+PostgreSQL waits on a network round trip at every statement, so it always uses a few threads, one
+message per transaction: a batch would hold the row locks of several tasks while another thread's
+batch takes them in another order (deadlock). Three threads did best on two cores (bench/callback.py,
+64 clients: 1 thread 480, 2: 670, 3: 870, 5: 730, 8: 620 callbacks a second); more only contend for
+the GIL. A person's next message waits until their last one is answered, so each person's
+messages are handled in the order they came, whichever thread takes them.
 """
 from __future__ import annotations
 
@@ -16,24 +28,31 @@ import queue
 import threading
 
 from bot.app import Application, Outcome
+from db.session import write_lock
 
 log = logging.getLogger("duban.writer")
 
 _STOP = object()
 
+Message = tuple[str, str, str]  # userid, text, msg_id
+
 
 class MessageWriter:
-    def __init__(self, app: Application, max_batch: int | None = None, threads: int | None = None):
+    def __init__(self, app: Application, max_batch: int | None = None, threads: int | None = None,
+                 inline: bool | None = None):
         self.app = app
         sqlite = app.engine.dialect.name == "sqlite"
-        # SQLite: one writer at a time, so one thread and large batches. PostgreSQL: several
-        # threads, one message per transaction; a batch would hold the row locks of several tasks
-        # while another thread's batch takes them in another order (deadlock), and its throughput
-        # is the same either way (bench/callback.py).
         self.max_batch = max_batch or (64 if sqlite else 1)
-        self.threads = threads or (1 if sqlite else 8)
+        self.threads = threads or (1 if sqlite else 3)
+        self._lock = write_lock(app.engine)
+        # Inline needs the write lock to try without waiting (SQLite); inline=False: threads only.
+        self.inline = self._lock is not None and inline is not False
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        # Touched on the event loop only:
+        self._pending: list[tuple[Message, asyncio.Future]] = []  # for the next inline batch
+        self._in_threads = 0  # handed to the threads and not answered yet
+        self._last: dict[str, asyncio.Future] = {}  # threads only: each person's latest message
 
     def start(self) -> None:
         if not self._threads:
@@ -51,13 +70,71 @@ class MessageWriter:
         self._threads = []
 
     async def handle(self, userid: str, text: str, msg_id: str) -> Outcome:
-        """Handle one message in the writer thread; raises what handling raised."""
-        if not self._threads:
-            self.start()  # an app served without its lifespan (e.g. mounted elsewhere) still works
+        """Handle one message; raises what handling raised."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put(((userid, text, msg_id), loop, future))
+        item = ((userid, text, msg_id), future)
+        if not self.inline:
+            self._in_turn(loop, userid, item)
+            # Shielded: a caller that gives up does not cancel the message while it waits its turn or
+            # runs, so the person's next message still waits for it to be answered.
+            return await asyncio.shield(future)
+        if not self._in_threads and not self.app.dispatcher.whole_org(text):
+            self._pending.append(item)
+            if len(self._pending) == 1:
+                loop.call_soon(self._flush, loop)
+        else:
+            # Whatever waits for the next inline batch came first: it goes first.
+            pending, self._pending = self._pending, []
+            self._to_threads(loop, [*pending, item])
         return await future
+
+    def _in_turn(self, loop: asyncio.AbstractEventLoop, userid: str, item: tuple[Message, asyncio.Future]) -> None:
+        """Hand the message to the threads once the person's previous message is answered."""
+        future = item[1]
+        previous, self._last[userid] = self._last.get(userid), future
+
+        def forget(_):
+            if self._last.get(userid) is future:
+                del self._last[userid]
+
+        future.add_done_callback(forget)
+        if previous is None:
+            self._to_threads(loop, [item])
+        else:
+            previous.add_done_callback(lambda _: self._to_threads(loop, [item]))
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Handle the messages read in this loop iteration as one batch, on the loop."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return  # they went to the threads meanwhile
+        if not self._lock.acquire(blocking=False):
+            self._to_threads(loop, batch)  # a job is writing: don't hold up the loop waiting for it
+            return
+        try:
+            results = self._handle([message for message, _ in batch])
+        finally:
+            self._lock.release()
+        for (_, future), result in zip(batch, results):
+            _settle(future, result)
+
+    def _to_threads(self, loop: asyncio.AbstractEventLoop, items: list[tuple[Message, asyncio.Future]]) -> None:
+        self.start()  # an app served without its lifespan (e.g. mounted elsewhere) still works
+        self._in_threads += len(items)
+        for message, future in items:
+            self._queue.put((message, loop, future))
+
+    def _answered(self, future: asyncio.Future, result) -> None:
+        self._in_threads -= 1
+        _settle(future, result)
+
+    def _handle(self, messages: list[Message]) -> list:
+        try:
+            return self.app.handle_batch(messages)
+        except Exception as exc:  # handle_batch reports per message; this is a bug guard
+            log.exception("writer batch failed")
+            return [exc] * len(messages)
 
     def _run(self) -> None:
         while True:
@@ -75,14 +152,10 @@ class MessageWriter:
                     stop = True
                     break
                 batch.append(item)
-            try:
-                results = self.app.handle_batch([message for message, _, _ in batch])
-            except Exception as exc:  # handle_batch reports per message; this is a bug guard
-                log.exception("writer batch failed")
-                results = [exc] * len(batch)
+            results = self._handle([message for message, _, _ in batch])
             for (_, loop, future), result in zip(batch, results):
                 try:
-                    loop.call_soon_threadsafe(_settle, future, result)
+                    loop.call_soon_threadsafe(self._answered, future, result)
                 except RuntimeError:  # the event loop is gone (server shut down): nobody waits
                     pass
             if stop:

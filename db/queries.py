@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, func, insert, literal_column, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -26,6 +26,7 @@ from db.models import (
     Task,
     Unit,
 )
+from db.prepared import Prepared
 
 
 def _plain(s: Session, stmt, **params) -> list:
@@ -51,23 +52,6 @@ class UnitRow(NamedTuple):
     leader_userid: str
     chat_id: str
     webhook_key: str
-
-
-_SENDER = (
-    select(*(getattr(Member, f) for f in MemberRow._fields), *(getattr(Unit, f) for f in UnitRow._fields))
-    .join(Unit, col(Unit.id) == Member.unit_id)
-    .where(Member.userid == bindparam("userid"))
-)
-
-
-def sender(s: Session, userid: str) -> tuple[MemberRow, UnitRow] | None:
-    """Who sent a message and their unit, as plain rows: one query on every message (ORM objects
-    would cost five times as much, and nothing changes the sender while a message is handled)."""
-    row = _plain(s, _SENDER, userid=userid)
-    if not row:
-        return None
-    values = tuple(row[0])
-    return MemberRow(*values[:4]), UnitRow(*values[4:])
 
 
 def get_member(s: Session, userid: str) -> Member | None:
@@ -121,7 +105,7 @@ class TaskRow(NamedTuple):
 
 
 _TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
-_TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"))
+_TASK_BY_CODE = Prepared(_TASK_ROWS.where(Task.code == bindparam("code")))
 
 
 def all_tasks(s: Session) -> list[TaskRow]:
@@ -129,7 +113,7 @@ def all_tasks(s: Session) -> list[TaskRow]:
 
 
 def get_task(s: Session, code: str) -> TaskRow | None:
-    rows = _plain(s, _TASK_BY_CODE, code=code)
+    rows = _TASK_BY_CODE.run(s, code=code)
     return TaskRow(*rows[0]) if rows else None
 
 
@@ -175,13 +159,27 @@ class ReportRow(NamedTuple):
 
 
 # Reports on one task are serialised on its row so a version number cannot be taken twice. On
-# PostgreSQL the lock must be its own statement: a statement that waited for the lock still reads
-# from the snapshot it began with, and would miss the version the other writer just committed.
-# SQLite serialises writers anyway (and has no FOR UPDATE), so it skips that round trip.
-_LOCK_TASK = select(Task.id).where(Task.id == bindparam("task_id")).with_for_update()
-_NEXT_VERSION = select(func.coalesce(func.max(Report.version), 0) + 1).where(
-    Report.task_id == bindparam("task_id"), Report.month == bindparam("month"))
-_INSERT_REPORT = insert(Report)
+# PostgreSQL the lock is its own statement, before the insert: a statement that waited for the lock
+# still reads from the snapshot it began with and would miss the version the other writer just
+# committed, while the next statement reads a new snapshot. SQLite serialises writers anyway (and
+# has no FOR UPDATE), so it skips that round trip. The insert takes the next version number itself.
+_LOCK_TASK = Prepared(select(Task.id).where(Task.id == bindparam("task_id")).with_for_update())
+_REPORT_VALUES = ("task_id", "unit_id", "userid", "percent", "text", "created_at", "month", "local_day",
+                  "supersedes_id")
+
+
+def _insert_report_statement():
+    table, earlier = Report.__table__, Report.__table__.alias("earlier")
+    values = [bindparam(name, type_=table.c[name].type) for name in _REPORT_VALUES]
+    next_version = func.coalesce(func.max(earlier.c.version), 0) + literal_column("1")
+    return insert(Report).from_select(
+        [*_REPORT_VALUES, "version"],
+        select(*values, next_version).where(
+            earlier.c.task_id == bindparam("task_id"), earlier.c.month == bindparam("month")),
+    ).returning(Report.id, Report.version)
+
+
+_INSERT_REPORT = Prepared(_insert_report_statement())
 
 
 def add_report(
@@ -197,15 +195,13 @@ def add_report(
     """Write the next version of the task's report for the month (earlier versions stay)."""
     local_now = now.astimezone(tz)
     month = str(Month.of(local_now))
-    conn = s.connection()
-    if conn.dialect.name != "sqlite":
-        conn.execute(_LOCK_TASK, {"task_id": task.id}).one()
-    version = conn.execute(_NEXT_VERSION, {"task_id": task.id, "month": month}).scalar_one()
+    if s.get_bind().dialect.name != "sqlite":
+        _LOCK_TASK.run(s, task_id=task.id)
     values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
-              "created_at": now, "month": month, "local_day": local_now.day, "version": version,
+              "created_at": now, "month": month, "local_day": local_now.day,
               "supersedes_id": supersedes.id if supersedes else None}
-    report_id = conn.execute(_INSERT_REPORT, values).inserted_primary_key[0]
-    return ReportRow(id=report_id, **values)
+    (report_id, version), = _INSERT_REPORT.run(s, **values)
+    return ReportRow(id=report_id, version=version, **values)
 
 
 def _unreported_statement():
@@ -218,14 +214,14 @@ def _unreported_statement():
     )
 
 
-_UNREPORTED = _unreported_statement()  # built once: this runs on every 汇报
+_UNREPORTED = Prepared(_unreported_statement())  # this runs on every 汇报
 
 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
     progress.snapshots (started by the month's end, not finished in an earlier month), in one query
     for the reply to every 汇报."""
-    return _plain(s, _UNREPORTED, unit_id=unit_id, month=str(month), last_day=month.last_day)[0][0]
+    return _UNREPORTED.run(s, unit_id=unit_id, month=str(month), last_day=month.last_day)[0][0]
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
@@ -339,19 +335,41 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
 # ---------------------------------------------------------------- inbound dedupe
 
 
-_PROCESSED = select(ProcessedMessage.reply).where(ProcessedMessage.msg_id == bindparam("msg_id"))
-_RECORD_PROCESSED = insert(ProcessedMessage)
+def _incoming_statement():
+    one_row = select(literal_column("1").label("one")).subquery("one_row")
+    seen = select(ProcessedMessage.reply).where(ProcessedMessage.msg_id == bindparam("msg_id")).scalar_subquery()
+    return (
+        select(seen, *(getattr(Member, f) for f in MemberRow._fields), *(getattr(Unit, f) for f in UnitRow._fields))
+        .select_from(one_row)
+        .outerjoin(Member, Member.userid == bindparam("userid"))
+        .outerjoin(Unit, col(Unit.id) == Member.unit_id)
+    )
 
 
-def processed_reply(s: Session, msg_id: str) -> str | None:
-    rows = _plain(s, _PROCESSED, msg_id=msg_id)
-    return rows[0][0] if rows else None
+_INCOMING = Prepared(_incoming_statement())
+_RECORD_PROCESSED = Prepared(insert(ProcessedMessage).values(
+    {name: bindparam(name) for name in ("msg_id", "userid", "reply", "created_at")}))
+
+
+class Incoming(NamedTuple):
+    seen: str | None  # the answer already given to this MsgId (WeCom retries), if any
+    member: MemberRow | None  # None: not on the roster
+    unit: UnitRow | None
+
+
+def incoming(s: Session, userid: str, msg_id: str) -> Incoming:
+    """What every message needs first, in one query: whether its MsgId was answered already, and
+    who sent it with their unit, as plain rows (ORM objects would cost five times as much, and
+    nothing changes the sender while a message is handled)."""
+    (seen, *values), = _INCOMING.run(s, msg_id=msg_id, userid=userid)
+    if values[0] is None:
+        return Incoming(seen, None, None)
+    return Incoming(seen, MemberRow(*values[:4]), UnitRow(*values[4:]))
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
     """Remember the answer to a MsgId; a second record of the same MsgId raises IntegrityError."""
-    s.connection().execute(_RECORD_PROCESSED, {"msg_id": msg_id, "userid": userid, "reply": reply,
-                                               "created_at": now})
+    _RECORD_PROCESSED.run(s, msg_id=msg_id, userid=userid, reply=reply, created_at=now)
 
 
 # ---------------------------------------------------------------- outbox

@@ -49,6 +49,11 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def write_lock(engine: Engine) -> threading.RLock | None:
+    """The lock this process's SQLite writers queue on (None for PostgreSQL)."""
+    return _WRITE_LOCKS.get(id(engine))
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest version (versioned Alembic migrations)."""
     cfg = AlembicConfig()
@@ -64,7 +69,7 @@ def migrate(engine: Engine) -> None:
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A write transaction: committed when the block ends, rolled back on any exception."""
-    with _WRITE_LOCKS.get(id(engine)) or nullcontext():
+    with write_lock(engine) or nullcontext():
         with Session(engine.execution_options(sqlite_immediate=True), expire_on_commit=False) as session:
             try:
                 yield session

@@ -25,7 +25,7 @@ def _unit_arg(ctx: Context, command: str):
     return unit
 
 
-@router.command("状态", "status", roles=ADMINS)
+@router.command("状态", "status", roles=ADMINS, whole_org=True)
 def status(ctx: Context) -> Reply:
     month = _this_month(ctx)
     unit = _unit_arg(ctx, "状态")
@@ -43,14 +43,14 @@ def status(ctx: Context) -> Reply:
                                 "total": sum(x.active_tasks for x in scores)})
 
 
-@router.command("未报", "unreported", roles=ADMINS)
+@router.command("未报", "unreported", roles=ADMINS, whole_org=True)
 def unreported(ctx: Context) -> Reply:
     month = parse_month("未报", ctx.args, _this_month(ctx))
     dues = [d for d in digest.unit_dues(ctx.session, ctx.config, month, ctx.now) if d.unreported]
     return Reply("unreported", {"dues": dues, "month": month})
 
 
-@router.command("排名", "rank", "ranking", roles=ADMINS)
+@router.command("排名", "rank", "ranking", roles=ADMINS, whole_org=True)
 def ranking(ctx: Context) -> Reply:
     default = _this_month(ctx)
     month = parse_month("排名", ctx.args, default)
@@ -58,7 +58,7 @@ def ranking(ctx: Context) -> Reply:
     return Reply("ranking", {"scores": scores, "month": month, "partial": month == default})
 
 
-@router.command("提醒", "remind", roles=ADMINS)
+@router.command("提醒", "remind", roles=ADMINS, whole_org=True)
 def remind(ctx: Context) -> Reply:
     unit = _unit_arg(ctx, "提醒")
     month = _this_month(ctx)
@@ -75,7 +75,7 @@ def remind(ctx: Context) -> Reply:
     return Reply("remind_ok", {"count": len(pushes), "skipped": skipped, "unit": unit}, pushes)
 
 
-@router.command("导出", "export", roles=ADMINS)
+@router.command("导出", "export", roles=ADMINS, whole_org=True)
 def export(ctx: Context) -> Reply:
     month = parse_month("导出", ctx.args, _this_month(ctx))
     spec = {"kind": "month", "month": str(month), "at": ctx.now.isoformat()}
