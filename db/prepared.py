@@ -97,13 +97,9 @@ class Savepoint:
 
     def __init__(self, s: Session):
         self.s = s
-        self._flush()
+        _flush(s)
         self.name = f"duban_{next(self._names)}"
         self._run(f"SAVEPOINT {self.name}")
-
-    def _flush(self) -> None:
-        if self.s.new or self.s.dirty or self.s.deleted:
-            self.s.flush()
 
     def _run(self, sql: str) -> None:
         dbapi_conn, dialect = _connection(self.s)
@@ -111,7 +107,7 @@ class Savepoint:
 
     def release(self) -> None:
         """Keep what was done inside; a write that fails at the flush raises here, inside."""
-        self._flush()
+        _flush(self.s)
         self._run(f"RELEASE SAVEPOINT {self.name}")
 
     def rollback(self) -> None:
@@ -128,11 +124,17 @@ class WholeTransaction:
         self.s = s
 
     def release(self) -> None:
-        if self.s.new or self.s.dirty or self.s.deleted:
-            self.s.flush()
+        _flush(self.s)
 
     def rollback(self) -> None:
         self.s.rollback()
+
+
+def _flush(s: Session) -> None:
+    """Send what the session holds to the database, skipping the ORM's flush machinery when it
+    holds nothing (the usual case on the message path)."""
+    if s.new or s.dirty or s.deleted:
+        s.flush()
 
 
 _KEY = "prepared_connection"
