@@ -66,7 +66,7 @@ def prepare_db(kind: str, work: Path) -> str:
     return url
 
 
-def write_config(path: Path, url: str, port: int) -> None:
+def write_config(path: Path, url: str, port: int, writer_process: bool = True) -> None:
     jobs = "".join(f"[schedule.jobs.{n}]\nenabled = false\n" for n in (
         "deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review", "annual_summary"))
     path.write_text(f"""[wecom]
@@ -77,6 +77,7 @@ encoding_aes_key = "{AES_KEY}"
 api_base = "http://127.0.0.1:9"
 [server]
 port = {port}
+writer_process = {str(writer_process).lower()}
 [database]
 url = "{url}"
 {jobs}""", encoding="utf-8")
@@ -129,13 +130,28 @@ async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: 
     return time.perf_counter() - started, latencies, errors
 
 
-def cpu_seconds(proc: subprocess.Popen) -> float | None:
-    """CPU time the server process has used so far (Linux /proc; None elsewhere)."""
+def _stat(pid: int | str) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(proc: subprocess.Popen) -> tuple[float, float] | None:
+    """CPU time the server process and its children (duban's writer process) have used so far:
+    (server, children). Linux /proc; None elsewhere."""
     try:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = _stat(proc.pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(entry.name)
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid:
+                children += int(fields[11]) + int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(own[11]) + int(own[12])) / tick, children / tick
 
 
 class Server:
@@ -144,7 +160,7 @@ class Server:
     def __init__(self, name: str, proc: subprocess.Popen, port: int, offset: int):
         self.name, self.proc, self.port, self.offset = name, proc, port, offset
         self.side = WeComSide(f"http://127.0.0.1:{port}")
-        self.rounds: dict[int, list[tuple[float, list[float], int, float | None]]] = {}
+        self.rounds: dict[int, list] = {}
 
     def measure(self, c: int, requests: int) -> None:
         n = max(200, requests if c > 1 else requests // 4)
@@ -154,21 +170,29 @@ class Server:
         cpu0 = cpu_seconds(self.proc)
         wall, lat, errors = asyncio.run(load(self.port, "/wecom/callback", work[50:], c))
         cpu1 = cpu_seconds(self.proc)
-        cpu = (cpu1 - cpu0) / len(lat) if cpu0 is not None and cpu1 is not None else None
+        cpu = None
+        if cpu0 is not None and cpu1 is not None:
+            cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat))
         self.rounds.setdefault(c, []).append((len(lat) / wall, lat, errors, cpu))
 
-    def figures(self, c: int) -> tuple[float, float, float, int, float | None]:
+    def figures(self, c: int) -> tuple:
         """Median throughput over the rounds; p50/p99 over all their requests; errors; CPU a request."""
         rounds = self.rounds[c]
         lat = sorted(x for r in rounds for x in r[1])
         cpus = [r[3] for r in rounds if r[3] is not None]
         return (statistics.median(r[0] for r in rounds), statistics.median(lat) * 1000,
                 lat[int(len(lat) * 0.99) - 1] * 1000, sum(r[2] for r in rounds),
-                statistics.median(cpus) * 1e6 if cpus else None)
+                (statistics.median(c[0] for c in cpus) * 1e6, statistics.median(c[1] for c in cpus) * 1e6)
+                if cpus else None)
 
     def line(self, c: int) -> str:
         rps, p50, p99, errors, cpu = self.figures(c)
-        cpu_text = f"{cpu:5.0f} µs CPU/req" if cpu is not None else "CPU n/a"
+        if cpu is None:
+            cpu_text = "CPU n/a"
+        elif cpu[1]:
+            cpu_text = f"{cpu[0]:5.0f} + {cpu[1]:.0f} µs CPU/req (server + writer process)"
+        else:
+            cpu_text = f"{cpu[0]:5.0f} µs CPU/req"
         return (f"{self.name:<18} c={c:<3} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
                 f"{cpu_text}   errors {errors}")
 
@@ -184,6 +208,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3,
                     help="baseline and duban take turns this many times at each level; throughput is the median")
     ap.add_argument("--db", default="sqlite,postgres")
+    ap.add_argument("--writer-in-server", action="store_true",
+                    help="handle messages in the server process (server.writer_process = false), for comparison")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     work = ROOT / "bench" / "results"
@@ -197,7 +223,7 @@ def main() -> None:
             servers.append(Server("baseline", start([sys.executable, str(ROOT / "bench" / "baseline_server.py"),
                                                      str(port)], port, work), port, 0))
             port = free_port()
-            write_config(work / f"callback-{kind}.toml", url, port)
+            write_config(work / f"callback-{kind}.toml", url, port, not args.writer_in_server)
             servers.append(Server(f"duban ({kind})", start(
                 [sys.executable, "-m", "bot.cli", "serve", "--config", str(work / f"callback-{kind}.toml")],
                 port, work), port, 1_000_000))

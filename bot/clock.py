@@ -33,6 +33,12 @@ class FixedClock:
         with self._lock:
             self._now = moment.astimezone(UTC)
 
+    def __getstate__(self) -> dict:  # a copy goes to the writer process (bot/writer_process.py)
+        return {"now": self.now()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["now"])
+
 
 @dataclass(frozen=True)
 class Month:

@@ -25,6 +25,7 @@ from wechatpy.exceptions import InvalidSignatureException
 
 from bot.app import Application
 from bot.writer import MessageWriter
+from bot.writer_process import ProcessWriter
 
 log = logging.getLogger("duban.wire")
 
@@ -38,7 +39,7 @@ def _params(request: Request) -> tuple[str, str, str] | None:
 
 
 class Callback:
-    def __init__(self, app: Application, writer: MessageWriter):
+    def __init__(self, app: Application, writer: MessageWriter | ProcessWriter):
         self.app = app
         self.writer = writer
         wc = app.config.wecom
@@ -122,8 +123,18 @@ async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def build_asgi(app: Application) -> Starlette:
-    writer = MessageWriter(app)
+def build_asgi(app: Application, writer_process: bool = False,
+               writer: MessageWriter | ProcessWriter | None = None) -> Starlette:
+    """The callback server. `writer_process`: handle chat messages in a child process (`duban serve`
+    does, by `server.writer_process`), where a second core can take them; only with WeCom
+    credentials (console mode answers no callbacks) and a database another process can open.
+    `writer`: one built by the caller instead."""
+    if writer is None:
+        in_memory = app.engine.dialect.name == "sqlite" and app.engine.url.database in (None, "", ":memory:")
+        if writer_process and not app.config.wecom.console_mode and not in_memory:
+            writer = ProcessWriter(app)
+        else:
+            writer = MessageWriter(app)
     cb = Callback(app, writer)
     path = app.config.server.callback_path
 
@@ -140,7 +151,7 @@ def build_asgi(app: Application) -> Starlette:
         finally:
             writer.stop()  # what was handed in is answered before the server closes
 
-    return Starlette(
+    asgi = Starlette(
         routes=[
             Route(path, cb.verify_url, methods=["GET"]),
             Route(path, cb.receive, methods=["POST"]),
@@ -148,3 +159,5 @@ def build_asgi(app: Application) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    asgi.state.writer = writer
+    return asgi

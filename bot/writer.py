@@ -1,5 +1,6 @@
 """The inbound writer: chat messages from the callback are handled in batches, one write transaction
-per batch (group commit).
+per batch (group commit). `duban serve` runs it in a child process, on a core of its own
+(bot/writer_process.py); tests and `build_asgi(app)` run it in the server process.
 
 Under load, callbacks arrive faster than one transaction each can be committed; whatever arrived
 together becomes one batch. A lone message is handled at once, so there is no waiting to fill a

@@ -110,9 +110,11 @@ def test_a_colliding_message_is_handled_again_after_the_others_commit(db_url, cl
         app.engine.dispose()
 
 
-def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake):
+@pytest.mark.parametrize("writer_process", [False, True], ids=["in the server", "writer process"])
+def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake, writer_process):
     """48 callbacks at once over real HTTP (they reach the writer together and share batches):
-    good reports, wrong forms, an unknown user and WeCom's retries of the same MsgId."""
+    good reports, wrong forms, an unknown user and WeCom's retries of the same MsgId; handled in the
+    server process, or in its writer process as `duban serve` does."""
     app = Application(make_config(db_url, api_base=fake.base), clock=clock)
     app.migrate()
     seed(app)
@@ -123,7 +125,7 @@ def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fa
         sent.append((user, text, str(70000 + i)))
     sent += [("stranger", "汇报 T1 1% 谁", "70100")] + [sent[i] for i in range(1, 8)]  # 7 retries
     try:
-        with ServerThread(build_asgi(app)) as server:
+        with ServerThread(build_asgi(app, writer_process=writer_process)) as server:
             wecom = WeComSide(server.base)
             with ThreadPoolExecutor(24) as pool:
                 replies = list(pool.map(lambda m: wecom.say(m[0], m[1], msg_id=m[2]), sent))

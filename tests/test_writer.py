@@ -21,6 +21,7 @@ from bot.router import Dispatcher, Router
 from bot.text import _normalize_each, normalize_map
 from bot.wire import build_asgi
 from bot.writer import MessageWriter
+from bot.writer_process import ProcessWriter
 from conftest import ServerThread, make_config, seed
 from db import queries
 from db.models import Problem, ProcessedMessage, Report, Task
@@ -37,11 +38,12 @@ def t1_versions(app) -> list[tuple[int, int]]:
                                                        .order_by(Report.version))]
 
 
-def test_one_persons_messages_are_handled_in_the_order_they_came(app):
+@pytest.mark.parametrize("in_child", [False, True], ids=["in the server", "writer process"])
+def test_one_persons_messages_are_handled_in_the_order_they_came(app, in_child):
     """li's reports arrive together with an all-units command and someone else's report: each of
-    li's is a new version after the one before, whichever path (loop or thread) each one took."""
-    writer = MessageWriter(app)
-    writer.start()
+    li's is a new version after the one before, whichever path (loop or thread) each one took, in
+    the server process or in its writer process (bot/writer_process.py)."""
+    writer = ProcessWriter(app) if in_child else MessageWriter(app)
     sent = []
     for round_ in range(10):
         sent += [("li", f"汇报 T1 {round_ * 8 + 1}% 第一条", f"o{round_}a"),
@@ -52,12 +54,13 @@ def test_one_persons_messages_are_handled_in_the_order_they_came(app):
                  ("li", f"汇报 T1 {round_ * 8 + 4}% 第三条", f"o{round_}f")]
 
     async def burst():
-        return await asyncio.gather(*(writer.handle(*m) for m in sent))
+        writer.start()
+        try:
+            return await asyncio.gather(*(writer.handle(*m) for m in sent))
+        finally:
+            writer.stop()
 
-    try:
-        outcomes = asyncio.run(burst())
-    finally:
-        writer.stop()
+    outcomes = asyncio.run(burst())
     for (user, text, _), outcome in zip(sent, outcomes):
         if text.startswith("汇报"):
             assert text.split()[2] in outcome.reply, (text, outcome.reply)
