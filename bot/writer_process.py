@@ -315,13 +315,13 @@ async def _serve(conn, app: Application) -> None:
         except OSError:
             pass  # the server is gone: nobody waits for these
 
-    def answered(seq: int, task: asyncio.Task) -> None:
+    def answered(seq: int, msg_id: str, task: asyncio.Task) -> None:
         tasks.discard(task)
         exc = task.exception()
         if exc is None:
             result: object = task.result().reply
         else:
-            log.error("handling message %s", seq, exc_info=exc)
+            log.error("handling message %s", msg_id, exc_info=exc)
             result = _Failed(f"{type(exc).__name__}: {exc}")
         answers.append((seq, result))
         if len(answers) == 1:
@@ -337,7 +337,7 @@ async def _serve(conn, app: Application) -> None:
                 for seq, message in items:
                     task = loop.create_task(writer.handle(*message))
                     tasks.add(task)
-                    task.add_done_callback(functools.partial(answered, seq))
+                    task.add_done_callback(functools.partial(answered, seq, message[2]))
         except (EOFError, OSError):  # the server died: finish what is here, then end
             stopped.set()
 
