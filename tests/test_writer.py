@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -164,3 +165,45 @@ def test_normalising_takes_the_short_way_only_where_it_changes_nothing():
     samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(3000)]
     for text in samples:
         assert normalize_map(text) == _normalize_each(text), repr(text)
+
+
+def test_two_batches_that_deadlock_on_postgresql_both_finish(pg_url, clock):
+    """PostgreSQL runs two writer threads, each a batch at a time. Two batches that take the same two
+    rows in opposite order deadlock; PostgreSQL cancels one statement, and that message is handled
+    again after its batch commits: every message is answered and stored, none fails."""
+    extra = Router("test")
+    barrier = threading.Barrier(2)
+    calls = []
+
+    @extra.command("占")
+    def take(ctx, args) -> Reply:
+        calls.append(ctx.msg_id)
+        # Read-modify-write, so the row is locked as it is read (until the batch commits).
+        task = ctx.session.exec(select(Task).where(Task.code == args.strip()).with_for_update()).one()
+        task.milestone = f"{task.milestone}{ctx.msg_id};"
+        ctx.session.flush()
+        time.sleep(0.3)  # the other batch takes its first row meanwhile
+        return Reply("text_only")
+
+    app = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    app.migrate()
+    seed(app)
+
+    def batch(messages):
+        barrier.wait()
+        return app.handle_batch(messages)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(batch, [("li", "占 T1", "a1"), ("li", "占 T3", "a2")])
+            b = pool.submit(batch, [("zhao", "占 T3", "b1"), ("zhao", "占 T1", "b2")])
+            results = a.result(timeout=30) + b.result(timeout=30)
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert len(calls) == 5 and len(set(calls)) == 4  # the deadlock's victim, only it, was tried twice
+        with Session(app.engine) as s:
+            marks = {t.code: t.milestone for t in s.exec(select(Task).where(Task.code.in_(["T1", "T3"])))}
+            assert {p.msg_id for p in s.exec(select(ProcessedMessage))} == {"a1", "a2", "b1", "b2"}
+        assert sorted(marks["T1"].split(";")[:-1]) == ["a1", "b2"]
+        assert sorted(marks["T3"].split(";")[:-1]) == ["a2", "b1"]
+    finally:
+        app.engine.dispose()
