@@ -17,8 +17,9 @@ included), finishes what it holds, and exits; it ignores SIGINT and SIGTERM, whi
 service manager sends to the whole process group, so the server decides when it stops. If the
 child dies, the server starts another and sends it every message not yet answered, in order:
 whatever the dead child committed is answered from the MsgId dedupe, word for word, so nothing is
-lost and nothing is stored twice. A message on which a child died twice is answered with an error
-instead of killing a third.
+lost and nothing is stored twice. A child that holds a message for two minutes without answering is
+taken for stuck and replaced the same way. A message on which a child died twice is answered with
+an error instead of killing a third.
 """
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ log = logging.getLogger("duban.writer")
 
 START_TIMEOUT = 60.0
 MAX_TRIES = 2  # children a message may take down with it before it is answered with an error
+# A child that has not answered a message for this long is stuck (a hung C call, a lock never
+# released): it is killed and replaced like one that died. Far above the slowest command measured
+# (the annual export of 2,000 units, 2.3 s) and a job holding the write lock meanwhile.
+STALL_SECONDS = 120.0
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where the `bot` package is
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[2]); "
          "from bot.writer_process import child_main; child_main(int(sys.argv[1]))")
@@ -62,6 +67,7 @@ class _Waiting:
     message: Message
     future: asyncio.Future
     tries: int = 0
+    sent_at: float | None = None  # loop time it went to the current child
 
 
 def build_app(config, clock) -> Application:
@@ -75,9 +81,10 @@ class ProcessWriter:
     functools.partial of one)."""
 
     def __init__(self, app: Application, factory: Callable[[], Application] | None = None,
-                 start_timeout: float = START_TIMEOUT):
+                 start_timeout: float = START_TIMEOUT, stall_seconds: float = STALL_SECONDS):
         self.factory = factory or functools.partial(build_app, app.config, app.clock)
         self.start_timeout = start_timeout
+        self.stall_seconds = stall_seconds
         self._seq = itertools.count()
         # Touched on the event loop only:
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,6 +94,7 @@ class ProcessWriter:
         self._outgoing: list[int] = []  # to send at the end of this loop iteration
         self._restarting = False
         self._stopping = False
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @property
     def pid(self) -> int | None:
@@ -173,6 +181,7 @@ class ProcessWriter:
     def _attach(self, proc, conn) -> None:
         self._proc, self._conn = proc, conn
         self._loop.add_reader(conn.fileno(), self._readable)
+        self._watch()
         # A new child takes every message not answered yet, in the order they came.
         self._outgoing = sorted(self._waiting)
         if self._outgoing:
@@ -181,7 +190,19 @@ class ProcessWriter:
     def _detach(self) -> None:
         if self._conn is not None:
             self._loop.remove_reader(self._conn.fileno())
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._conn = None
+
+    def _watch(self) -> None:
+        """Kill a child that has held a message for stall_seconds; _lost() then replaces it."""
+        now = self._loop.time()
+        sent = [w.sent_at for w in self._waiting.values() if w.sent_at is not None]
+        if sent and now - min(sent) > self.stall_seconds and self._proc is not None:
+            log.error("writer process %s has not answered for %.0f s; replacing it", self._proc.pid, now - min(sent))
+            self._proc.kill()  # its end of the pipe closes: _readable() sees end-of-file
+        self._watchdog = self._loop.call_later(min(self.stall_seconds / 4, 5.0), self._watch)
 
     def _send(self) -> None:
         if self._conn is None:
@@ -195,6 +216,10 @@ class ProcessWriter:
         except OSError:
             self._outgoing = seqs + self._outgoing  # not delivered: the next child takes them
             self._lost()
+            return
+        now = self._loop.time()
+        for seq, _ in items:
+            self._waiting[seq].sent_at = now
 
     def _readable(self) -> None:
         try:
@@ -234,8 +259,9 @@ class ProcessWriter:
         log.error("writer process %s ended unexpectedly; starting another", proc.pid)
         given_up = []
         for seq, waiting in self._waiting.items():
-            if seq in self._outgoing:
+            if waiting.sent_at is None:
                 continue  # never sent: not handled by the dead child
+            waiting.sent_at = None
             waiting.tries += 1
             # Without a MsgId a message cannot be told apart from its retry: if the child had
             # stored it, handling it again would store it twice.

@@ -115,6 +115,27 @@ def test_a_writer_process_killed_mid_message_loses_nothing_and_stores_nothing_tw
     assert processed == 4
 
 
+def test_a_stuck_writer_process_is_replaced_and_the_message_answered(tmp_path, clock, fake):
+    """The child stops answering (a hung call) with li's 汇报 in hand: after stall_seconds it is
+    killed, the next child answers li, and the report is stored once."""
+    app = Application(make_config(f"sqlite:///{tmp_path / 'duban.db'}", api_base=fake.base), clock=clock)
+    app.migrate()
+    seed(app)
+    marker = tmp_path / "paused"
+    writer = ProcessWriter(app, factory=functools.partial(pausing_app, app.config, clock, str(marker),
+                                                          "before commit"), stall_seconds=1.5)
+    try:
+        with ServerThread(build_asgi(app, writer=writer)) as server:
+            first = writer.pid
+            started = time.monotonic()
+            reply = WeComSide(server.base).say("li", "汇报 T1 45% 停住不动", "8501")
+            assert "45%" in reply and time.monotonic() - started >= 1.5
+            assert writer.pid not in (None, first) and gone(first)
+    finally:
+        app.engine.dispose()
+    assert stored(app) == ([("li", 45, "停住不动")], 1)
+
+
 def test_a_message_that_kills_every_writer_process_gets_an_error_and_the_rest_go_on(tmp_path, clock, fake):
     """A message on which the child dies (a crash, not an exception) is tried by a second child; when
     that dies too, the person is told to try again later, nothing of it is stored, and the third
