@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving import free_port, wait_healthy  # noqa: E402
+from serving import child_pids, free_port, proc_stat, wait_healthy  # noqa: E402
 from wecom_client import AES_KEY, CORP_ID, TOKEN, WeComSide, text_xml  # noqa: E402
 
 UNITS = 200
@@ -130,26 +130,17 @@ async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: 
     return time.perf_counter() - started, latencies, errors
 
 
-def _stat(pid: int | str) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
 def cpu_seconds(proc: subprocess.Popen) -> tuple[float, float] | None:
     """CPU time the server process and its children (duban's writer process) have used so far:
     (server, children). Linux /proc; None elsewhere."""
-    try:
-        own = _stat(proc.pid)
-    except OSError:
+    own = proc_stat(proc.pid)
+    if own is None:
         return None
     children = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = _stat(entry.name)
-            except OSError:
-                continue
-            if int(fields[1]) == proc.pid:
-                children += int(fields[11]) + int(fields[12])
+    for pid in child_pids(proc.pid):
+        fields = proc_stat(pid)
+        if fields is not None:
+            children += int(fields[11]) + int(fields[12])
     tick = os.sysconf("SC_CLK_TCK")
     return (int(own[11]) + int(own[12])) / tick, children / tick
 

@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from bot.app import Application, Outcome
-from bot.writer import Message, MessageWriter
+from bot.writer import Message, MessageWriter, _settle
 
 log = logging.getLogger("duban.writer")
 
@@ -197,10 +197,10 @@ class ProcessWriter:
 
     def _watch(self) -> None:
         """Kill a child that has held a message for stall_seconds; _lost() then replaces it."""
-        now = self._loop.time()
-        sent = [w.sent_at for w in self._waiting.values() if w.sent_at is not None]
-        if sent and now - min(sent) > self.stall_seconds and self._proc is not None:
-            log.error("writer process %s has not answered for %.0f s; replacing it", self._proc.pid, now - min(sent))
+        waited = self._loop.time() - min((w.sent_at for w in self._waiting.values() if w.sent_at is not None),
+                                         default=self._loop.time())
+        if waited > self.stall_seconds and self._proc is not None:
+            log.error("writer process %s has not answered for %.0f s; replacing it", self._proc.pid, waited)
             self._proc.kill()  # its end of the pipe closes: _readable() sees end-of-file
         self._watchdog = self._loop.call_later(min(self.stall_seconds / 4, 5.0), self._watch)
 
@@ -231,18 +231,13 @@ class ProcessWriter:
     def _settle_all(self, answers: list[tuple[int, object]]) -> None:
         for seq, result in answers:
             waiting = self._waiting.pop(seq, None)
-            if waiting is None or waiting.future.done():
-                continue
-            if isinstance(result, _Failed):
-                waiting.future.set_exception(RuntimeError(f"writer process: {result.text}"))
-            else:
-                waiting.future.set_result(result)
+            if waiting is not None:
+                _settle(waiting.future, RuntimeError(f"writer process: {result.text}")
+                        if isinstance(result, _Failed) else result)
 
     def _fail_all(self, why: str, seqs=None) -> None:
         for seq in list(self._waiting if seqs is None else seqs):
-            waiting = self._waiting.pop(seq)
-            if not waiting.future.done():
-                waiting.future.set_exception(RuntimeError(why))
+            _settle(self._waiting.pop(seq).future, RuntimeError(why))
 
     # ------------------------------------------------------------ a child that died
 

@@ -22,7 +22,7 @@ from bot.wire import build_asgi
 from bot.writer_process import ProcessWriter
 from conftest import ROOT, ServerThread, make_config, seed
 from db.models import ProcessedMessage, Report, Unit
-from serving import free_port, wait_healthy
+from serving import child_pids, free_port, proc_stat, wait_healthy
 from test_kill import wait_for, write_config
 from wecom_client import WeComSide
 
@@ -168,25 +168,9 @@ def test_a_writer_process_that_cannot_start_stops_the_server_starting_with_its_r
     assert writer.pid is None
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited; init reaps it
+    fields = proc_stat(pid)
+    return fields is None or fields[0] == "Z"  # a zombie has exited; init reaps it
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -206,7 +190,7 @@ def test_the_writer_process_ends_with_duban_serve(db_url, fake, tmp_path, how):
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
     try:
         assert wait_healthy(port, proc, timeout=30), (tmp_path / "serve.log").read_text(errors="replace")
-        writers = children(proc.pid)
+        writers = child_pids(proc.pid)
         assert len(writers) == 1, writers
         assert "30%" in WeComSide(f"http://127.0.0.1:{port}").say("li", "汇报 T1 30% 经子进程", "7001")
         proc.send_signal(how)
