@@ -21,7 +21,7 @@ from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
 from db.models import Unit
-from db.prepared import Savepoint, WholeTransaction
+from db.prepared import NeedsSavepoints, Savepoint, Unguarded, WholeTransaction
 from db.session import make_engine, migrate, session_scope
 
 log = logging.getLogger("duban")
@@ -60,7 +60,7 @@ def _collided(exc: Exception) -> bool:
     return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
-def _rollback(s: Session, savepoint: Savepoint | WholeTransaction) -> None:
+def _rollback(s: Session, savepoint: Savepoint | Unguarded | WholeTransaction) -> None:
     """Undo one message's writes; the outbox keys it queued are forgotten with them."""
     savepoint.rollback()
     s.info.pop("outbox_keys", None)
@@ -103,23 +103,31 @@ class Application:
 
     def handle_batch(self, messages: list[tuple[str, str, str]]) -> list[Outcome | Exception]:
         """Handle (userid, text, msg_id) messages in order, in one write transaction (group commit:
-        one commit for many messages). Each message runs in its own savepoint, so a wrong form or a
-        failing handler drops only that message's writes. A message whose write collides with a
-        concurrent writer (the same MsgId from another replica, two new codes at once) is handled
-        again after the others are committed; if the transaction as a whole fails, every message is
-        handled again alone, so one cannot fail the others. Returns an Outcome or the exception."""
+        one commit for many messages). Each message is kept apart: a wrong form or a failing handler
+        drops only that message's writes. Most messages are never undone, or are found wrong before
+        they write, so a batch is first tried without savepoints; if a message that wrote has to be
+        undone, the transaction is rolled back and the batch run again with a savepoint a message.
+        A message whose write collides with a concurrent writer (the same MsgId from another
+        replica, two new codes at once) is handled again after the others are committed; if the
+        transaction as a whole fails, every message is handled again alone, so one cannot fail the
+        others. Returns an Outcome or the exception."""
         results: dict[int, Outcome | Exception] = {}
         todo = list(range(len(messages)))
+        guard = Unguarded
         for _attempt in range(3):
             collided = []
             try:
                 with self.session() as s:
                     for i in todo:
-                        result = self._handle_one(s, *messages[i], alone=len(todo) == 1)
+                        begin = WholeTransaction if len(todo) == 1 else guard
+                        result = self._handle_one(s, *messages[i], begin=begin)
                         if result is None:
                             collided.append(i)
                         else:
                             results[i] = result
+            except NeedsSavepoints:
+                guard = Savepoint  # rolled back: the same messages again, each in a savepoint
+                collided = todo
             except Exception as exc:
                 # Nothing of the transaction is kept; alone, a message can fail only itself.
                 for i in todo:
@@ -134,10 +142,10 @@ class Application:
         return [results[i] for i in range(len(messages))]
 
     def _handle_one(self, s: Session, userid: str, text: str, msg_id: str,
-                    alone: bool = False) -> Outcome | Exception | None:
-        """One message inside the batch transaction. None: it collided, try again later. `alone`:
-        the transaction holds this message only, so undoing it is rolling back the transaction
-        (two statements fewer than a savepoint: a round trip each on PostgreSQL)."""
+                    begin: type[Savepoint | Unguarded | WholeTransaction] = Savepoint) -> Outcome | Exception | None:
+        """One message inside the batch transaction. None: it collided, try again later. `begin`:
+        how its writes are kept apart (a savepoint; none, as long as it need not be undone once it
+        wrote; or, where the transaction holds this message only, the transaction itself)."""
         now = self.clock.now()
         seen, member, unit = queries.incoming(s, userid, msg_id)
         if seen is not None:
@@ -146,7 +154,6 @@ class Application:
             # Unknown people are told whom to ask; nothing about them is stored.
             return Outcome(self.renderer.render("unknown_user", userid=userid))
         ctx = Context(session=s, member=member, unit=unit, now=now, config=self.config, msg_id=msg_id)
-        begin = WholeTransaction if alone else Savepoint
         savepoint = begin(s)
         try:
             try:
@@ -164,6 +171,8 @@ class Application:
             if msg_id:
                 queries.record_processed(s, msg_id, userid, text_out, now)
             savepoint.release()
+        except NeedsSavepoints:
+            raise
         except Exception as exc:
             _rollback(s, savepoint)
             if _collided(exc):

@@ -20,10 +20,10 @@ AMD machine: one message a transaction on 3 threads 317 callbacks a second; batc
 287, on 2 threads 404-408, on 3 threads 355 (the round trips of one thread overlap the other's
 Python; more threads only contend for the GIL). Two batches can take the same rows in opposite
 order (two people closing each other's problems at once): PostgreSQL then cancels one statement
-(deadlock, after deadlock_timeout), its message is rolled back to its savepoint and handled again
-after the batch commits (bot/app.py), like any other collision. A person's next message waits
-until their last one is answered, so each person's messages are handled in the order they came,
-whichever thread takes them.
+(deadlock, after deadlock_timeout); its batch is rolled back and run again with savepoints, where
+a message that collides is handled again after the batch commits (bot/app.py). A person's next
+message waits until their last one is answered, so each person's messages are handled in the
+order they came, whichever thread takes them.
 """
 from __future__ import annotations
 

@@ -11,17 +11,21 @@ everything else goes through the ORM or Core as usual.
 
 `Savepoint` is the same idea for the savepoint each message runs in (bot/app.py): the ORM's
 `Session.begin_nested` cost more than all of a 汇报's statements together. A transaction that holds
-one message only needs no savepoint at all (`WholeTransaction`).
+one message only needs no savepoint at all (`WholeTransaction`), and neither does a message that
+never has to be undone (`Unguarded`: a batch is tried without savepoints first).
 """
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from sqlalchemy import event, orm
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlmodel import Session
 
 
@@ -37,6 +41,7 @@ class _Compiled(NamedTuple):
 class Prepared:
     def __init__(self, statement):
         self.statement = statement
+        self._writes = bool(getattr(statement, "is_dml", False))
         self._compiled: dict[type, _Compiled] = {}
 
     def _compile(self, dialect: Dialect) -> _Compiled:
@@ -60,7 +65,7 @@ class Prepared:
 
     def run(self, s: Session, **params) -> list[tuple]:
         """Execute with these bind values; the result rows as tuples ([] for a statement without)."""
-        dbapi_conn, dialect = _connection(s)
+        dbapi_conn, dialect, info = _connection(s)
         compiled = self._compiled.get(type(dialect))
         if compiled is None:
             compiled = self._compiled[type(dialect)] = self._compile(dialect)
@@ -69,22 +74,43 @@ class Prepared:
         for name, proc in compiled.binds:
             params[name] = proc(params[name])
         args = tuple(params[n] for n in compiled.names) if compiled.positional else params
-        rows = _execute(dbapi_conn, dialect, compiled.sql, args)
+        if self._writes:
+            _touched(info)
+        rows = _execute(dbapi_conn, dialect, compiled.sql, args, info)
         if compiled.results is not None:
             procs = compiled.results
             rows = [tuple(v if p is None else p(v) for p, v in zip(procs, row)) for row in rows]
         return rows
 
 
-def _execute(dbapi_conn, dialect: Dialect, sql: str, args) -> list[tuple]:
+def _execute(dbapi_conn, dialect: Dialect, sql: str, args, info: dict) -> list[tuple]:
     cursor = dbapi_conn.cursor()
     try:
         cursor.execute(sql, args)
         return cursor.fetchall() if cursor.description else []
     except dialect.loaded_dbapi.Error as err:
+        _touched(info)  # a failed statement aborts a PostgreSQL transaction
         raise DBAPIError.instance(sql, args, err, dialect.loaded_dbapi.Error, dialect=dialect) from err
     finally:
         cursor.close()
+
+
+class Qualified(ColumnElement):
+    """A subquery whose columns are named with their tables wherever it stands. SQLite's RETURNING
+    takes bare column names, and SQLAlchemy's SQLite compiler then leaves the table off every column
+    inside it, subqueries included, where `task_id = id` silently means something else."""
+
+    inherit_cache = True
+    _traverse_internals: ClassVar = [("element", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, element: ColumnElement):
+        self.element = element
+        self.type = element.type
+
+
+@compiles(Qualified)
+def _compile_qualified(element: Qualified, compiler, **kw) -> str:
+    return compiler.process(element.element, **{**kw, "include_table": True})
 
 
 class Savepoint:
@@ -102,8 +128,8 @@ class Savepoint:
         self._run(f"SAVEPOINT {self.name}")
 
     def _run(self, sql: str) -> None:
-        dbapi_conn, dialect = _connection(self.s)
-        _execute(dbapi_conn, dialect, sql, ())
+        dbapi_conn, dialect, info = _connection(self.s)
+        _execute(dbapi_conn, dialect, sql, (), info)
 
     def release(self) -> None:
         """Keep what was done inside; a write that fails at the flush raises here, inside."""
@@ -130,6 +156,33 @@ class WholeTransaction:
         self.s.rollback()
 
 
+class NeedsSavepoints(Exception):
+    """An Unguarded message has to be undone but wrote (or a statement failed): its transaction has
+    to be rolled back, and the batch run again with savepoints."""
+
+
+class Unguarded:
+    """Savepoint's stand-in that costs nothing (a savepoint is two round trips a message on
+    PostgreSQL): no savepoint is taken, and a message can be undone only while it has written
+    nothing, which is what most undone messages are (a wrong form, an unknown code, someone else's
+    task: found out by reading). Undoing it then lets go of the objects the session holds, so
+    nothing it added or changed is ever written. A message that wrote, or whose statement failed,
+    raises NeedsSavepoints instead."""
+
+    def __init__(self, s: Session):
+        self.s = s
+        _flush(s)  # what earlier messages left pending is theirs
+        self.mark = _writes(s)
+
+    def release(self) -> None:
+        _flush(self.s)
+
+    def rollback(self) -> None:
+        if _writes(self.s) != self.mark:
+            raise NeedsSavepoints
+        self.s.expunge_all()
+
+
 def _flush(s: Session) -> None:
     """Send what the session holds to the database, skipping the ORM's flush machinery when it
     holds nothing (the usual case on the message path)."""
@@ -138,12 +191,23 @@ def _flush(s: Session) -> None:
 
 
 _KEY = "prepared_connection"
+_WRITES = "duban_writes"
+
+
+def _touched(info: dict) -> None:
+    """Count a statement that wrote or failed on this connection (its `Connection.info`)."""
+    info[_WRITES] = info.get(_WRITES, 0) + 1
+
+
+def _writes(s: Session) -> int:
+    """How many statements have written or failed on the session's connection so far."""
+    return _connection(s)[2].get(_WRITES, 0)
 
 
 def _connection(s: Session):
-    """The session's DB-API connection and dialect for its current transaction: one dict lookup
-    (`Session.connection()` costs as much as a small statement). Asking the session once per
-    transaction is what makes it begin one on the connection (see the events below)."""
+    """The session's DB-API connection, dialect and `Connection.info` for its current transaction:
+    one dict lookup (`Session.connection()` costs as much as a small statement). Asking the session
+    once per transaction is what makes it begin one on the connection (see the events below)."""
     cached = s.info.get(_KEY)
     if cached is None:
         s.connection()  # begins the transaction; after_begin fills the cache
@@ -153,10 +217,23 @@ def _connection(s: Session):
 
 @event.listens_for(orm.Session, "after_begin")  # every session class, SQLModel's included
 def _remember_connection(session: Session, _transaction, connection) -> None:
-    session.info[_KEY] = (connection.connection.dbapi_connection, connection.dialect)
+    session.info[_KEY] = (connection.connection.dbapi_connection, connection.dialect, connection.info)
 
 
 @event.listens_for(orm.Session, "after_transaction_end")
 def _forget_connection(session: Session, transaction) -> None:
     if transaction.parent is None:  # the outermost transaction: its connection goes back to the pool
         session.info.pop(_KEY, None)
+
+
+# Statements through SQLAlchemy (the ORM's flush, Core) count as well: all but plain reads.
+@event.listens_for(Engine, "after_cursor_execute")
+def _count_write(conn, _cursor, statement: str, _parameters, _context, _executemany) -> None:
+    if statement.lstrip()[:6].upper() != "SELECT":
+        _touched(conn.info)
+
+
+@event.listens_for(Engine, "handle_error")
+def _count_failure(context) -> None:
+    if context.connection is not None:
+        _touched(context.connection.info)

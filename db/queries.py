@@ -26,7 +26,7 @@ from db.models import (
     Task,
     Unit,
 )
-from db.prepared import Prepared
+from db.prepared import Prepared, Qualified
 
 
 def _plain(s: Session, stmt, **params) -> list:
@@ -106,14 +106,18 @@ class TaskRow(NamedTuple):
 
 _TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
 _TASK_BY_CODE = Prepared(_TASK_ROWS.where(Task.code == bindparam("code")))
+_TASK_BY_CODE_LOCKED = Prepared(_TASK_ROWS.where(Task.code == bindparam("code")).with_for_update())
 
 
 def all_tasks(s: Session) -> list[TaskRow]:
     return [TaskRow(*row) for row in _plain(s, _TASK_ROWS)]
 
 
-def get_task(s: Session, code: str) -> TaskRow | None:
-    rows = _TASK_BY_CODE.run(s, code=code)
+def get_task(s: Session, code: str, lock: bool = False) -> TaskRow | None:
+    """The task with this code. `lock`: for a report on it (add_report), the task's row stays locked
+    until the transaction ends (PostgreSQL's FOR UPDATE, in the same statement; SQLite serialises
+    writers anyway and has no row locks)."""
+    rows = (_TASK_BY_CODE_LOCKED if lock else _TASK_BY_CODE).run(s, code=code)
     return TaskRow(*rows[0]) if rows else None
 
 
@@ -158,28 +162,48 @@ class ReportRow(NamedTuple):
     supersedes_id: int | None
 
 
-# Reports on one task are serialised on its row so a version number cannot be taken twice. On
-# PostgreSQL the lock is its own statement, before the insert: a statement that waited for the lock
-# still reads from the snapshot it began with and would miss the version the other writer just
-# committed, while the next statement reads a new snapshot. SQLite serialises writers anyway (and
-# has no FOR UPDATE), so it skips that round trip. The insert takes the next version number itself.
-_LOCK_TASK = Prepared(select(Task.id).where(Task.id == bindparam("task_id")).with_for_update())
+# Reports on one task are serialised on its row so a version number cannot be taken twice: the
+# caller reads the task with get_task(lock=True), a statement of its own before the insert. On
+# PostgreSQL that matters: a statement that waited for the lock still reads from the snapshot it
+# began with and would miss the version the other writer just committed, while the next statement
+# reads a new snapshot. (Were the lock missed, the unique (task_id, month, version) turns the race
+# into an IntegrityError, and the message is handled again.) The insert takes the next version
+# number itself.
 _REPORT_VALUES = ("task_id", "unit_id", "userid", "percent", "text", "created_at", "month", "local_day",
                   "supersedes_id")
 
 
-def _insert_report_statement():
+def _unreported_statement(other_than_task: bool = False):
+    """How many of a unit's active tasks have no report in the month. `other_than_task`: leaving out
+    the task `task_id`, for the count in add_report's RETURNING, where the new report is not yet
+    visible on PostgreSQL (the statement's snapshot) and is on SQLite; the task just reported is
+    not unreported either way."""
+    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
+    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == bindparam("month")).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
+    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
+    q = select(func.count()).select_from(Task).where(
+        Task.unit_id == bindparam("unreported_in"), Task.start_date <= bindparam("last_day"), ~reported, ~finished
+    )
+    return q.where(Task.id != bindparam("task_id")) if other_than_task else q
+
+
+def _insert_report_statement(counting: bool):
     table, earlier = Report.__table__, Report.__table__.alias("earlier")
     values = [bindparam(name, type_=table.c[name].type) for name in _REPORT_VALUES]
     next_version = func.coalesce(func.max(earlier.c.version), 0) + literal_column("1")
+    returning = [Report.id, Report.version]
+    if counting:
+        returning.append(Qualified(_unreported_statement(other_than_task=True).scalar_subquery()))
     return insert(Report).from_select(
         [*_REPORT_VALUES, "version"],
         select(*values, next_version).where(
             earlier.c.task_id == bindparam("task_id"), earlier.c.month == bindparam("month")),
-    ).returning(Report.id, Report.version)
+    ).returning(*returning)
 
 
-_INSERT_REPORT = Prepared(_insert_report_statement())
+_INSERT_REPORT = Prepared(_insert_report_statement(counting=False))
+_INSERT_REPORT_COUNTING = Prepared(_insert_report_statement(counting=True))  # this runs on every 汇报
 
 
 def add_report(
@@ -191,37 +215,34 @@ def add_report(
     now: datetime,
     tz: ZoneInfo,
     supersedes: Report | None = None,
-) -> ReportRow:
-    """Write the next version of the task's report for the month (earlier versions stay)."""
+    unreported_in: int | None = None,
+) -> tuple[ReportRow, int | None]:
+    """Write the next version of the task's report for the month (earlier versions stay); the task
+    was read with get_task(lock=True). With `unreported_in` (a unit id), the same statement also
+    counts that unit's tasks left unreported this month, this report included (as
+    unreported_count() would after it): the reply to every 汇报 says it, and a round trip of its
+    own cost as much as the insert. Returns the report and that count (None without)."""
     local_now = now.astimezone(tz)
-    month = str(Month.of(local_now))
-    if s.get_bind().dialect.name != "sqlite":
-        _LOCK_TASK.run(s, task_id=task.id)
+    month = Month.of(local_now)
     values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
-              "created_at": now, "month": month, "local_day": local_now.day,
+              "created_at": now, "month": str(month), "local_day": local_now.day,
               "supersedes_id": supersedes.id if supersedes else None}
-    (report_id, version), = _INSERT_REPORT.run(s, **values)
-    return ReportRow(id=report_id, version=version, **values)
+    if unreported_in is None:
+        (report_id, version), = _INSERT_REPORT.run(s, **values)
+        left = None
+    else:
+        (report_id, version, left), = _INSERT_REPORT_COUNTING.run(
+            s, **values, unreported_in=unreported_in, last_day=month.last_day)
+    return ReportRow(id=report_id, version=version, **values), left
 
 
-def _unreported_statement():
-    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
-    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == bindparam("month")).exists()
-    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
-    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
-    return select(func.count()).select_from(Task).where(
-        Task.unit_id == bindparam("unit_id"), Task.start_date <= bindparam("last_day"), ~reported, ~finished
-    )
-
-
-_UNREPORTED = Prepared(_unreported_statement())  # this runs on every 汇报
+_UNREPORTED = Prepared(_unreported_statement())
 
 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
-    progress.snapshots (started by the month's end, not finished in an earlier month), in one query
-    for the reply to every 汇报."""
-    return _UNREPORTED.run(s, unit_id=unit_id, month=str(month), last_day=month.last_day)[0][0]
+    progress.snapshots (started by the month's end, not finished in an earlier month), in one query."""
+    return _UNREPORTED.run(s, unreported_in=unit_id, month=str(month), last_day=month.last_day)[0][0]
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:

@@ -35,8 +35,9 @@ def _owned(s: Session, command: str, token: str, member: MemberRow, prefix: str,
     return found
 
 
-def task_by_code(s: Session, command: str, token: str, member: MemberRow) -> TaskRow:
-    return _owned(s, command, token, member, "T", queries.get_task, "task")
+def task_by_code(s: Session, command: str, token: str, member: MemberRow, lock: bool = False) -> TaskRow:
+    """`lock`: to report on it (queries.get_task)."""
+    return _owned(s, command, token, member, "T", lambda s, code: queries.get_task(s, code, lock), "task")
 
 
 def problem_by_code(s: Session, command: str, token: str, member: MemberRow) -> Problem:

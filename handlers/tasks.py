@@ -37,25 +37,21 @@ def list_tasks(ctx: Context) -> Reply:
 @router.command("汇报", "report")
 def report(ctx: Context) -> Reply:
     (code, pct_token), text = need_args("汇报", ctx.args, 2)
-    task = task_by_code(ctx.session, "汇报", code, ctx.member)
+    task = task_by_code(ctx.session, "汇报", code, ctx.member, lock=True)
     pct = percent("汇报", pct_token)
-    rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz)
-    month = Month.parse(rep.month)
-    return Reply(
-        "report_ok",
-        {"task": task, "report": rep, "left": queries.unreported_count(ctx.session, ctx.unit.id, month),
-         "unit": ctx.unit},
-    )
+    rep, left = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz,
+                                   unreported_in=ctx.unit.id)
+    return Reply("report_ok", {"task": task, "report": rep, "left": left, "unit": ctx.unit})
 
 
 @router.command("修改", "amend")
 def amend(ctx: Context) -> Reply:
     (code, pct_token), text = need_args("修改", ctx.args, 2)
-    task = task_by_code(ctx.session, "修改", code, ctx.member)
+    task = task_by_code(ctx.session, "修改", code, ctx.member, lock=True)
     pct = percent("修改", pct_token)
     month = _month(ctx)
     previous = queries.latest_report(ctx.session, task.id, month)
     if previous is None:
         raise fail("修改", "nothing_to_amend", code=task.code)
-    rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz, supersedes=previous)
+    rep, _ = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz, supersedes=previous)
     return Reply("amend_ok", {"task": task, "report": rep, "previous": previous})

@@ -20,6 +20,7 @@ from conftest import ServerThread, make_config, seed
 from db import queries
 from db.models import Outbox, ProcessedMessage, Report
 from handlers import ROUTERS
+from handlers import common
 from wecom_client import WeComSide
 
 
@@ -57,18 +58,21 @@ def test_a_batch_keeps_each_message_apart(app):
 
 def crashing_app(db_url, clock, fail: str) -> Application:
     """The real commands plus one that writes a report and then fails: `fail` = 'crash' raises a bug,
-    'collide' raises IntegrityError the first time (a concurrent replica took the same row)."""
+    'collide' raises IntegrityError the first two times (a concurrent replica took the same row),
+    'refuse' answers with a wrong-form reply (UserError) after writing."""
     extra = Router("test")
     calls = []
 
     @extra.command("写坏")
     def broken(ctx) -> Reply:
-        task = queries.get_task(ctx.session, "T1")
+        task = queries.get_task(ctx.session, "T1", lock=True)
         queries.add_report(ctx.session, task, ctx.member.userid, 99, "不该留下", ctx.now, ctx.tz)
         calls.append(1)
         if fail == "crash":
             raise RuntimeError("a bug in a handler")
-        if len(calls) == 1:
+        if fail == "refuse":
+            raise common.fail("汇报", "task_not_yours", code="T9")
+        if len(calls) <= 2:
             raise IntegrityError("INSERT", {}, Exception("duplicate key"))
         return Reply("report_ok", {"task": task, "report": queries.latest_report(ctx.session, task.id),
                                    "left": 0, "unit": ctx.unit})
@@ -103,9 +107,29 @@ def test_a_colliding_message_is_handled_again_after_the_others_commit(db_url, cl
         results = app.handle_batch([("li", "写坏", "d1"), ("zhao", "汇报 T3 50% 同批", "d2")])
         assert "T1" in results[0].reply and "99%" in results[0].reply
         assert "50%" in results[1].reply
-        # the first try's report was rolled back with its savepoint; the second try's is kept
+        # The first try (no savepoints) and the second (d1 in a savepoint, rolled back to it) are
+        # undone; the third, alone after d2 was committed, is kept.
         assert sorted(reports(app)) == [("li", 99, "不该留下"), ("zhao", 50, "同批")]
         assert set(processed(app)) == {"d1", "d2"}
+    finally:
+        app.engine.dispose()
+
+
+def test_a_message_refused_after_it_wrote_leaves_nothing_and_the_others_stay(db_url, clock):
+    """A batch is tried without savepoints; a message that has to be undone after it wrote makes the
+    batch run again with them, so its write goes and the others' stay, each stored once."""
+    app = crashing_app(db_url, clock, "refuse")
+    try:
+        results = app.handle_batch([
+            ("li", "汇报 T1 30% 之前", "r1"),
+            ("li", "写坏", "r2"),
+            ("zhao", "汇报 T3 50% 之后", "r3"),
+        ])
+        assert not isinstance(results[1], Exception), results[1]
+        assert "T9" in results[1].reply and "99%" not in results[1].reply
+        assert "30%" in results[0].reply and "50%" in results[2].reply
+        assert reports(app) == [("li", 30, "之前"), ("zhao", 50, "之后")]  # the 99 % is gone
+        assert processed(app) == {"r1": results[0].reply, "r2": results[1].reply, "r3": results[2].reply}
     finally:
         app.engine.dispose()
 

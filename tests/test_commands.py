@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from conftest import add_units, at
-from db.models import Feedback, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task
+from db.models import Feedback, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task, Unit
 
 _ids = itertools.count(1)
 
@@ -232,6 +232,16 @@ def test_the_unreported_count_in_replies_agrees_with_the_task_list(app, clock):
             snaps = progress.snapshots(s, month, clock.now(), app.tz, 25, unit_id=unit.id)
             expected = sum(x.active and not x.reported_in_month for x in snaps)
             assert queries.unreported_count(s, unit.id, month) == expected
+    # Every 汇报's reply counts what the reporter's unit has left after it, as the task list does
+    # (an admin may report on another unit's task: the count is still of the admin's own unit).
+    clock.set(at(2026, 5, 6, 9))
+    for who, code in (("li", "T1"), ("li", "T1"), ("admin", "T6"), ("zhang", "T2"), ("li", "T6")):
+        reply = say(app, who, f"汇报 {code} 50% 五月进展")
+        with Session(app.engine) as s:
+            unit = s.get(Unit, queries.get_member(s, who).unit_id)
+            snaps = progress.snapshots(s, Month(2026, 5), clock.now(), app.tz, 25, unit_id=unit.id)
+        left = sum(x.active and not x.reported_in_month for x in snaps)
+        assert (f"{unit.name} 本月还有 {left} 项" in reply) if left else ("本月任务已全部汇报" in reply), (reply, left)
 
 
 def test_a_reply_too_long_for_one_message_continues_in_order(app):
