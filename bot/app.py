@@ -116,15 +116,22 @@ class Application:
         guard = Unguarded
         for _attempt in range(3):
             collided = []
+            # Without savepoints, the answers are remembered all at once, at the end of the batch.
+            answered: dict[str, tuple] | None = {} if guard is Unguarded and len(todo) > 1 else None
             try:
                 with self.session() as s:
                     for i in todo:
                         begin = WholeTransaction if len(todo) == 1 else guard
-                        result = self._handle_one(s, *messages[i], begin=begin)
+                        result = self._handle_one(s, *messages[i], begin=begin, answered=answered)
                         if result is None:
                             collided.append(i)
                         else:
                             results[i] = result
+                    if answered:
+                        try:
+                            queries.record_processed_many(s, list(answered.values()))
+                        except IntegrityError:  # another writer answered one of these MsgIds meanwhile
+                            raise NeedsSavepoints from None
             except NeedsSavepoints:
                 guard = Savepoint  # rolled back: the same messages again, each in a savepoint
                 collided = todo
@@ -142,11 +149,16 @@ class Application:
         return [results[i] for i in range(len(messages))]
 
     def _handle_one(self, s: Session, userid: str, text: str, msg_id: str,
-                    begin: type[Savepoint | Unguarded | WholeTransaction] = Savepoint) -> Outcome | Exception | None:
+                    begin: type[Savepoint | Unguarded | WholeTransaction] = Savepoint,
+                    answered: dict[str, tuple] | None = None) -> Outcome | Exception | None:
         """One message inside the batch transaction. None: it collided, try again later. `begin`:
         how its writes are kept apart (a savepoint; none, as long as it need not be undone once it
-        wrote; or, where the transaction holds this message only, the transaction itself)."""
+        wrote; or, where the transaction holds this message only, the transaction itself).
+        `answered`: where to leave the answer to its MsgId for the batch to record, instead of
+        recording it at once; a MsgId answered earlier in the batch gets the same answer."""
         now = self.clock.now()
+        if answered is not None and msg_id in answered:
+            return Outcome(answered[msg_id][2])
         seen, member, unit = queries.incoming(s, userid, msg_id)
         if seen is not None:
             return Outcome(seen)
@@ -168,12 +180,16 @@ class Application:
                 text_out = self.renderer.render(err.template, **err.data)
                 _rollback(s, savepoint)
                 savepoint = begin(s)
-            if msg_id:
+            if msg_id and answered is not None:
+                answered[msg_id] = (msg_id, userid, text_out, now)
+            elif msg_id:
                 queries.record_processed(s, msg_id, userid, text_out, now)
             savepoint.release()
         except NeedsSavepoints:
             raise
         except Exception as exc:
+            if answered is not None:
+                answered.pop(msg_id, None)
             _rollback(s, savepoint)
             if _collided(exc):
                 return None  # a concurrent writer got there first: again, after this batch commits

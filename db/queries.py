@@ -393,6 +393,12 @@ def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: date
     _RECORD_PROCESSED.run(s, msg_id=msg_id, userid=userid, reply=reply, created_at=now)
 
 
+def record_processed_many(s: Session, answers: list[tuple[str, str, str, datetime]]) -> None:
+    """record_processed() for many (msg_id, userid, reply, now) at once: one round trip."""
+    _RECORD_PROCESSED.run_many(s, [{"msg_id": msg_id, "userid": userid, "reply": reply, "created_at": now}
+                                   for msg_id, userid, reply, now in answers])
+
+
 # ---------------------------------------------------------------- outbox
 
 

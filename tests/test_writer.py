@@ -171,13 +171,65 @@ def test_normalising_takes_the_short_way_only_where_it_changes_nothing():
         assert normalize_map(text) == _normalize_each(text), repr(text)
 
 
+def two_batches_at_once(pg_url, clock, extra: Router, batch_a: list, batch_b: list) -> tuple[Application, list, list]:
+    """The real commands plus `extra` on PostgreSQL; the two batches handled at the same moment, as the
+    two writer threads (or two replicas) do. Returns the app (disposed by the caller) and the results."""
+    app = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    app.migrate()
+    seed(app)
+    barrier = threading.Barrier(2)
+
+    def batch(messages):
+        barrier.wait()
+        return app.handle_batch(messages)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.submit(batch, batch_a), pool.submit(batch, batch_b)
+            return app, a.result(timeout=30), b.result(timeout=30)
+    except BaseException:
+        app.engine.dispose()
+        raise
+
+
+def test_a_msgid_in_two_batches_at_once_is_stored_once_and_answered_alike(pg_url, clock):
+    """WeCom's retry of a slow message can reach the other writer thread (or another replica) while
+    the first is still at work. Both batches handle it, neither sees the other's answer yet; the
+    second to commit finds the MsgId taken, is rolled back and run again, and answers it from the
+    first's record: one report, the same words twice, and the rest of both batches stored."""
+    extra = Router("test")
+    calls = []
+
+    @extra.command("慢")
+    def slow(ctx, args) -> Reply:
+        calls.append(ctx.msg_id)
+        task = queries.get_task(ctx.session, "T1", lock=True)
+        rep, _ = queries.add_report(ctx.session, task, ctx.member.userid, 10, "慢", ctx.now, ctx.tz)
+        time.sleep(0.3)  # the other batch reaches the same MsgId meanwhile
+        return Reply("report_ok", {"task": task, "report": rep, "left": 0, "unit": ctx.unit})
+
+    app, (a_dup, a2), (b_dup, b2) = two_batches_at_once(
+        pg_url, clock, extra,
+        [("li", "慢", "dup"), ("li", "汇报 T1 30% 甲", "a2")], [("li", "慢", "dup"), ("zhao", "汇报 T3 50% 乙", "b2")])
+    try:
+        assert a_dup.reply == b_dup.reply and "10%" in a_dup.reply
+        assert "30%" in a2.reply and "50%" in b2.reply
+        assert calls == ["dup", "dup"]  # both tried it; the second batch's run again answered from the record
+        with Session(app.engine) as s:
+            texts = sorted(r.text for r in s.exec(select(Report)))
+            processed = {p.msg_id: p.reply for p in s.exec(select(ProcessedMessage))}
+        assert texts == sorted(["慢", "甲", "乙"])
+        assert processed == {"dup": a_dup.reply, "a2": a2.reply, "b2": b2.reply}
+    finally:
+        app.engine.dispose()
+
+
 def test_two_batches_that_deadlock_on_postgresql_both_finish(pg_url, clock):
     """PostgreSQL runs two writer threads, each a batch at a time. Two batches that take the same two
     rows in opposite order deadlock; PostgreSQL cancels one statement, its batch is rolled back and
     run again (with savepoints) after the other commits: every message is answered and stored
     once, none fails."""
     extra = Router("test")
-    barrier = threading.Barrier(2)
     calls = []
 
     @extra.command("占")
@@ -190,19 +242,10 @@ def test_two_batches_that_deadlock_on_postgresql_both_finish(pg_url, clock):
         time.sleep(0.3)  # the other batch takes its first row meanwhile
         return Reply("text_only")
 
-    app = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
-    app.migrate()
-    seed(app)
-
-    def batch(messages):
-        barrier.wait()
-        return app.handle_batch(messages)
-
+    app, a, b = two_batches_at_once(pg_url, clock, extra, [("li", "占 T1", "a1"), ("li", "占 T3", "a2")],
+                                    [("zhao", "占 T3", "b1"), ("zhao", "占 T1", "b2")])
     try:
-        with ThreadPoolExecutor(2) as pool:
-            a = pool.submit(batch, [("li", "占 T1", "a1"), ("li", "占 T3", "a2")])
-            b = pool.submit(batch, [("zhao", "占 T3", "b1"), ("zhao", "占 T1", "b2")])
-            results = a.result(timeout=30) + b.result(timeout=30)
+        results = a + b
         assert not [r for r in results if isinstance(r, Exception)], results
         twice = sorted(m for m, n in Counter(calls).items() if n == 2)
         assert len(calls) == 6 and twice in (["a1", "a2"], ["b1", "b2"])  # the victim's batch, again
