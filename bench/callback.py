@@ -5,8 +5,11 @@ HTTP stack that only verifies, decrypts and answers a fixed encrypted reply.
     python bench/callback.py [--levels 1,16,64] [--requests 2000] [--rounds 3] [--db sqlite,postgres]
 
 Prints requests per second (median of the rounds), p50/p99 latency (over all rounds' requests) and
-the server's CPU time a request, per concurrency level, and duban ÷ baseline. The two servers run
-side by side and take turns, round by round, so drift in the machine's speed moves both.
+the server's CPU time a request (on PostgreSQL, the database server's too), per concurrency level,
+and duban ÷ baseline. The two servers run side by side and take turns, round by round, so drift in
+the machine's speed moves both. For the highest level it also prints the CPU a request costs on
+this machine in all (server, writer process, database, and this load generator), and the
+throughput that would take every core the machine has.
 Targets: p99 under 50 ms at 64 clients; at least half the baseline's throughput.
 """
 from __future__ import annotations
@@ -145,11 +148,36 @@ def cpu_seconds(proc: subprocess.Popen) -> tuple[float, float] | None:
     return (int(own[11]) + int(own[12])) / tick, children / tick
 
 
+def postgres_ticks() -> dict[int, int]:
+    """CPU ticks used so far by each PostgreSQL server process on this machine (its backends, WAL
+    writer ...), by pid; empty where /proc can't tell."""
+    ticks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "cmdline").read_bytes().startswith(b"postgres"):
+                continue
+        except OSError:
+            continue
+        fields = proc_stat(entry.name)
+        if fields is not None:
+            ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def postgres_seconds(before: dict[int, int], after: dict[int, int]) -> float:
+    """PostgreSQL's CPU seconds between two postgres_ticks() readings (a backend that started
+    meanwhile counts whole; one that ended meanwhile is lost, and duban's pool keeps them open)."""
+    return sum(t - before.get(pid, 0) for pid, t in after.items()) / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     """A running server under test; `measure` runs one round at one concurrency level."""
 
-    def __init__(self, name: str, proc: subprocess.Popen, port: int, offset: int):
+    def __init__(self, name: str, proc: subprocess.Popen, port: int, offset: int, postgres: bool = False):
         self.name, self.proc, self.port, self.offset = name, proc, port, offset
+        self.postgres = postgres  # also measure the PostgreSQL server's CPU
         self.side = WeComSide(f"http://127.0.0.1:{port}")
         self.rounds: dict[int, list] = {}
 
@@ -158,12 +186,15 @@ class Server:
         work = bodies(self.side, n, self.offset)  # MsgIds never repeat: duban would answer from its dedupe
         self.offset += n
         asyncio.run(load(self.port, "/wecom/callback", work[:50], min(c, 50)))  # warm up
-        cpu0 = cpu_seconds(self.proc)
+        cpu0, pg0 = cpu_seconds(self.proc), postgres_ticks() if self.postgres else {}
+        client0 = time.process_time()
         wall, lat, errors = asyncio.run(load(self.port, "/wecom/callback", work[50:], c))
-        cpu1 = cpu_seconds(self.proc)
+        client = time.process_time() - client0
+        cpu1, pg1 = cpu_seconds(self.proc), postgres_ticks() if self.postgres else {}
         cpu = None
         if cpu0 is not None and cpu1 is not None:
-            cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat))
+            cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat),
+                   postgres_seconds(pg0, pg1) / len(lat), client / len(lat))
         self.rounds.setdefault(c, []).append((len(lat) / wall, lat, errors, cpu))
 
     def figures(self, c: int) -> tuple:
@@ -173,8 +204,7 @@ class Server:
         cpus = [r[3] for r in rounds if r[3] is not None]
         return (statistics.median(r[0] for r in rounds), statistics.median(lat) * 1000,
                 lat[int(len(lat) * 0.99) - 1] * 1000, sum(r[2] for r in rounds),
-                (statistics.median(c[0] for c in cpus) * 1e6, statistics.median(c[1] for c in cpus) * 1e6)
-                if cpus else None)
+                tuple(statistics.median(c[k] for c in cpus) * 1e6 for k in range(4)) if cpus else None)
 
     def line(self, c: int) -> str:
         rps, p50, p99, errors, cpu = self.figures(c)
@@ -184,6 +214,8 @@ class Server:
             cpu_text = f"{cpu[0]:5.0f} + {cpu[1]:.0f} µs CPU/req (server + writer process)"
         else:
             cpu_text = f"{cpu[0]:5.0f} µs CPU/req"
+        if cpu is not None and self.postgres:
+            cpu_text += f" + {cpu[2]:.0f} µs PostgreSQL"
         return (f"{self.name:<18} c={c:<3} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
                 f"{cpu_text}   errors {errors}")
 
@@ -217,7 +249,7 @@ def main() -> None:
             write_config(work / f"callback-{kind}.toml", url, port, not args.writer_in_server)
             servers.append(Server(f"duban ({kind})", start(
                 [sys.executable, "-m", "bot.cli", "serve", "--config", str(work / f"callback-{kind}.toml")],
-                port, work), port, 1_000_000))
+                port, work), port, 1_000_000, postgres=kind == "postgres"))
             baseline, duban = servers
             for c in levels:
                 # Taking turns, so a machine that speeds up or slows down during the run moves both.
@@ -233,6 +265,14 @@ def main() -> None:
                     verdict = f"   target p99 < 50 ms: {'OK' if p99 < 50 else 'MISSED'}; ratio ≥ 0.5: " \
                               f"{'OK' if ratio >= 0.5 else 'MISSED'}"
                 print(f"{duban.name} ÷ baseline  c={c:<3} throughput ×{ratio:.2f}{verdict}", flush=True)
+                if c == max(levels):
+                    for server in servers:
+                        cpu = server.figures(c)[4]
+                        if cpu is not None:
+                            total = sum(cpu)
+                            print(f"{server.name:<18} c={c:<3} {total:5.0f} µs CPU a request in all, with the load "
+                                  f"generator's {cpu[3]:.0f}: {os.cpu_count()} cores allow "
+                                  f"{os.cpu_count() / total * 1e6:,.0f} req/s", flush=True)
         finally:
             for server in servers:
                 server.stop()
