@@ -114,7 +114,8 @@ class Application:
         results: dict[int, Outcome | Exception] = {}
         todo = list(range(len(messages)))
         guard = Unguarded
-        for _attempt in range(3):
+        attempts = 0
+        while todo and attempts < 3:
             collided = []
             # Without savepoints, the answers are remembered all at once, at the end of the batch.
             answered: dict[str, tuple] | None = {} if guard is Unguarded and len(todo) > 1 else None
@@ -133,19 +134,20 @@ class Application:
                         except IntegrityError:  # another writer answered one of these MsgIds meanwhile
                             raise NeedsSavepoints from None
             except NeedsSavepoints:
-                guard = Savepoint  # rolled back: the same messages again, each in a savepoint
-                collided = todo
+                # Rolled back: the same messages again, each in a savepoint (not counted as a try).
+                guard = Savepoint
+                for i in todo:
+                    results.pop(i, None)
+                continue
             except Exception as exc:
                 # Nothing of the transaction is kept; alone, a message can fail only itself.
                 for i in todo:
                     results[i] = exc if len(todo) == 1 else self.handle_batch([messages[i]])[0]
                 collided = []
             todo = collided
-            if not todo:
-                break
-        else:
-            for i in todo:
-                results[i] = RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes")
+            attempts += 1
+        for i in todo:
+            results[i] = RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes")
         return [results[i] for i in range(len(messages))]
 
     def _handle_one(self, s: Session, userid: str, text: str, msg_id: str,

@@ -63,20 +63,28 @@ class Prepared:
             results = procs if any(procs) else None
         return _Compiled(c.string, names, c.positional, defaults, tuple(binds), results)
 
-    def run(self, s: Session, **params) -> list[tuple]:
-        """Execute with these bind values; the result rows as tuples ([] for a statement without)."""
-        dbapi_conn, dialect, info = _connection(s)
+    def _for(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(type(dialect))
         if compiled is None:
             compiled = self._compiled[type(dialect)] = self._compile(dialect)
+        return compiled
+
+    @staticmethod
+    def _args(compiled: _Compiled, params: dict):
+        """The driver's arguments for these bind values, converted as SQLAlchemy would."""
         if compiled.defaults:
             params = {**compiled.defaults, **params}
         for name, proc in compiled.binds:
             params[name] = proc(params[name])
-        args = tuple(params[n] for n in compiled.names) if compiled.positional else params
+        return tuple(params[n] for n in compiled.names) if compiled.positional else params
+
+    def run(self, s: Session, **params) -> list[tuple]:
+        """Execute with these bind values; the result rows as tuples ([] for a statement without)."""
+        dbapi_conn, dialect, info = _connection(s)
+        compiled = self._for(dialect)
         if self._writes:
             _touched(info)
-        rows = _execute(dbapi_conn, dialect, compiled.sql, args, info, prepare=True)
+        rows = _execute(dbapi_conn, dialect, compiled.sql, self._args(compiled, params), info, prepare=True)
         if compiled.results is not None:
             procs = compiled.results
             rows = [tuple(v if p is None else p(v) for p, v in zip(procs, row)) for row in rows]
@@ -88,21 +96,12 @@ class Prepared:
         if not rows:
             return
         dbapi_conn, dialect, info = _connection(s)
-        compiled = self._compiled.get(type(dialect))
-        if compiled is None:
-            compiled = self._compiled[type(dialect)] = self._compile(dialect)
-        many = []
-        for params in rows:
-            params = {**compiled.defaults, **params}
-            for name, proc in compiled.binds:
-                params[name] = proc(params[name])
-            many.append(tuple(params[n] for n in compiled.names) if compiled.positional else params)
+        compiled = self._for(dialect)
+        many = [self._args(compiled, dict(params)) for params in rows]
         _touched(info)
-        cursor = _cursor(dbapi_conn, info)
         try:
-            cursor.executemany(compiled.sql, many)
+            _cursor(dbapi_conn, info).executemany(compiled.sql, many)
         except dialect.loaded_dbapi.Error as err:
-            _touched(info)
             raise DBAPIError.instance(compiled.sql, many, err, dialect.loaded_dbapi.Error, dialect=dialect) from err
 
 
