@@ -106,7 +106,7 @@ class TaskRow(NamedTuple):
 
 _TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
 _TASK_BY_CODE = Prepared(_TASK_ROWS.where(Task.code == bindparam("code")))
-_TASK_BY_CODE_LOCKED = Prepared(_TASK_ROWS.where(Task.code == bindparam("code")).with_for_update())
+_TASK_BY_CODE_LOCKED = Prepared(_TASK_BY_CODE.statement.with_for_update())
 
 
 def all_tasks(s: Session) -> list[TaskRow]:
@@ -219,7 +219,7 @@ def add_report(
 ) -> tuple[ReportRow, int | None]:
     """Write the next version of the task's report for the month (earlier versions stay); the task
     was read with get_task(lock=True). With `unreported_in` (a unit id), the same statement also
-    counts that unit's tasks left unreported this month, this report included (as
+    counts that unit's tasks left unreported this month, with this task counted as reported (as
     unreported_count() would after it): the reply to every 汇报 says it, and a round trip of its
     own cost as much as the insert. Returns the report and that count (None without)."""
     local_now = now.astimezone(tz)
