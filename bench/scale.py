@@ -39,7 +39,7 @@ def measure(url: str, job: str) -> dict:
     from bot.app import Application
     from bot.clock import FixedClock
     from bot.config import Config
-    from bot.export import generate
+    from bot.excel.export import generate
     from jobs import JobQueue
     from conftest_free import at
     from sqlmodel import Session

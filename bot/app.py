@@ -3,11 +3,19 @@
     inbound text -> dispatcher -> handler (pure, through db/) -> template -> outbox
 
 for chat messages; jobs use enqueue_push() with the same templates and outbox.
+
+A batch of chat messages is one write transaction (handle_batch); each message in it runs through
+the same short list of steps (handle_one):
+
+    1. dedupe      a MsgId answered before gets the stored answer, word for word
+    2. who         the sender and their unit; someone not on the roster is told whom to ask
+    3. savepoint   everything the message writes is kept apart from the other messages
+    4. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
+    5. remember    the answer is stored under the MsgId, in the same savepoint
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -16,54 +24,29 @@ from sqlmodel import Session
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.render import Renderer
-from bot.reply import Push, Target, UserError
+from bot.reply import Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
-from db.models import Unit
-from db.prepared import NeedsSavepoints, Savepoint, Unguarded, WholeTransaction
 from db.session import make_engine, migrate, session_scope
 
 log = logging.getLogger("duban")
 
 TEXT_LIMIT = 2048
 MARKDOWN_LIMIT = 4096
+MAX_TRIES = 3  # a message that collides with concurrent writers this often is given up
 
 
-@dataclass
-class Outcome:
-    reply: str
-
-
-def unit_target(unit: Unit) -> Target | None:
-    """A unit's group: its app chat if it has one, else its group robot."""
-    if unit.chat_id:
-        return Target("appchat", unit.chat_id)
-    if unit.webhook_key:
-        return Target("webhook", unit.webhook_key)
-    return None
-
-
-def broadcast_target(config: Config) -> Target | None:
-    if config.broadcast.chat_id:
-        return Target("appchat", config.broadcast.chat_id)
-    if config.broadcast.webhook_key:
-        return Target("webhook", config.broadcast.webhook_key)
-    return None
+class Collided(Exception):
+    """A concurrent writer got there first (another replica answered the same MsgId, took the same
+    new code, or PostgreSQL chose this transaction to give way in a deadlock): handle the message
+    again once the rest of its batch is committed."""
 
 
 def _collided(exc: Exception) -> bool:
-    """A concurrent writer got there first: the same key (IntegrityError), or PostgreSQL chose this
-    transaction to give way (deadlock, serialisation failure)."""
     if isinstance(exc, IntegrityError):
         return True
     return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
-
-
-def _rollback(s: Session, savepoint: Savepoint | Unguarded | WholeTransaction) -> None:
-    """Undo one message's writes; the outbox keys it queued are forgotten with them."""
-    savepoint.rollback()
-    s.info.pop("outbox_keys", None)
 
 
 class Application:
@@ -94,109 +77,84 @@ class Application:
 
     # ------------------------------------------------------------ inbound
 
-    def handle_message(self, userid: str, text: str, msg_id: str = "") -> Outcome:
-        """Handle one chat message; the same msg_id is handled once and answered the same way."""
+    def handle_message(self, userid: str, text: str, msg_id: str = "") -> str:
+        """Handle one chat message and return the reply; the same msg_id is handled once and
+        answered the same way. Raises what handling raised."""
         result = self.handle_batch([(userid, text, msg_id)])[0]
         if isinstance(result, BaseException):
             raise result
         return result
 
-    def handle_batch(self, messages: list[tuple[str, str, str]]) -> list[Outcome | Exception]:
-        """Handle (userid, text, msg_id) messages in order, in one write transaction (group commit:
-        one commit for many messages). Each message is kept apart: a wrong form or a failing handler
-        drops only that message's writes. Most messages are never undone, or are found wrong before
-        they write, so a batch is first tried without savepoints; if a message that wrote has to be
-        undone, the transaction is rolled back and the batch run again with a savepoint a message.
-        A message whose write collides with a concurrent writer (the same MsgId from another
-        replica, two new codes at once) is handled again after the others are committed; if the
-        transaction as a whole fails, every message is handled again alone, so one cannot fail the
-        others. Returns an Outcome or the exception."""
-        results: dict[int, Outcome | Exception] = {}
-        todo = list(range(len(messages)))
-        guard = Unguarded
-        attempts = 0
-        while todo and attempts < 3:
-            collided = []
-            # Without savepoints, the answers are remembered all at once, at the end of the batch.
-            answered: dict[str, tuple] | None = {} if guard is Unguarded and len(todo) > 1 else None
-            try:
-                with self.session() as s:
-                    for i in todo:
-                        begin = WholeTransaction if len(todo) == 1 else guard
-                        result = self._handle_one(s, *messages[i], begin=begin, answered=answered)
-                        if result is None:
-                            collided.append(i)
-                        else:
-                            results[i] = result
-                    if answered:
-                        try:
-                            queries.record_processed_many(s, list(answered.values()))
-                        except IntegrityError:  # another writer answered one of these MsgIds meanwhile
-                            raise NeedsSavepoints from None
-            except NeedsSavepoints:
-                # Rolled back: the same messages again, each in a savepoint (not counted as a try).
-                guard = Savepoint
-                for i in todo:
-                    results.pop(i, None)
-                continue
-            except Exception as exc:
-                # Nothing of the transaction is kept; alone, a message can fail only itself.
-                for i in todo:
-                    results[i] = exc if len(todo) == 1 else self.handle_batch([messages[i]])[0]
-                collided = []
-            todo = collided
-            attempts += 1
-        for i in todo:
-            results[i] = RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes")
+    def handle_batch(self, messages: list[tuple[str, str, str]], tries: int = 1) -> list[str | Exception]:
+        """Handle (userid, text, msg_id) messages in order in one write transaction (one commit for
+        many messages), each in a savepoint of its own: a message that fails loses only its own
+        writes. Returns the reply, or the exception, for each message; none is answered before
+        the transaction is committed. A message that collided with a concurrent writer is handled
+        again after the others are committed; if the commit itself fails, every message is handled
+        again alone, so that one message cannot fail the others."""
+        results: dict[int, str | Exception] = {}
+        again: list[int] = []
+        try:
+            with self.session() as s:
+                for i, message in enumerate(messages):
+                    try:
+                        results[i] = self.handle_one(s, *message)
+                    except Collided:
+                        again.append(i)
+                    except Exception as exc:
+                        log.exception("message %s from %s failed", message[2], message[0])
+                        results[i] = exc
+        except Exception as exc:
+            if len(messages) == 1:
+                log.exception("message %s from %s: commit failed", messages[0][2], messages[0][0])
+                return [exc]
+            return [r for m in messages for r in self.handle_batch([m], tries)]
+        for i in again:
+            results[i] = (self.handle_batch([messages[i]], tries + 1)[0] if tries < MAX_TRIES else
+                          RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes"))
         return [results[i] for i in range(len(messages))]
 
-    def _handle_one(self, s: Session, userid: str, text: str, msg_id: str,
-                    begin: type[Savepoint | Unguarded | WholeTransaction] = Savepoint,
-                    answered: dict[str, tuple] | None = None) -> Outcome | Exception | None:
-        """One message inside the batch transaction. None: it collided, try again later. `begin`:
-        how its writes are kept apart (a savepoint; none, as long as it need not be undone once it
-        wrote; or, where the transaction holds this message only, the transaction itself).
-        `answered`: where to leave the answer to its MsgId for the batch to record, instead of
-        recording it at once; a MsgId answered earlier in the batch gets the same answer."""
+    def handle_one(self, s: Session, userid: str, text: str, msg_id: str) -> str:
+        """One message inside the batch's transaction (the steps in the module docstring)."""
         now = self.clock.now()
-        if answered is not None and msg_id in answered:
-            return Outcome(answered[msg_id][2])
-        seen, member, unit = queries.incoming(s, userid, msg_id)
-        if seen is not None:
-            return Outcome(seen)
-        if member is None:
-            # Unknown people are told whom to ask; nothing about them is stored.
-            return Outcome(self.renderer.render("unknown_user", userid=userid))
-        ctx = Context(session=s, member=member, unit=unit, now=now, config=self.config, msg_id=msg_id)
-        savepoint = begin(s)
+        savepoint = s.begin_nested()
         try:
-            try:
-                reply = self.dispatcher.dispatch(ctx, text)
-                text_out = self.renderer.render(reply.template, **reply.data)
-                prefix = f"reply:{msg_id or now.isoformat()}"
-                text_out = self._fit_reply(s, text_out, userid, prefix)
-                for i, push in enumerate(reply.pushes):
-                    self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
-            except UserError as err:
-                # Render while the objects it names are still loaded, then drop every write.
-                text_out = self.renderer.render(err.template, **err.data)
-                _rollback(s, savepoint)
-                savepoint = begin(s)
-            if msg_id and answered is not None:
-                answered[msg_id] = (msg_id, userid, text_out, now)
-            elif msg_id:
-                queries.record_processed(s, msg_id, userid, text_out, now)
-            savepoint.release()
-        except NeedsSavepoints:
-            raise
+            if msg_id and (seen := queries.answered(s, msg_id)) is not None:
+                reply = seen
+            elif (who := queries.sender(s, userid)) is None:
+                reply = self.renderer.render("unknown_user", userid=userid)  # nothing about them is stored
+            else:
+                ctx = Context(session=s, member=who[0], unit=who[1], now=now, config=self.config, msg_id=msg_id)
+                reply, refused = self._dispatch(s, ctx, text)
+                if refused:  # a wrong form: the answer is kept, none of the handler's writes
+                    savepoint.rollback()
+                    savepoint = s.begin_nested()
+                if msg_id:
+                    queries.record_processed(s, msg_id, userid, reply, now)
+            savepoint.commit()
         except Exception as exc:
-            if answered is not None:
-                answered.pop(msg_id, None)
-            _rollback(s, savepoint)
+            if savepoint.is_active:
+                savepoint.rollback()
             if _collided(exc):
-                return None  # a concurrent writer got there first: again, after this batch commits
-            return exc
-        return Outcome(text_out)
+                raise Collided from exc
+            raise
+        finally:
+            queries.forget_pending_outbox(s)
+        return reply
+
+    def _dispatch(self, s: Session, ctx: Context, text: str) -> tuple[str, bool]:
+        """Router -> handler -> template -> outbox. Returns the reply and whether it was refused."""
+        try:
+            reply = self.dispatcher.dispatch(ctx, text)
+        except UserError as err:
+            # Rendered here, while what it names is still loaded; the caller drops the writes.
+            return self.renderer.render(err.template, **err.data), True
+        rendered = self.renderer.render(reply.template, **reply.data)
+        prefix = f"reply:{ctx.msg_id or ctx.now.isoformat()}"
+        rendered = self._fit_reply(s, rendered, ctx.member.userid, prefix)
+        for i, push in enumerate(reply.pushes):
+            self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
+        return rendered, False
 
     def _fit_reply(self, s: Session, text: str, userid: str, prefix: str) -> str:
         """A passive reply is a text message (2048 bytes at most): a longer answer (状态, 排名 of many

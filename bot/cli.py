@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from bot.app import Application
-from bot.clock import Month, SystemClock
+from bot.clock import SystemClock
+from db.month import Month
 from bot.config import Config, ConfigError, load_config
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -43,8 +44,8 @@ def _app(ctx: click.Context, config_path: str | None) -> Application:
 
 
 def _worker(app: Application, out=click.echo):
-    from bot.export import generate
-    from bot.sender import ConsoleTransport, OutboxWorker, WeComTransport
+    from bot.excel.export import generate
+    from bot.wecom.sender import ConsoleTransport, OutboxWorker, WeComTransport
 
     transport = ConsoleTransport(out) if app.config.wecom.console_mode else WeComTransport(app.config.wecom)
 
@@ -75,7 +76,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Callback server, scheduler and outbox sender in one process."""
     import uvicorn
 
-    from bot.wire import build_asgi
+    from bot.wecom.callback import build_asgi
     from jobs import JobQueue
 
     app = _app(ctx, config_path)
@@ -89,7 +90,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
                                    port=port or cfg.server.port), err=True)
     try:
-        uvicorn.run(build_asgi(app, writer_process=cfg.server.writer_process), host=host or cfg.server.host,
+        uvicorn.run(build_asgi(app), host=host or cfg.server.host,
                     port=port or cfg.server.port, log_level="warning", access_log=False)
     finally:
         jobs.shutdown()
@@ -122,7 +123,7 @@ def chat(ctx: click.Context, config_path: str | None, userid: str) -> None:
         if text in ("exit", "quit", "退出"):
             break
         msg_id = uuid.uuid4().hex
-        click.echo(app.handle_message(userid, text, msg_id).reply)
+        click.echo(app.handle_message(userid, text, msg_id))
         if app.config.wecom.console_mode:
             worker.run_once()
         else:
@@ -139,7 +140,7 @@ def chat(ctx: click.Context, config_path: str | None, userid: str) -> None:
 @click.pass_context
 def import_cmd(ctx: click.Context, config_path: str | None, file: str) -> None:
     """Import the roster workbook (单位, 人员, 任务清单, 问题清单): all rows or none."""
-    from bot.roster import RosterFileError, import_roster
+    from bot.excel.roster import RosterFileError, import_roster
 
     app = _app(ctx, config_path)
     try:
@@ -159,7 +160,7 @@ def import_cmd(ctx: click.Context, config_path: str | None, file: str) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def template(file: str) -> None:
     """Write an empty roster workbook with the right sheets, headers and one example row each."""
-    from bot.roster import write_template
+    from bot.excel.roster import write_template
 
     write_template(file)
     click.echo(file)
@@ -172,7 +173,7 @@ def template(file: str) -> None:
 @click.pass_context
 def export(ctx: click.Context, config_path: str | None, month: str | None, output: str) -> None:
     """Write the month's Excel workbook."""
-    from bot.export import month_workbook
+    from bot.excel.export import month_workbook
 
     app = _app(ctx, config_path)
     now = app.clock.now()

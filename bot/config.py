@@ -88,9 +88,6 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     callback_path: str = "/wecom/callback"
-    # `duban serve` handles chat messages in a child process, on a second core (bot/writer_process.py);
-    # false: in the server process. An in-memory SQLite database is always handled in the server.
-    writer_process: bool = True
 
     @field_validator("callback_path")
     @classmethod

@@ -19,7 +19,7 @@ from bot.config import Config
 from bot.reply import Reply, UserError
 from bot.text import command_rest, normalize, normalize_map
 from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES
-from db.queries import MemberRow, UnitRow
+from db.models import Member, Unit
 
 EVERYONE = frozenset(ROLES)
 LEADERS = frozenset({ROLE_LEADER, ROLE_ADMIN})
@@ -29,8 +29,8 @@ ADMINS = frozenset({ROLE_ADMIN})
 @dataclass
 class Context:
     session: Session
-    member: MemberRow  # who sent the message, as plain rows
-    unit: UnitRow
+    member: Member  # who sent the message
+    unit: Unit
     now: datetime
     config: Config
     msg_id: str = ""
@@ -48,9 +48,8 @@ class Command:
     roles: frozenset[str]
     group: str
     params: tuple[str, ...] = field(default=())
-    whole_org: bool = False  # reads or writes across every unit: too long to run on the event loop
 
-    def allowed(self, member: MemberRow) -> bool:
+    def allowed(self, member: Member) -> bool:
         return member.role in self.roles
 
     def __call__(self, ctx: Context) -> Reply:
@@ -67,9 +66,8 @@ class Router:
         self.name = name
         self.commands: list[Command] = []
 
-    def command(self, *names: str, roles: frozenset[str] = EVERYONE, whole_org: bool = False):
-        """Register a handler for these command words (usage text lives in templates/commands.j2).
-        `whole_org`: it works over every unit (a ranking, a reminder to all), so it may take long."""
+    def command(self, *names: str, roles: frozenset[str] = EVERYONE):
+        """Register a handler for these command words (usage text lives in templates/commands.j2)."""
 
         def register(func: Callable[..., Reply]) -> Callable[..., Reply]:
             params = tuple(inspect.signature(func).parameters)
@@ -77,7 +75,7 @@ class Router:
                        and p not in Context.__dataclass_fields__]
             if unknown:
                 raise TypeError(f"{func.__name__}: cannot inject {unknown}")
-            self.commands.append(Command(names, func, roles, self.name, params, whole_org))
+            self.commands.append(Command(names, func, roles, self.name, params))
             return func
 
         return register
@@ -106,11 +104,6 @@ class Dispatcher:
             return self._by_word[found.group()], command_rest(text, start + found.end(), index).strip()
         return None, normalize(text)
 
-    def whole_org(self, text: str) -> bool:
-        """Whether this message asks for a command that works over every unit."""
-        cmd, _ = self.match(text)
-        return cmd is not None and cmd.whole_org
-
     def dispatch(self, ctx: Context, text: str) -> Reply:
         cmd, args = self.match(text)
         if cmd is None:
@@ -120,5 +113,5 @@ class Dispatcher:
         ctx.args = args
         return cmd(ctx)
 
-    def visible(self, member: MemberRow) -> list[Command]:
+    def visible(self, member: Member) -> list[Command]:
         return [c for c in self.commands if c.allowed(member)]

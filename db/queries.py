@@ -7,11 +7,11 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, literal_column, update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.clock import Month
+from db.month import Month
 from db.models import (
     ROLE_ADMIN,
     Feedback,
@@ -26,7 +26,6 @@ from db.models import (
     Task,
     Unit,
 )
-from db.prepared import Prepared, Qualified
 
 
 def _plain(s: Session, stmt, **params) -> list:
@@ -36,22 +35,6 @@ def _plain(s: Session, stmt, **params) -> list:
 
 
 # ---------------------------------------------------------------- units, members
-
-
-class MemberRow(NamedTuple):
-    userid: str
-    name: str
-    unit_id: int
-    role: str
-
-
-class UnitRow(NamedTuple):
-    id: int
-    name: str
-    category: str
-    leader_userid: str
-    chat_id: str
-    webhook_key: str
 
 
 def get_member(s: Session, userid: str) -> Member | None:
@@ -105,8 +88,6 @@ class TaskRow(NamedTuple):
 
 
 _TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
-_TASK_BY_CODE = Prepared(_TASK_ROWS.where(Task.code == bindparam("code")))
-_TASK_BY_CODE_LOCKED = Prepared(_TASK_BY_CODE.statement.with_for_update())
 
 
 def all_tasks(s: Session) -> list[TaskRow]:
@@ -114,11 +95,11 @@ def all_tasks(s: Session) -> list[TaskRow]:
 
 
 def get_task(s: Session, code: str, lock: bool = False) -> TaskRow | None:
-    """The task with this code. `lock`: for a report on it (add_report), the task's row stays locked
-    until the transaction ends (PostgreSQL's FOR UPDATE, in the same statement; SQLite serialises
-    writers anyway and has no row locks)."""
-    rows = (_TASK_BY_CODE_LOCKED if lock else _TASK_BY_CODE).run(s, code=code)
-    return TaskRow(*rows[0]) if rows else None
+    """The task with this code. `lock`: to report on it (add_report), the task's row stays locked
+    until the transaction ends (PostgreSQL's FOR UPDATE; SQLite serialises writers anyway)."""
+    q = _TASK_ROWS.where(Task.code == code)
+    row = s.execute(q.with_for_update() if lock else q).first()
+    return TaskRow(*row) if row else None
 
 
 def code_key(code: str) -> tuple:
@@ -146,66 +127,6 @@ def latest_report(s: Session, task_id: int, month: Month | None = None) -> Repor
     return s.exec(q.order_by(col(Report.id).desc()).limit(1)).first()
 
 
-class ReportRow(NamedTuple):
-    """A report as written by add_report()."""
-
-    id: int
-    task_id: int
-    unit_id: int
-    userid: str
-    percent: int
-    text: str
-    created_at: datetime
-    month: str
-    local_day: int
-    version: int
-    supersedes_id: int | None
-
-
-# Reports on one task are serialised on its row so a version number cannot be taken twice: the
-# caller reads the task with get_task(lock=True), a statement of its own before the insert. On
-# PostgreSQL that matters: a statement that waited for the lock still reads from the snapshot it
-# began with and would miss the version the other writer just committed, while the next statement
-# reads a new snapshot. (Were the lock missed, the unique (task_id, month, version) turns the race
-# into an IntegrityError, and the message is handled again.) The insert takes the next version
-# number itself.
-_REPORT_VALUES = ("task_id", "unit_id", "userid", "percent", "text", "created_at", "month", "local_day",
-                  "supersedes_id")
-
-
-def _unreported_statement(other_than_task: bool = False):
-    """How many of a unit's active tasks have no report in the month. `other_than_task`: leaving out
-    the task `task_id`, for the count in add_report's RETURNING, where the new report is not yet
-    visible on PostgreSQL (the statement's snapshot) and is on SQLite; the task just reported is
-    not unreported either way."""
-    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
-    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == bindparam("month")).exists()
-    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
-    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
-    q = select(func.count()).select_from(Task).where(
-        Task.unit_id == bindparam("unreported_in"), Task.start_date <= bindparam("last_day"), ~reported, ~finished
-    )
-    return q.where(Task.id != bindparam("task_id")) if other_than_task else q
-
-
-def _insert_report_statement(counting: bool):
-    table, earlier = Report.__table__, Report.__table__.alias("earlier")
-    values = [bindparam(name, type_=table.c[name].type) for name in _REPORT_VALUES]
-    next_version = func.coalesce(func.max(earlier.c.version), 0) + literal_column("1")
-    returning = [Report.id, Report.version]
-    if counting:
-        returning.append(Qualified(_unreported_statement(other_than_task=True).scalar_subquery()))
-    return insert(Report).from_select(
-        [*_REPORT_VALUES, "version"],
-        select(*values, next_version).where(
-            earlier.c.task_id == bindparam("task_id"), earlier.c.month == bindparam("month")),
-    ).returning(*returning)
-
-
-_INSERT_REPORT = Prepared(_insert_report_statement(counting=False))
-_INSERT_REPORT_COUNTING = Prepared(_insert_report_statement(counting=True))  # this runs on every 汇报
-
-
 def add_report(
     s: Session,
     task: TaskRow,
@@ -215,34 +136,33 @@ def add_report(
     now: datetime,
     tz: ZoneInfo,
     supersedes: Report | None = None,
-    unreported_in: int | None = None,
-) -> tuple[ReportRow, int | None]:
-    """Write the next version of the task's report for the month (earlier versions stay); the task
-    was read with get_task(lock=True). With `unreported_in` (a unit id), the same statement also
-    counts that unit's tasks left unreported this month, with this task counted as reported (as
-    unreported_count() would after it): the reply to every 汇报 says it, and a round trip of its
-    own cost as much as the insert. Returns the report and that count (None without)."""
+) -> Report:
+    """Write the next version of the task's report for the month; earlier versions stay.
+
+    The caller read the task with get_task(lock=True), so two reports on one task cannot take the
+    same version number (were the lock missed, the unique (task_id, month, version) turns the race
+    into an IntegrityError, and the message is handled again)."""
     local_now = now.astimezone(tz)
-    month = Month.of(local_now)
-    values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
-              "created_at": now, "month": str(month), "local_day": local_now.day,
-              "supersedes_id": supersedes.id if supersedes else None}
-    if unreported_in is None:
-        (report_id, version), = _INSERT_REPORT.run(s, **values)
-        left = None
-    else:
-        (report_id, version, left), = _INSERT_REPORT_COUNTING.run(
-            s, **values, unreported_in=unreported_in, last_day=month.last_day)
-    return ReportRow(id=report_id, version=version, **values), left
-
-
-_UNREPORTED = Prepared(_unreported_statement())
+    month = str(Month.of(local_now))
+    last = s.scalar(select(func.max(Report.version)).where(Report.task_id == task.id, Report.month == month))
+    report = Report(task_id=task.id, unit_id=task.unit_id, userid=userid, percent=percent, text=text,
+                    created_at=now, month=month, local_day=local_now.day, version=(last or 0) + 1,
+                    supersedes_id=supersedes.id if supersedes else None)
+    s.add(report)
+    s.flush()
+    return report
 
 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
-    progress.snapshots (started by the month's end, not finished in an earlier month), in one query."""
-    return _UNREPORTED.run(s, unreported_in=unit_id, month=str(month), last_day=month.last_day)[0][0]
+    scoring.snapshots (started by the month's end, not finished in an earlier month), in one query."""
+    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
+    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == str(month)).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
+    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
+    q = select(func.count()).select_from(Task).where(
+        Task.unit_id == unit_id, Task.start_date <= month.last_day, ~reported, ~finished)
+    return s.scalar(q)
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
@@ -356,47 +276,22 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
 # ---------------------------------------------------------------- inbound dedupe
 
 
-def _incoming_statement():
-    one_row = select(literal_column("1").label("one")).subquery("one_row")
-    seen = select(ProcessedMessage.reply).where(ProcessedMessage.msg_id == bindparam("msg_id")).scalar_subquery()
-    return (
-        select(seen, *(getattr(Member, f) for f in MemberRow._fields), *(getattr(Unit, f) for f in UnitRow._fields))
-        .select_from(one_row)
-        .outerjoin(Member, Member.userid == bindparam("userid"))
-        .outerjoin(Unit, col(Unit.id) == Member.unit_id)
-    )
+def answered(s: Session, msg_id: str) -> str | None:
+    """The answer already given to this MsgId (WeCom retries a callback it got no answer to)."""
+    return s.scalar(select(ProcessedMessage.reply).where(ProcessedMessage.msg_id == msg_id))
 
 
-_INCOMING = Prepared(_incoming_statement())
-_RECORD_PROCESSED = Prepared(insert(ProcessedMessage).values(
-    {name: bindparam(name) for name in ("msg_id", "userid", "reply", "created_at")}))
-
-
-class Incoming(NamedTuple):
-    seen: str | None  # the answer already given to this MsgId (WeCom retries), if any
-    member: MemberRow | None  # None: not on the roster
-    unit: UnitRow | None
-
-
-def incoming(s: Session, userid: str, msg_id: str) -> Incoming:
-    """What every message needs first, in one query: whether its MsgId was answered already, and
-    who sent it with their unit, as plain rows (ORM objects would cost five times as much, and
-    nothing changes the sender while a message is handled)."""
-    (seen, *values), = _INCOMING.run(s, msg_id=msg_id, userid=userid)
-    if values[0] is None:
-        return Incoming(seen, None, None)
-    return Incoming(seen, MemberRow(*values[:4]), UnitRow(*values[4:]))
+def sender(s: Session, userid: str) -> tuple[Member, Unit] | None:
+    """Who sent a message, with their unit; None if they are not on the roster."""
+    row = s.execute(select(Member, Unit).join(Unit, col(Unit.id) == Member.unit_id)
+                    .where(Member.userid == userid)).first()
+    return (row[0], row[1]) if row else None
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
     """Remember the answer to a MsgId; a second record of the same MsgId raises IntegrityError."""
-    _RECORD_PROCESSED.run(s, msg_id=msg_id, userid=userid, reply=reply, created_at=now)
-
-
-def record_processed_many(s: Session, answers: list[tuple[str, str, str, datetime]]) -> None:
-    """record_processed() for many (msg_id, userid, reply, now) at once: one round trip."""
-    _RECORD_PROCESSED.run_many(s, [{"msg_id": msg_id, "userid": userid, "reply": reply, "created_at": now}
-                                   for msg_id, userid, reply, now in answers])
+    s.add(ProcessedMessage(msg_id=msg_id, userid=userid, reply=reply, created_at=now))
+    s.flush()
 
 
 # ---------------------------------------------------------------- outbox
@@ -434,6 +329,12 @@ def enqueue(
         )
     )
     return True
+
+
+def forget_pending_outbox(s: Session) -> None:
+    """Forget the keys enqueue() holds for rows not yet written: call it when a savepoint ends
+    (released, its rows are in the database for the next lookup; rolled back, they are gone)."""
+    s.info.pop("outbox_keys", None)
 
 
 def _due(now: datetime):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_WRITE_LOCKS: dict[int, threading.RLock] = {}
+# Keyed by the engine itself and forgotten with it: a new engine never inherits a dead one's lock.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str) -> Engine:
@@ -44,14 +46,14 @@ def make_engine(url: str) -> Engine:
 
         # SQLite has one writer at a time. Queue this process's writers on a lock, which wakes the
         # next one at once, instead of on SQLite's busy handler, which sleeps up to 100 ms a try.
-        _WRITE_LOCKS[id(engine)] = threading.RLock()
+        _WRITE_LOCKS[engine] = threading.RLock()
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 def write_lock(engine: Engine) -> threading.RLock | None:
     """The lock this process's SQLite writers queue on (None for PostgreSQL)."""
-    return _WRITE_LOCKS.get(id(engine))
+    return _WRITE_LOCKS.get(engine)
 
 
 def migrate(engine: Engine) -> None:

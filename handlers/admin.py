@@ -1,10 +1,11 @@
 """Admin commands: 状态 未报 排名 提醒 导出 新增任务."""
-from bot import digest
-from bot.clock import Month
+from bot import targets
+from bot.campaign import digest, scoring
+from db.month import Month
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, Context, Router
 from bot.text import split_args
-from db import progress, queries
+from db import queries
 from db.models import LINES, Task
 from handlers.common import fail, parse_date, parse_month
 
@@ -25,12 +26,12 @@ def _unit_arg(ctx: Context, command: str):
     return unit
 
 
-@router.command("状态", "status", roles=ADMINS, whole_org=True)
+@router.command("状态", "status", roles=ADMINS)
 def status(ctx: Context) -> Reply:
     month = _this_month(ctx)
     unit = _unit_arg(ctx, "状态")
     if unit is not None:
-        snaps = progress.snapshots(
+        snaps = scoring.snapshots(
             ctx.session, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=unit.id
         )
         people = queries.members_by_id(ctx.session)
@@ -43,14 +44,14 @@ def status(ctx: Context) -> Reply:
                                 "total": sum(x.active_tasks for x in scores)})
 
 
-@router.command("未报", "unreported", roles=ADMINS, whole_org=True)
+@router.command("未报", "unreported", roles=ADMINS)
 def unreported(ctx: Context) -> Reply:
     month = parse_month("未报", ctx.args, _this_month(ctx))
     dues = [d for d in digest.unit_dues(ctx.session, ctx.config, month, ctx.now) if d.unreported]
     return Reply("unreported", {"dues": dues, "month": month})
 
 
-@router.command("排名", "rank", "ranking", roles=ADMINS, whole_org=True)
+@router.command("排名", "rank", "ranking", roles=ADMINS)
 def ranking(ctx: Context) -> Reply:
     default = _this_month(ctx)
     month = parse_month("排名", ctx.args, default)
@@ -58,7 +59,7 @@ def ranking(ctx: Context) -> Reply:
     return Reply("ranking", {"scores": scores, "month": month, "partial": month == default})
 
 
-@router.command("提醒", "remind", roles=ADMINS, whole_org=True)
+@router.command("提醒", "remind", roles=ADMINS)
 def remind(ctx: Context) -> Reply:
     unit = _unit_arg(ctx, "提醒")
     month = _this_month(ctx)
@@ -67,7 +68,7 @@ def remind(ctx: Context) -> Reply:
     for due in dues:
         if due.empty and unit is None:
             continue
-        push = digest.unit_prompt(ctx.session, ctx.config, due, month)
+        push = targets.unit_prompt(ctx.session, ctx.config, due, month)
         if push is None:
             skipped.append(due.unit)
         else:
@@ -75,7 +76,7 @@ def remind(ctx: Context) -> Reply:
     return Reply("remind_ok", {"count": len(pushes), "skipped": skipped, "unit": unit}, pushes)
 
 
-@router.command("导出", "export", roles=ADMINS, whole_org=True)
+@router.command("导出", "export", roles=ADMINS)
 def export(ctx: Context) -> Reply:
     month = parse_month("导出", ctx.args, _this_month(ctx))
     spec = {"kind": "month", "month": str(month), "at": ctx.now.isoformat()}

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from datetime import date
 
-from bot.clock import Month
+from sqlmodel import Session
+
 from bot.reply import UserError
 from bot.text import parse_code, parse_percent, split_args
 from db import queries
-from db.models import ROLE_ADMIN, Problem, SupervisionItem
-from db.queries import MemberRow, TaskRow
-from sqlmodel import Session
+from db.models import ROLE_ADMIN, Member, Problem, SupervisionItem
+from db.month import Month
+from db.queries import TaskRow
 
 
 def fail(command: str, problem: str, **data) -> UserError:
@@ -24,7 +25,7 @@ def need_args(command: str, args: str, count: int, content: bool = True) -> tupl
     return tokens, rest
 
 
-def _owned(s: Session, command: str, token: str, member: MemberRow, prefix: str, lookup, kind: str):
+def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lookup, kind: str):
     """The task / problem / 督办 a code names, if it belongs to the member's unit (admins: any)."""
     code = parse_code(token, prefix)
     found = lookup(s, code) if code else None
@@ -35,16 +36,16 @@ def _owned(s: Session, command: str, token: str, member: MemberRow, prefix: str,
     return found
 
 
-def task_by_code(s: Session, command: str, token: str, member: MemberRow, lock: bool = False) -> TaskRow:
+def task_by_code(s: Session, command: str, token: str, member: Member, lock: bool = False) -> TaskRow:
     """`lock`: to report on it (queries.get_task)."""
     return _owned(s, command, token, member, "T", lambda s, code: queries.get_task(s, code, lock), "task")
 
 
-def problem_by_code(s: Session, command: str, token: str, member: MemberRow) -> Problem:
+def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:
     return _owned(s, command, token, member, "P", queries.get_problem, "problem")
 
 
-def item_by_code(s: Session, command: str, token: str, member: MemberRow) -> SupervisionItem:
+def item_by_code(s: Session, command: str, token: str, member: Member) -> SupervisionItem:
     return _owned(s, command, token, member, "D", queries.get_item, "item")
 
 

@@ -1,8 +1,8 @@
 """反馈 / 督办: supervision items (督办单) and the units' answers."""
-from bot.app import unit_target
-from bot.clock import Month
+from db.month import Month
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, Context, Router
+from bot.targets import unit_target
 from db import queries
 from db.models import Feedback, SupervisionItem
 from handlers.common import fail, item_by_code, need_args, parse_date

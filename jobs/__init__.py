@@ -12,11 +12,16 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import ContextManager, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.app import Application
+from sqlmodel import Session
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.render import Renderer
 from bot.reply import Push
 from db import queries
 from jobs.calendar import WorkdayCronTrigger
@@ -36,8 +41,20 @@ class RunResult:
     messages: int = 0
 
 
+class Host(Protocol):
+    """What the jobs need of the application that runs them (bot/app.py's Application)."""
+
+    config: Config
+    clock: Clock
+    renderer: Renderer
+
+    def session(self) -> ContextManager[Session]: ...
+
+    def enqueue_push(self, s: Session, push: Push, key: str) -> int: ...
+
+
 class JobQueue:
-    def __init__(self, app: Application):
+    def __init__(self, app: Host):
         self.app = app
         self.tz = app.config.schedule.tz
         self.identity = f"{socket.gethostname()}:{os.getpid()}"

@@ -9,9 +9,9 @@ from typing import Callable
 
 from sqlmodel import Session
 
-from bot import digest
-from bot.app import broadcast_target
-from bot.clock import Month
+from bot import targets
+from bot.campaign import digest
+from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
@@ -36,16 +36,16 @@ def _month_before(base: datetime) -> str:
 
 def _to_broadcast_or_admins(s: Session, config: Config, template: str, data: dict, key: str,
                             admins_too: bool) -> list[Push]:
-    if broadcast_target(config) is None and not admins_too:
+    if targets.broadcast_target(config) is None and not admins_too:
         log.warning("no broadcast group configured ([broadcast] chat_id / webhook_key): %s goes to the admins", key)
         admins_too = True
-    return digest.broadcast_pushes(s, config, template, data, key, to_admins=admins_too)
+    return targets.broadcast_pushes(s, config, template, data, key, to_admins=admins_too)
 
 
 def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
     pushes = []
     for unit, missing in digest.empty_lists(s):
-        target = digest.group_or_leader(s, unit)
+        target = targets.group_or_leader(s, unit)
         if target is None:
             continue
         leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
@@ -61,7 +61,7 @@ def monthly_prompt(s: Session, config: Config, base: datetime, now: datetime) ->
     for due in digest.unit_dues(s, config, month, now):
         if due.empty:
             continue
-        push = digest.unit_prompt(s, config, due, month)
+        push = targets.unit_prompt(s, config, due, month)
         if push is not None:
             pushes.append(push)
     return pushes
@@ -75,7 +75,7 @@ def escalation(s: Session, config: Config, base: datetime, now: datetime) -> lis
     pushes = [Push(Target("app", a.userid), "escalation_admin", {"dues": late, "month": month},
                    key=f"admin:{a.userid}", markdown=False) for a in queries.admins(s)]
     for due in late:
-        push = digest.unit_prompt(s, config, due, month, firm=True)
+        push = targets.unit_prompt(s, config, due, month, firm=True)
         if push is not None:
             pushes.append(push)
     return pushes

@@ -1,9 +1,9 @@
 """Group commit: many messages in one write transaction, each kept apart from the others.
 
 The callback hands messages to one writer (bot/writer.py), which handles whatever arrived together
-in one transaction. These tests make such batches on purpose (handle_batch directly, and a burst of
-concurrent callbacks over real HTTP) and check that one message's wrong form, crash or collision
-costs the others nothing."""
+in one transaction, a savepoint a message. These tests make such batches on purpose (handle_batch
+directly, and a burst of concurrent callbacks over real HTTP) and check that one message's wrong
+form, crash or collision costs the others nothing, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from bot.app import Application
 from bot.reply import Reply
 from bot.router import Dispatcher, Router
-from bot.wire import build_asgi
+from bot.wecom.callback import build_asgi
 from conftest import ServerThread, make_config, seed
 from db import queries
 from db.models import Outbox, ProcessedMessage, Report
@@ -43,7 +43,7 @@ def test_a_batch_keeps_each_message_apart(app):
         ("li", "汇报 T1 30% 第一条", "b1"),             # WeCom's retry of b1 inside the same batch
         ("zhao", "汇报 T1 60% 不是本单位的任务", "b5"),  # someone else's task
     ])
-    texts = [r.reply for r in results]
+    texts = list(results)
     assert "T1" in texts[0] and "30%" in texts[0]
     assert "abc%" in texts[1] and "汇报" in texts[1]
     assert "nobody" in texts[2]
@@ -92,7 +92,7 @@ def test_a_crashing_handler_fails_only_its_own_message(db_url, clock):
             ("zhao", "汇报 T3 50% 之后", "c3"),
         ])
         assert isinstance(results[1], RuntimeError)
-        assert "30%" in results[0].reply and "50%" in results[2].reply
+        assert "30%" in results[0] and "50%" in results[2]
         assert reports(app) == [("li", 30, "之前"), ("zhao", 50, "之后")]  # the 99 % is gone
         assert set(processed(app)) == {"c1", "c3"}  # c2 is not remembered: WeCom's retry tries again
         with pytest.raises(RuntimeError):
@@ -105,10 +105,10 @@ def test_a_colliding_message_is_handled_again_after_the_others_commit(db_url, cl
     app = crashing_app(db_url, clock, "collide")
     try:
         results = app.handle_batch([("li", "写坏", "d1"), ("zhao", "汇报 T3 50% 同批", "d2")])
-        assert "T1" in results[0].reply and "99%" in results[0].reply
-        assert "50%" in results[1].reply
-        # The first try (no savepoints) and the second (d1 in a savepoint, rolled back to it) are
-        # undone; the third, alone after d2 was committed, is kept.
+        assert "T1" in results[0] and "99%" in results[0]
+        assert "50%" in results[1]
+        # The first try (in the batch) and the second (alone, after d2 was committed) are rolled
+        # back to their savepoints; the third is kept.
         assert sorted(reports(app)) == [("li", 99, "不该留下"), ("zhao", 50, "同批")]
         assert set(processed(app)) == {"d1", "d2"}
     finally:
@@ -116,8 +116,8 @@ def test_a_colliding_message_is_handled_again_after_the_others_commit(db_url, cl
 
 
 def test_a_message_refused_after_it_wrote_leaves_nothing_and_the_others_stay(db_url, clock):
-    """A batch is tried without savepoints; a message that has to be undone after it wrote makes the
-    batch run again with them, so its write goes and the others' stay, each stored once."""
+    """A handler that wrote and then refused (a wrong form found late): its write goes, its answer
+    is remembered, and the messages around it stay, each stored once."""
     app = crashing_app(db_url, clock, "refuse")
     try:
         results = app.handle_batch([
@@ -126,19 +126,17 @@ def test_a_message_refused_after_it_wrote_leaves_nothing_and_the_others_stay(db_
             ("zhao", "汇报 T3 50% 之后", "r3"),
         ])
         assert not isinstance(results[1], Exception), results[1]
-        assert "T9" in results[1].reply and "99%" not in results[1].reply
-        assert "30%" in results[0].reply and "50%" in results[2].reply
+        assert "T9" in results[1] and "99%" not in results[1]
+        assert "30%" in results[0] and "50%" in results[2]
         assert reports(app) == [("li", 30, "之前"), ("zhao", 50, "之后")]  # the 99 % is gone
-        assert processed(app) == {"r1": results[0].reply, "r2": results[1].reply, "r3": results[2].reply}
+        assert processed(app) == {"r1": results[0], "r2": results[1], "r3": results[2]}
     finally:
         app.engine.dispose()
 
 
-@pytest.mark.parametrize("writer_process", [False, True], ids=["in the server", "writer process"])
-def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake, writer_process):
+def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake):
     """48 callbacks at once over real HTTP (they reach the writer together and share batches):
-    good reports, wrong forms, an unknown user and WeCom's retries of the same MsgId; handled in the
-    server process, or in its writer process as `duban serve` does."""
+    good reports, wrong forms, an unknown user and WeCom's retries of the same MsgId."""
     app = Application(make_config(db_url, api_base=fake.base), clock=clock)
     app.migrate()
     seed(app)
@@ -149,7 +147,7 @@ def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fa
         sent.append((user, text, str(70000 + i)))
     sent += [("stranger", "汇报 T1 1% 谁", "70100")] + [sent[i] for i in range(1, 8)]  # 7 retries
     try:
-        with ServerThread(build_asgi(app, writer_process=writer_process)) as server:
+        with ServerThread(build_asgi(app)) as server:
             wecom = WeComSide(server.base)
             with ThreadPoolExecutor(24) as pool:
                 replies = list(pool.map(lambda m: wecom.say(m[0], m[1], msg_id=m[2]), sent))

@@ -14,7 +14,7 @@ _ids = itertools.count(1)
 
 
 def say(app, userid: str, text: str) -> str:
-    return app.handle_message(userid, text, msg_id=str(next(_ids))).reply
+    return app.handle_message(userid, text, msg_id=str(next(_ids)))
 
 
 def rows(app, model) -> list:
@@ -216,8 +216,9 @@ def test_add_task(app):
 
 
 def test_the_unreported_count_in_replies_agrees_with_the_task_list(app, clock):
-    from bot.clock import Month
-    from db import progress, queries
+    from db.month import Month
+    from bot.campaign import scoring as progress
+    from db import queries
 
     # T2 finished in March (not active in April); T1 reported in April; a task starting in May.
     clock.set(at(2026, 3, 12, 9))
@@ -232,13 +233,13 @@ def test_the_unreported_count_in_replies_agrees_with_the_task_list(app, clock):
             snaps = progress.snapshots(s, month, clock.now(), app.tz, 25, unit_id=unit.id)
             expected = sum(x.active and not x.reported_in_month for x in snaps)
             assert queries.unreported_count(s, unit.id, month) == expected
-    # Every 汇报's reply counts what the reporter's unit has left after it, as the task list does
-    # (an admin may report on another unit's task: the count is still of the admin's own unit).
+    # Every 汇报's reply counts what the task's unit has left after it, as the task list does
+    # (an admin reporting on another unit's task is told that unit's count, under its name).
     clock.set(at(2026, 5, 6, 9))
     for who, code in (("li", "T1"), ("li", "T1"), ("admin", "T6"), ("zhang", "T2"), ("li", "T6")):
         reply = say(app, who, f"汇报 {code} 50% 五月进展")
         with Session(app.engine) as s:
-            unit = s.get(Unit, queries.get_member(s, who).unit_id)
+            unit = s.get(Unit, queries.get_task(s, code).unit_id)
             snaps = progress.snapshots(s, Month(2026, 5), clock.now(), app.tz, 25, unit_id=unit.id)
         left = sum(x.active and not x.reported_in_month for x in snaps)
         assert (f"{unit.name} 本月还有 {left} 项" in reply) if left else ("本月任务已全部汇报" in reply), (reply, left)

@@ -64,7 +64,7 @@ def content(row: Outbox) -> str:
 
 def report(app, userid: str, text: str, when):
     app.clock.set(when)
-    return app.handle_message(userid, text, msg_id=f"{userid}-{when.isoformat()}-{text}").reply
+    return app.handle_message(userid, text, msg_id=f"{userid}-{when.isoformat()}-{text}")
 
 
 def test_monthly_prompt_lists_what_each_unit_owes_and_mentions_who(app, q):

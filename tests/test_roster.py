@@ -10,7 +10,7 @@ from openpyxl import Workbook, load_workbook
 from sqlmodel import Session, func, select
 
 from bot.app import Application
-from bot.roster import SHEETS, RosterFileError, import_roster, write_template
+from bot.excel.roster import SHEETS, RosterFileError, import_roster, write_template
 from conftest import ROOT, make_config
 from db.models import Member, Problem, Task, Unit
 

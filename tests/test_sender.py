@@ -168,7 +168,7 @@ def test_export_file_is_generated_uploaded_and_sent(wired):
     from openpyxl import load_workbook
 
     app, worker, fake = wired
-    reply = app.handle_message("admin", "导出 2026-03", "42").reply
+    reply = app.handle_message("admin", "导出 2026-03", "42")
     assert "争先督办-2026-03.xlsx" in reply
     worker.drain(10)
     (sent,) = fake.deliveries("message/send")

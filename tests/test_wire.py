@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from bot.app import Application
-from bot.wire import build_asgi
+from bot.wecom.callback import build_asgi
 from conftest import ServerThread, make_config, seed
 from db.models import ProcessedMessage, Report
 from wecom_client import WeComSide, text_xml

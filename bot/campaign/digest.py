@@ -1,30 +1,32 @@
-"""Summaries shared by commands and scheduled jobs: unit prompts, the unreported list, rankings.
+"""Summaries shared by commands and scheduled jobs: what each unit owes, rankings, the year, the lines.
 
-Each builder reads through db/ and returns Push objects (template + data); nothing here sends.
+Each reads through db/ and returns plain data; bot/targets.py turns it into pushes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, select
 
-from bot.app import broadcast_target, unit_target
-from bot.clock import Month
-from bot.config import Config
-from bot.reply import Push, Target
-from db import progress, queries
+from bot.campaign import scoring
+from bot.campaign.scoring import TaskSnapshot, UnitScore
+from db import queries
 from db.models import LINES, Member, Problem, Task, Unit
-from db.progress import TaskSnapshot, UnitScore
+from db.month import Month
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 
-def weights(config: Config) -> progress.Weights:
+def weights(config: Config) -> scoring.Weights:
     r = config.ranking
-    return progress.Weights(r.weight_report, r.weight_progress, r.weight_supervision, r.overdue_penalty)
+    return scoring.Weights(r.weight_report, r.weight_progress, r.weight_supervision, r.overdue_penalty)
 
 
 def rank(s: Session, config: Config, month: Month, now: datetime, **kwargs) -> list[UnitScore]:
-    return progress.ranking(
+    return scoring.ranking(
         s, month, now, config.schedule.tz, config.schedule.report_deadline_day, weights(config), **kwargs
     )
 
@@ -48,7 +50,7 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
     tz = config.schedule.tz
     units = units if units is not None else queries.all_units(s)
     wanted = {u.id for u in units}
-    snaps = progress.snapshots(s, month, now, tz, config.schedule.report_deadline_day)
+    snaps = scoring.snapshots(s, month, now, tz, config.schedule.report_deadline_day)
     people = queries.members_by_id(s)
     by_unit: dict[int, list[TaskSnapshot]] = {}
     for sn in snaps:
@@ -74,41 +76,10 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
     return out
 
 
-def group_or_leader(s: Session, unit: Unit) -> Target | None:
-    target = unit_target(unit)
-    if target is None and unit.leader_userid and queries.get_member(s, unit.leader_userid):
-        target = Target("app", unit.leader_userid)
-    return target
 
 
-def unit_prompt(s: Session, config: Config, due: UnitDue, month: Month, firm: bool = False) -> Push | None:
-    target = group_or_leader(s, due.unit)
-    if target is None:
-        return None
-    return Push(
-        target,
-        "unit_prompt",
-        {
-            "due": due,
-            "month": month,
-            "firm": firm,
-            "deadline_day": config.schedule.report_deadline_day,
-            "mentions": due.people,
-        },
-        mentions=[m.userid for m in due.people],
-        key=f"{due.unit.id}",
-    )
 
 
-def broadcast_pushes(s: Session, config: Config, template: str, data: dict, key: str, to_admins: bool) -> list[Push]:
-    pushes = []
-    target = broadcast_target(config)
-    if target is not None:
-        pushes.append(Push(target, template, data, key=f"{key}:broadcast"))
-    if to_admins:
-        for admin in queries.admins(s):
-            pushes.append(Push(Target("app", admin.userid), template, data, key=f"{key}:{admin.userid}"))
-    return pushes
 
 
 @dataclass
@@ -121,7 +92,7 @@ class YearScore:
     top_months: int
     low_months: int
     rank: int = 0
-    tier: str = progress.TIER_OK
+    tier: str = scoring.TIER_OK
 
 
 def campaign_months(year: int, until: datetime, tz, last: int = 12) -> list[Month]:
@@ -136,7 +107,7 @@ def year_ranking(s: Session, config: Config, year: int, now: datetime, last_mont
     monthly: dict[Month, list[UnitScore]] = {}
     previous = None
     # One pass over the year's reports; each month's trend comes from the month before it.
-    for m, preloaded in progress.year_reports(s, months, now, config.schedule.tz):
+    for m, preloaded in scoring.year_reports(s, months, now, config.schedule.tz):
         previous = monthly[m] = rank(s, config, m, now, previous=previous, with_trend=previous is not None,
                                      units=units, tasks=tasks, preloaded=preloaded)
     acc: dict[int, list] = {}
@@ -152,15 +123,15 @@ def year_ranking(s: Session, config: Config, year: int, now: datetime, last_mont
             report_rate=sum(r.report_rate for r in rows) / n,
             progress=sum(r.progress for r in rows) / n,
             months=n,
-            top_months=sum(r.tier == progress.TIER_TOP for r in rows),
-            low_months=sum(r.tier == progress.TIER_LOW for r in rows),
+            top_months=sum(r.tier == scoring.TIER_TOP for r in rows),
+            low_months=sum(r.tier == scoring.TIER_LOW for r in rows),
         ))
     out.sort(key=lambda y: (-y.score, -y.report_rate, y.unit.name))
     k = int(len(out) * 0.2 + 0.5)
     for i, ys in enumerate(out):
         ys.rank = i + 1
-        ys.tier = (progress.TIER_LOW if ys.score < 60 or i >= len(out) - k
-                   else progress.TIER_TOP if i < k else progress.TIER_OK)
+        ys.tier = (scoring.TIER_LOW if ys.score < 60 or i >= len(out) - k
+                   else scoring.TIER_TOP if i < k else scoring.TIER_OK)
     return out, monthly
 
 
@@ -176,7 +147,7 @@ class LineSummary:
 
 def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> list[LineSummary]:
     """Per action line (深学争优 / 敢为争先 / 实干争效): how its tasks stand in `month`."""
-    snaps = progress.snapshots(s, month, now, config.schedule.tz, config.schedule.report_deadline_day)
+    snaps = scoring.snapshots(s, month, now, config.schedule.tz, config.schedule.report_deadline_day)
     out = []
     for line in LINES:
         mine = [x for x in snaps if x.task.line == line and x.task.start_date <= month.last_day]
@@ -186,7 +157,7 @@ def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> l
             tasks=n,
             mean_percent=sum(x.percent for x in mine) / n if n else 0.0,
             reported=sum(x.reported_in_month for x in mine),
-            red=sum(x.light == progress.RED for x in mine),
+            red=sum(x.light == scoring.RED for x in mine),
             done=sum(x.percent >= 100 for x in mine),
         ))
     return out

@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from bot.clock import Month, local_midnight_utc
 from db import queries
 from db.models import Task, Unit
+from db.month import Month, local_midnight_utc
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 TIER_TOP, TIER_OK, TIER_LOW = "先进", "达标", "滞后"

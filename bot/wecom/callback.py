@@ -6,7 +6,6 @@ with a 4xx and leaves nothing behind.
 """
 from __future__ import annotations
 
-import gc
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -25,7 +24,6 @@ from wechatpy.exceptions import InvalidSignatureException
 
 from bot.app import Application
 from bot.writer import MessageWriter
-from bot.writer_process import ProcessWriter
 
 log = logging.getLogger("duban.wire")
 
@@ -39,7 +37,7 @@ def _params(request: Request) -> tuple[str, str, str] | None:
 
 
 class Callback:
-    def __init__(self, app: Application, writer: MessageWriter | ProcessWriter):
+    def __init__(self, app: Application, writer: MessageWriter):
         self.app = app
         self.writer = writer
         wc = app.config.wecom
@@ -104,8 +102,7 @@ class Callback:
             except ValueError:  # WeCom's MsgId is a 64-bit integer
                 return PlainTextResponse("malformed message", status_code=400)
             try:
-                outcome = await self.writer.handle(msg.source, msg.content or "", msg_id)
-                reply_text = outcome.reply
+                reply_text = await self.writer.handle(msg.source, msg.content or "", msg_id)
             except Exception:
                 log.exception("handling message %s from %s", msg_id, msg.source)
                 reply_text = self.app.renderer.render("server_error")
@@ -123,28 +120,14 @@ async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def build_asgi(app: Application, writer_process: bool = False,
-               writer: MessageWriter | ProcessWriter | None = None) -> Starlette:
-    """The callback server. `writer_process`: handle chat messages in a child process (`duban serve`
-    does, by `server.writer_process`), where a second core can take them; only with WeCom
-    credentials (console mode answers no callbacks) and a database another process can open.
-    `writer`: one built by the caller instead."""
-    if writer is None:
-        in_memory = app.engine.dialect.name == "sqlite" and app.engine.url.database in (None, "", ":memory:")
-        if writer_process and not app.config.wecom.console_mode and not in_memory:
-            writer = ProcessWriter(app)
-        else:
-            writer = MessageWriter(app)
+def build_asgi(app: Application) -> Starlette:
+    """The callback server: WeCom's callback path and /healthz."""
+    writer = MessageWriter(app)
     cb = Callback(app, writer)
     path = app.config.server.callback_path
 
     @asynccontextmanager
     async def lifespan(_):
-        # Everything loaded so far (libraries, templates, schema) lives as long as the server. Out of
-        # the collector's way, a full collection scans only what requests leave behind: it took
-        # 50-65 ms otherwise, a pause every callback in flight waited out (bench/callback.py).
-        gc.collect()
-        gc.freeze()
         writer.start()
         try:
             yield

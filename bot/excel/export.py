@@ -10,10 +10,11 @@ from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import Font, PatternFill
 from sqlmodel import Session, select
 
-from bot.clock import Month
+from db.month import Month
 from bot.config import Config
-from bot.digest import rank
-from db import progress, queries
+from bot.campaign.digest import rank
+from bot.campaign import scoring
+from db import queries
 from db.models import Problem, Report, SupervisionItem
 
 LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
@@ -76,7 +77,7 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
 
     ws = _sheet(wb, "任务进度", ["编号", "单位", "行动", "任务内容", "责任领导", "责任人", "开始日期", "完成时限",
                                  "计划进度%", "实际进度%", "本月已汇报", "红黄绿"])
-    snaps = progress.snapshots(s, month, now, tz, config.schedule.report_deadline_day)
+    snaps = scoring.snapshots(s, month, now, tz, config.schedule.report_deadline_day)
     for sn in sorted(snaps, key=lambda x: (units[x.task.unit_id].name, queries.code_key(x.task.code))):
         t = sn.task
         owner = people.get(t.owner_userid)
@@ -125,7 +126,7 @@ def generate(s: Session, config: Config, spec: dict) -> bytes:
     if spec["kind"] == "month":
         return month_workbook(s, config, Month.parse(spec["month"]), at)
     if spec["kind"] == "year":
-        from bot.digest import year_ranking
+        from bot.campaign.digest import year_ranking
 
         year_scores, monthly = year_ranking(s, config, int(spec["year"]), at)
         return annual_workbook(config, int(spec["year"]), year_scores, monthly)
