@@ -7,7 +7,7 @@ for chat messages; jobs use enqueue_push() with the same templates and outbox.
 A batch of chat messages is one write transaction (handle_batch); each message in it runs through
 the same short list of steps (handle_one):
 
-    1. dedupe      a MsgId answered before gets the stored answer, word for word
+    1. dedupe      a MsgId this person sent before gets the stored answer, word for word
     2. who         the sender and their unit; someone not on the roster is told whom to ask
     3. savepoint   everything the message writes is kept apart from the other messages
     4. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
@@ -119,7 +119,7 @@ class Application:
         now = self.clock.now()
         savepoint = s.begin_nested()
         try:
-            if msg_id and (seen := queries.answered(s, msg_id)) is not None:
+            if msg_id and (seen := queries.answered(s, userid, msg_id)) is not None:
                 reply = seen
             elif (who := queries.sender(s, userid)) is None:
                 reply = self.renderer.render("unknown_user", userid=userid)  # nothing about them is stored

@@ -76,7 +76,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     """Callback server, scheduler and outbox sender in one process."""
     import uvicorn
 
-    from bot.wecom.callback import build_asgi
+    from bot.wecom.callback import build_asgi, server_options
     from jobs import JobQueue
 
     app = _app(ctx, config_path)
@@ -91,7 +91,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
                                    port=port or cfg.server.port), err=True)
     try:
         uvicorn.run(build_asgi(app), host=host or cfg.server.host,
-                    port=port or cfg.server.port, log_level="warning", access_log=False)
+                    port=port or cfg.server.port, log_level="warning", access_log=False, **server_options())
     finally:
         jobs.shutdown()
         worker.stop()
@@ -224,10 +224,11 @@ def jobs_list(ctx: click.Context, config_path: str | None) -> None:
 @click.argument("name")
 @click.option("--at", "at", default=None, help='"YYYY-MM-DD HH:MM" in the configured time zone (default: now)')
 @click.option("--dry-run", is_flag=True, help="print what would be sent; send and record nothing")
+@click.option("--force", is_flag=True, help="run a period that already ran again: queue what it did not queue then")
 @click.option("--timeout", default=60.0, show_default=True, help="seconds to spend delivering before giving up")
 @click.pass_context
 def jobs_run(ctx: click.Context, config_path: str | None, name: str, at: str | None, dry_run: bool,
-             timeout: float) -> None:
+             force: bool, timeout: float) -> None:
     """Run job NAME as if the clock read --at, and deliver what it sends before exiting."""
     from bot.clock import FixedClock
     from jobs import JobQueue
@@ -247,7 +248,7 @@ def jobs_run(ctx: click.Context, config_path: str | None, name: str, at: str | N
         moment = SystemClock().now().astimezone(tz)
     app = _app(ctx, config_path)
     app.clock = FixedClock(moment)
-    result = JobQueue(app).run(name, moment, dry_run=dry_run)
+    result = JobQueue(app).run(name, moment, dry_run=dry_run, force=force)
     click.echo(app.renderer.render("cli_job_run", r=result, dry=dry_run))
     if dry_run or result.status != "ran":
         return

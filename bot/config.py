@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -88,6 +89,8 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     callback_path: str = "/wecom/callback"
+    # A callback whose (signed) timestamp is further than this from now is a replay: refused.
+    max_clock_skew: timedelta = Field(default=timedelta(days=1), gt=timedelta(0))
 
     @field_validator("callback_path")
     @classmethod

@@ -59,11 +59,17 @@ def split_args(text: str, count: int) -> tuple[list[str], str]:
         tokens.append(norm[pos:end])
         pos = m.end() if m else len(norm)
     rest = command_rest(text, pos, index) if pos < len(norm) else ""
-    return tokens, rest.strip()
+    return tokens, "" if blank(rest) else rest.strip()
+
+
+def blank(text: str) -> bool:
+    """Nothing a reader would see: only spaces, line breaks and invisible characters (zero-width
+    spaces and joiners, byte-order marks: Unicode's format and control categories)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cf", "Cc", "Zs") for ch in text)
 
 
 def parse_percent(token: str) -> int | None:
-    m = re.fullmatch(r"(\d{1,3})(?:\.\d+)?\s*%?", token.strip())
+    m = re.fullmatch(r"(\d{1,3})\s*%?", token.strip())
     if not m:
         return None
     value = int(m.group(1))
@@ -71,8 +77,8 @@ def parse_percent(token: str) -> int | None:
 
 
 def parse_code(token: str, prefix: str) -> str | None:
-    """Accept t12, T12 or 12 for a T-code."""
-    m = re.fullmatch(rf"(?i:{prefix})?\s*(\d+)", token.strip())
+    """Accept t12, T12 or 12 for a T-code (nine digits at most: no code is longer)."""
+    m = re.fullmatch(rf"(?i:{prefix})?\s*(\d{{1,9}})", token.strip())
     return f"{prefix}{int(m.group(1))}" if m else None
 
 

@@ -106,12 +106,13 @@ class Feedback(SQLModel, table=True):
 
 
 class ProcessedMessage(SQLModel, table=True):
-    """A handled inbound MsgId and the reply it got, so a retry is answered identically."""
+    """A handled inbound message (by sender and MsgId) and the reply it got, so a retry is answered
+    identically. Pruned once older than the replay window (server.max_clock_skew) and a margin."""
 
+    userid: str = Field(primary_key=True, max_length=64)
     msg_id: str = Field(primary_key=True, max_length=64)
-    userid: str = Field(max_length=64)
     reply: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime
+    created_at: datetime = Field(index=True)
 
 
 class Outbox(SQLModel, table=True):

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -276,9 +276,10 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
 # ---------------------------------------------------------------- inbound dedupe
 
 
-def answered(s: Session, msg_id: str) -> str | None:
-    """The answer already given to this MsgId (WeCom retries a callback it got no answer to)."""
-    return s.scalar(select(ProcessedMessage.reply).where(ProcessedMessage.msg_id == msg_id))
+def answered(s: Session, userid: str, msg_id: str) -> str | None:
+    """The answer already given to this person's MsgId (WeCom retries a callback it got no answer to)."""
+    return s.scalar(select(ProcessedMessage.reply).where(ProcessedMessage.userid == userid,
+                                                         ProcessedMessage.msg_id == msg_id))
 
 
 def sender(s: Session, userid: str) -> tuple[Member, Unit] | None:
@@ -289,9 +290,14 @@ def sender(s: Session, userid: str) -> tuple[Member, Unit] | None:
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
-    """Remember the answer to a MsgId; a second record of the same MsgId raises IntegrityError."""
+    """Remember the answer to a person's MsgId; a second record of the same raises IntegrityError."""
     s.add(ProcessedMessage(msg_id=msg_id, userid=userid, reply=reply, created_at=now))
     s.flush()
+
+
+def prune_processed(s: Session, before: datetime) -> int:
+    """Forget answers given before `before` (older than any retry or replay the wire accepts)."""
+    return s.exec(delete(ProcessedMessage).where(ProcessedMessage.created_at < before)).rowcount  # type: ignore[call-overload]
 
 
 # ---------------------------------------------------------------- outbox

@@ -57,9 +57,12 @@ def percent(command: str, token: str) -> int:
 
 
 def parse_date(command: str, token: str) -> date:
+    """YYYY-MM-DD (or with / or .), in the campaign's years 2000-2100."""
     text = token.strip().replace("/", "-").replace(".", "-")
     try:
         y, m, d = (int(x) for x in text.split("-"))
+        if not 2000 <= y <= 2100:
+            raise ValueError(token)
         return date(y, m, d)
     except ValueError:
         raise fail(command, "bad_date", value=token) from None

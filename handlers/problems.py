@@ -1,6 +1,7 @@
 """问题 / 整改 / 销号: the unit's problem list (问题清单)."""
 from bot.reply import Reply
 from bot.router import LEADERS, Context, Router
+from bot.text import blank
 from db import queries
 from db.models import PROBLEM_CLOSED, PROBLEM_RECTIFYING, Problem
 from handlers.common import fail, need_args, problem_by_code
@@ -11,7 +12,7 @@ router = Router("problems")
 @router.command("问题", "problem")
 def add_problem(ctx: Context) -> Reply:
     text = ctx.args.strip()
-    if not text:
+    if blank(text):
         raise fail("问题", "missing_args")
     s = ctx.session
     problem = Problem(

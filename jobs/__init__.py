@@ -35,7 +35,7 @@ class RunResult:
     job: str
     period: str
     base: datetime
-    status: str  # "ran" | "already" | "dry-run"
+    status: str  # "ran" | "already" | "no-roster" | "dry-run"
     pushes: list[Push] = field(default_factory=list)
     rendered: list[tuple[str, str]] = field(default_factory=list)  # (target, text) for a dry run
     messages: int = 0
@@ -82,8 +82,9 @@ class JobQueue:
 
     # ------------------------------------------------------------ running
 
-    def run(self, name: str, base: datetime, dry_run: bool = False) -> RunResult:
-        """Run job `name` for the period its (local) base moment falls in, as of the app clock."""
+    def run(self, name: str, base: datetime, dry_run: bool = False, force: bool = False) -> RunResult:
+        """Run job `name` for the period its (local) base moment falls in, as of the app clock.
+        `force`: run a period that already ran again; only messages not queued then are added."""
         job = JOBS[name]
         base = base.astimezone(self.tz)
         period = job.period(base)
@@ -96,12 +97,19 @@ class JobQueue:
                 s.rollback()
             return RunResult(name, period, base, "dry-run", pushes, rendered)
         with self.app.session() as s:
-            if not queries.claim_job_run(s, name, period, base, now, self.identity):
+            if not queries.all_units(s):
+                # Nothing to run for yet (a first start before the roster import): leave the period
+                # unclaimed, so the run after the import still happens.
+                log.warning("job %s for %s: no units in the roster, not run", name, period)
+                return RunResult(name, period, base, "no-roster")
+            claimed = queries.claim_job_run(s, name, period, base, now, self.identity)
+            if not claimed and not force:
                 return RunResult(name, period, base, "already")
             pushes = job.build(s, self.app.config, base, now)
+            # The keys are the period's: a forced run adds only what the first run did not queue.
             count = sum(self.app.enqueue_push(s, p, f"job:{name}:{period}:{p.key}") for p in pushes)
             run = queries.get_job_run(s, name, period)
-            run.finished_at, run.messages = self.app.clock.now(), count
+            run.finished_at, run.messages = self.app.clock.now(), run.messages + count
             s.add(run)
         log.info("job %s for %s: %d messages queued", name, period, count)
         return RunResult(name, period, base, "ran", pushes, messages=count)
@@ -142,7 +150,23 @@ class JobQueue:
         )
         for name in self.enabled():
             self.scheduler.add_job(self._fire_logged, self.trigger(name), args=[name], id=name, name=name)
+        self.scheduler.add_job(self._prune_logged, CronTrigger(hour=3, minute=17, timezone=self.tz), id="prune")
         self.scheduler.start()
+
+    PRUNE_MARGIN = timedelta(hours=1)
+
+    def prune(self) -> int:
+        """Forget answers to MsgIds older than the replay window and a margin: the wire refuses such
+        a message anyway, and the table would otherwise grow forever. Runs daily."""
+        before = self.app.clock.now() - self.app.config.server.max_clock_skew - self.PRUNE_MARGIN
+        with self.app.session() as s:
+            return queries.prune_processed(s, before)
+
+    def _prune_logged(self) -> None:
+        try:
+            log.info("pruned %d answered MsgIds", self.prune())
+        except Exception:
+            log.exception("pruning answered MsgIds failed")
 
     def _fire_logged(self, name: str) -> None:
         try:

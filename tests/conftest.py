@@ -156,9 +156,10 @@ def fake():
 class ServerThread:
     """The bot's real ASGI app on a real socket, in this process."""
 
-    def __init__(self, asgi):
+    def __init__(self, asgi, **options):
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

@@ -148,7 +148,7 @@ def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fa
     sent += [("stranger", "汇报 T1 1% 谁", "70100")] + [sent[i] for i in range(1, 8)]  # 7 retries
     try:
         with ServerThread(build_asgi(app)) as server:
-            wecom = WeComSide(server.base)
+            wecom = WeComSide(server.base, clock=clock)
             with ThreadPoolExecutor(24) as pool:
                 replies = list(pool.map(lambda m: wecom.say(m[0], m[1], msg_id=m[2]), sent))
         by_id: dict[str, set[str]] = {}

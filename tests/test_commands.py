@@ -60,6 +60,11 @@ def test_report_reply_counts_the_units_unreported_tasks(app):
     ("汇报 T3 60% 内容", "不属于您所在单位"),
     ("汇报 T1 120% 内容", "0～100"),
     ("汇报 T1 六成 内容", "进度“六成”无效"),
+    ("汇报 T1 100.9% 内容", "进度“100.9%”无效"),
+    ("汇报 T1 59.5% 内容", "进度“59.5%”无效"),
+    ("汇报 T" + "9" * 5000 + " 50% 内容", "没有找到任务"),
+    ("汇报 T1 50% \u200b\u200c\u2060\ufeff", "格式不完整"),
+    ("汇报 T1 50% \u3000 \u200b", "格式不完整"),
 ])
 def test_wrong_report_forms_get_a_clear_reply_and_store_nothing(app, text, expected):
     reply = say(app, "li", text)
@@ -150,10 +155,25 @@ def test_supervision_to_a_robot_group_mentions_with_userid_markup(app):
     ("督办 机电工程系 2026-02-30 内容", "日期“2026-02-30”无效"),
     ("督办 机电工程系 2026-03-01 内容", "已经过去"),
     ("督办 机电工程系", "格式不完整"),
+    ("督办 机电工程系 9999999999-1-1 内容", "日期“9999999999-1-1”无效"),
+    ("督办 机电工程系 9999-01-01 内容", "日期“9999-01-01”无效"),
+    ("督办 机电工程系 2026-03-28 \u200b", "格式不完整"),
 ])
 def test_wrong_supervision_forms_store_and_push_nothing(app, text, expected):
-    assert expected in say(app, "admin", text)
+    reply = say(app, "admin", text)
+    assert expected in reply and "正确格式：督办" in reply
     assert n(app, SupervisionItem) == 0 and n(app, Outbox) == 0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("新增任务 机电工程系 敢为争先 内容 责任人=li 期限=9999999999-01-01", "日期“9999999999-01-01”无效"),
+    ("新增任务 机电工程系 敢为争先 内容 责任人=li 期限=2026-10-01 开始=99999999999-1-1", "无效"),
+    ("问题 \u200b\u2060 ", "格式不完整"),
+])
+def test_absurd_dates_and_invisible_content_get_the_format_help(app, text, expected):
+    reply = say(app, "admin" if text.startswith("新增") else "li", text)
+    assert expected in reply and "正确格式" in reply
+    assert n(app, Task) == 5 and n(app, Problem) == 0
 
 
 @pytest.mark.parametrize("text", ["状态", "未报", "排名", "督办 机电工程系 2026-03-28 x", "提醒", "导出",

@@ -161,7 +161,7 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
     try:
         jobs = {j.id: j for j in q.scheduler.get_jobs()}
         assert set(jobs) == {"deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
-                             "annual_summary"}
+                             "annual_summary", "prune"}
         assert jobs["monthly_prompt"].misfire_grace_time == 24 * 3600 and jobs["monthly_prompt"].coalesce
     finally:
         q.shutdown()
@@ -262,3 +262,37 @@ def test_two_replicas_on_one_postgres_run_a_period_once(pg_url):
     assert len(outbox(apps[0], "job:monthly_prompt")) == 3
     for app in apps:
         app.engine.dispose()
+
+
+def test_a_run_before_the_roster_is_imported_is_not_claimed(db_url, clock):
+    """`duban serve` started on an empty database catches up the month's escalation: it finds no
+    roster, sends nothing and leaves the period unclaimed, so the run after the import happens."""
+    app = Application(make_config(db_url), clock=clock)
+    app.migrate()
+    q = JobQueue(app)
+    try:
+        clock.set(at(2026, 3, 25, 17, 30))
+        assert [r.status for r in q.catch_up() if r.job == "escalation"] == []
+        assert q.run("escalation", at(2026, 3, 25, 17)).status == "no-roster"
+        with Session(app.engine) as s:
+            assert s.exec(select(func.count()).select_from(JobRun)).one() == 0
+        seed(app)
+        result = q.run("escalation", at(2026, 3, 25, 17))
+        assert result.status == "ran" and result.messages > 0
+    finally:
+        app.engine.dispose()
+
+
+def test_a_forced_run_queues_only_what_the_first_run_did_not(app, q):
+    """`jobs run NAME --force` re-runs a claimed period: a unit added since gets its prompt, and
+    the units already prompted are not prompted twice (the period's idempotency keys)."""
+    first = q.run("monthly_prompt", at(2026, 3, 20, 9))
+    assert first.status == "ran" and first.messages > 0
+    assert q.run("monthly_prompt", at(2026, 3, 20, 9)).status == "already"
+    add_units(app, 2, "新单位{}")
+    again = q.run("monthly_prompt", at(2026, 3, 20, 9), force=True)
+    assert again.status == "ran" and again.messages == 2
+    rows = outbox(app, "job:monthly_prompt:2026-03:")
+    assert len(rows) == first.messages + 2 and len({r.key for r in rows}) == len(rows)
+    with Session(app.engine) as s:
+        assert s.exec(select(JobRun)).one().messages == first.messages + 2

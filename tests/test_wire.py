@@ -20,7 +20,7 @@ def bot(db_url, clock, fake):
     application.migrate()
     seed(application)
     with ServerThread(build_asgi(application)) as server:
-        yield application, WeComSide(server.base)
+        yield application, WeComSide(server.base, clock=clock)
     application.engine.dispose()
 
 
@@ -107,6 +107,42 @@ def test_undecryptable_and_malformed_bodies_are_refused(bot):
     assert wecom.post_raw(body, params).status_code == 400
 
 
+@pytest.mark.parametrize("age", [-2 * 86400, 86400 + 60, 7 * 86400, None], ids=["future", "a day old", "a week old", "2000"])
+def test_a_replayed_message_outside_the_clock_window_is_refused(bot, clock, age):
+    """A validly signed message whose timestamp is more than max_clock_skew (a day) away from now
+    is a replay: refused before anything is stored, whatever its MsgId; so is URL verification."""
+    app, wecom = bot
+    ts = "946684800" if age is None else str(int(clock.now().timestamp()) - age)  # 2000-01-01
+    body, params = wecom.encrypt(text_xml("li", "汇报 T1 60% 重放", "8101"), ts=ts)
+    resp = wecom.post_raw(body, params)
+    assert resp.status_code == 403 and "timestamp" in resp.text
+    assert wecom.verify_url("echo", ts=ts).status_code == 403
+    assert count(app, Report) == 0 and count(app, ProcessedMessage) == 0
+    fresh = str(int(clock.now().timestamp()) - 3600)  # an hour's skew is accepted
+    body, params = wecom.encrypt(text_xml("li", "汇报 T1 60% 正常", "8102"), ts=fresh)
+    assert "60%" in wecom.decrypt_reply(wecom.post_raw(body, params))["Content"]
+
+
+@pytest.mark.parametrize("msg_id", ["1" * 65, str(2 ** 64), "-5", "12ab"])
+def test_a_msgid_that_is_not_a_64_bit_integer_is_refused_at_the_wire(bot, msg_id):
+    app, wecom = bot
+    body, params = wecom.encrypt(text_xml("li", "汇报 T1 60% x", msg_id))
+    resp = wecom.post_raw(body, params)
+    assert resp.status_code == 400 and "MsgId" in resp.text
+    assert count(app, Report) == 0 and count(app, ProcessedMessage) == 0
+
+
+def test_the_same_msgid_from_two_people_is_two_messages(bot):
+    """Dedupe is by sender and MsgId: another person's message that happens to carry the same
+    MsgId is handled, not answered with the first person's reply."""
+    app, wecom = bot
+    first = wecom.say("li", "汇报 T1 60% 李四的", msg_id="8201")
+    second = wecom.say("zhao", "汇报 T3 30% 赵六的", msg_id="8201")
+    assert "T1" in first and "T3" in second
+    assert count(app, Report) == 2 and count(app, ProcessedMessage) == 2
+    assert wecom.say("zhao", "汇报 T3 30% 赵六的", msg_id="8201") == second
+
+
 def test_an_xml_entity_bomb_is_refused_fast_and_the_server_keeps_serving(bot):
     _, wecom = bot
     bomb = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
@@ -147,6 +183,42 @@ def test_non_text_messages_get_a_hint_and_events_an_empty_answer(bot):
     assert resp.status_code == 200 and resp.text == ""
 
 
+def test_half_sent_requests_are_cut_off_and_the_server_keeps_serving(db_url, clock, fake):
+    """Clients that send their headers or their body slowly, or not at all, are disconnected when
+    the read deadline passes (here 0.5 s; 10 s in `duban serve`), so they cannot hold the
+    server's connections; meanwhile and after, WeCom's callbacks are answered."""
+    import socket
+
+    from bot.wecom.callback import server_options
+
+    app = Application(make_config(db_url, api_base=fake.base), clock=clock)
+    app.migrate()
+    seed(app)
+    try:
+        with ServerThread(build_asgi(app, body_timeout=0.5), **server_options(header_timeout=0.5)) as server:
+            wecom = WeComSide(server.base, clock=clock)
+            slow = []
+            for i in range(40):
+                conn = socket.create_connection(("127.0.0.1", server.port))
+                head = f"POST /wecom/callback?msg_signature=x&timestamp=1&nonce=n HTTP/1.1\r\nHost: x\r\n"
+                if i % 2:  # whole headers, a tenth of the body
+                    head += "Content-Length: 1000\r\n\r\n<xml>"
+                conn.sendall(head.encode())
+                slow.append(conn)
+            assert "T1" in wecom.say("li", "任务")  # served while they hang
+            for conn in slow:
+                conn.settimeout(10)
+                try:
+                    while conn.recv(4096):  # a 408 for the slow bodies, then the close
+                        pass
+                except ConnectionResetError:
+                    pass
+                conn.close()
+            assert "T1" in wecom.say("li", "任务")
+    finally:
+        app.engine.dispose()
+
+
 def test_answers_stay_well_inside_five_seconds_under_concurrency(bot):
     _, wecom = bot
 
@@ -159,3 +231,25 @@ def test_answers_stay_well_inside_five_seconds_under_concurrency(bot):
         results = list(pool.map(one, range(48)))
     assert all("已收到" in r for _, r in results)
     assert max(t for t, _ in results) < 5.0
+
+
+def test_answered_msgids_are_pruned_once_outside_the_replay_window(bot, clock):
+    """The daily prune forgets answers older than the window (a day) and a margin, and keeps the
+    rest: a retry inside the window is still answered from its record."""
+    from datetime import timedelta
+
+    from jobs import JobQueue
+
+    app, wecom = bot
+    start = clock.now()
+    wecom.say("li", "汇报 T1 10% 旧的", msg_id="8301")
+    clock.set(start + timedelta(hours=20))
+    recent = wecom.say("li", "汇报 T1 20% 新的", msg_id="8302")
+    clock.set(start + timedelta(days=1, hours=2))
+    assert JobQueue(app).prune() == 1
+    with Session(app.engine) as s:
+        assert [p.msg_id for p in s.exec(select(ProcessedMessage))] == ["8302"]
+    body, params = wecom.encrypt(text_xml("li", "汇报 T1 20% 新的", "8302"),
+                                 ts=str(int((start + timedelta(hours=20)).timestamp())))
+    assert wecom.decrypt_reply(wecom.post_raw(body, params))["Content"] == recent
+    assert count(app, Report) == 2

@@ -79,7 +79,7 @@ def test_a_job_writing_does_not_freeze_the_server(tmp_path, clock, fake):
     lock = write_lock(app.engine)
     try:
         with ServerThread(build_asgi(app)) as server, ThreadPoolExecutor(1) as pool:
-            wecom = WeComSide(server.base)
+            wecom = WeComSide(server.base, clock=clock)
             with lock:
                 waiting = pool.submit(wecom.say, "li", "汇报 T1 30% 等作业写完", "9001")
                 time.sleep(0.3)  # the callback has reached the writer by now

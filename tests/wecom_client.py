@@ -24,14 +24,16 @@ def text_xml(userid: str, content: str, msg_id: str, agent_id: int = 1000002) ->
 
 class WeComSide:
     def __init__(self, base_url: str, path: str = "/wecom/callback", token: str = TOKEN, aes_key: str = AES_KEY,
-                 corp_id: str = CORP_ID):
+                 corp_id: str = CORP_ID, clock=None):
+        """`clock`: the bot's clock, which WeCom's timestamps must agree with (default: real time)."""
         self.url = base_url + path
+        self.now = (lambda: clock.now().timestamp()) if clock is not None else time.time
         self.crypto = WeChatCrypto(token, aes_key, corp_id)
         self.token, self.corp_id = token, corp_id
         self.http = httpx.Client(timeout=10)
 
-    def encrypt(self, xml: str) -> tuple[str, dict]:
-        nonce, ts = secrets.token_hex(5), str(int(time.time()))
+    def encrypt(self, xml: str, ts: str | None = None) -> tuple[str, dict]:
+        nonce, ts = secrets.token_hex(5), ts or str(int(self.now()))
         envelope = self.crypto.encrypt_message(xml, nonce, ts)
         parsed = xmltodict.parse(envelope)["xml"]
         params = {"msg_signature": parsed["MsgSignature"], "timestamp": ts, "nonce": nonce}
@@ -55,9 +57,9 @@ class WeComSide:
         assert resp.status_code == 200, resp.text
         return self.decrypt_reply(resp)["Content"]
 
-    def verify_url(self, echo: str = "echo-123") -> httpx.Response:
+    def verify_url(self, echo: str = "echo-123", ts: str | None = None) -> httpx.Response:
         encrypted = PrpCrypto(self.crypto.key).encrypt(echo, self.corp_id).decode()
-        nonce, ts = secrets.token_hex(5), str(int(time.time()))
+        nonce, ts = secrets.token_hex(5), ts or str(int(self.now()))
         sig = _get_signature(self.token, ts, nonce, encrypted)
         return self.http.get(self.url, params={"msg_signature": sig, "timestamp": ts, "nonce": nonce,
                                                "echostr": encrypted})

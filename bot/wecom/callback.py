@@ -1,11 +1,17 @@
 """The WeCom callback: verify, decrypt, parse, dedupe, dispatch, and answer with an encrypted passive reply.
 
-Order on POST: size limit -> parse the outer envelope (entities refused) -> check the signature ->
-decrypt -> parse the inner message -> handle. Anything that fails before "handle" is answered
-with a 4xx and leaves nothing behind.
+Order on POST: size limit and read timeout -> parse the outer envelope (entities refused) -> check
+the signature -> decrypt -> timestamp within the replay window -> parse the inner message, its
+MsgId a 64-bit integer -> handle (dedupe by sender and MsgId, in the writer). Anything that fails
+before "handle" is answered with a 4xx and leaves nothing behind.
+
+Slow clients: a request's headers must arrive within HEADER_TIMEOUT and its body within
+BODY_TIMEOUT, and at most MAX_CONNECTIONS connections are served at once (beyond, 503), so
+half-sent requests cannot hold the server's connections (server_options(), for uvicorn).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -21,6 +27,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.replies import TextReply
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.app import Application
 from bot.writer import MessageWriter
@@ -28,6 +35,10 @@ from bot.writer import MessageWriter
 log = logging.getLogger("duban.wire")
 
 MAX_BODY = 64 * 1024  # WeCom callbacks are a few KB; anything larger is refused unread
+HEADER_TIMEOUT = 10.0  # seconds; WeCom sends a whole callback in well under one
+BODY_TIMEOUT = 10.0
+MAX_CONNECTIONS = 500
+MAX_MSG_ID = 2 ** 64  # WeCom's MsgId is an unsigned 64-bit integer
 
 
 def _params(request: Request) -> tuple[str, str, str] | None:
@@ -37,9 +48,11 @@ def _params(request: Request) -> tuple[str, str, str] | None:
 
 
 class Callback:
-    def __init__(self, app: Application, writer: MessageWriter):
+    def __init__(self, app: Application, writer: MessageWriter, body_timeout: float = BODY_TIMEOUT):
         self.app = app
         self.writer = writer
+        self.body_timeout = body_timeout
+        self.max_skew = app.config.server.max_clock_skew.total_seconds()
         wc = app.config.wecom
         self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
 
@@ -57,6 +70,8 @@ class Callback:
             return PlainTextResponse("invalid signature", status_code=403)
         except Exception:  # undecryptable echostr
             return PlainTextResponse("invalid echostr", status_code=400)
+        if not self._fresh(ts):
+            return PlainTextResponse("timestamp outside the replay window", status_code=403)
         body = echo.decode() if isinstance(echo, bytes) else echo
         return Response(body, media_type="text/plain")
 
@@ -70,10 +85,14 @@ class Callback:
         if length and length.isdigit() and int(length) > MAX_BODY:
             return PlainTextResponse("body too large", status_code=413)
         body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return PlainTextResponse("body too large", status_code=413)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        return PlainTextResponse("body too large", status_code=413)
+        except TimeoutError:
+            return PlainTextResponse("body too slow", status_code=408, headers={"Connection": "close"})
         sig, ts, nonce = params
         try:
             envelope = xmltodict.parse(body, disable_entities=True)["xml"]
@@ -89,6 +108,8 @@ class Callback:
             return PlainTextResponse("wrong receive id", status_code=400)
         except Exception:
             return PlainTextResponse("undecryptable body", status_code=400)
+        if not self._fresh(ts):
+            return PlainTextResponse("timestamp outside the replay window", status_code=403)
         try:
             msg = parse_message(plain)
         except Exception:
@@ -98,9 +119,12 @@ class Callback:
 
         if msg.type == "text":
             try:
-                msg_id = str(msg.id or "")
-            except ValueError:  # WeCom's MsgId is a 64-bit integer
-                return PlainTextResponse("malformed message", status_code=400)
+                msg_id = int(msg.id)
+            except (TypeError, ValueError):
+                msg_id = -1
+            if not 0 <= msg_id < MAX_MSG_ID:
+                return PlainTextResponse("MsgId is not a 64-bit integer", status_code=400)
+            msg_id = str(msg_id)
             try:
                 reply_text = await self.writer.handle(msg.source, msg.content or "", msg_id)
             except Exception:
@@ -116,14 +140,56 @@ class Callback:
         return Response(xml, media_type="application/xml")
 
 
+    def _fresh(self, ts: str) -> bool:
+        """Whether WeCom's timestamp lies within max_clock_skew of now (a replay does not)."""
+        try:
+            return abs(self.app.clock.now().timestamp() - int(ts)) <= self.max_skew
+        except ValueError:
+            return False
+
+
+class _TimedHttp(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with a deadline for each request's headers, which uvicorn lacks: a
+    connection that sends its headers slowly, or nothing at all, is closed when it runs out."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001
+        super().connection_made(transport)
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._deadline.cancel()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc) -> None:  # noqa: ANN001
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_options(header_timeout: float = HEADER_TIMEOUT) -> dict:
+    """uvicorn's options for the callback server: header deadline, connection cap."""
+    protocol = type("TimedHttp", (_TimedHttp,), {"header_timeout": header_timeout})
+    return {"http": protocol, "limit_concurrency": MAX_CONNECTIONS}
+
+
 async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def build_asgi(app: Application) -> Starlette:
+def build_asgi(app: Application, body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """The callback server: WeCom's callback path and /healthz."""
     writer = MessageWriter(app)
-    cb = Callback(app, writer)
+    cb = Callback(app, writer, body_timeout)
     path = app.config.server.callback_path
 
     @asynccontextmanager
