@@ -55,6 +55,17 @@ def _worker(app: Application, out=click.echo):
     return OutboxWorker(app.engine, transport, app.clock, app.config.sender, file_source=file_source)
 
 
+def _moment(at: str | None, tz) -> datetime:
+    """--at "YYYY-MM-DD HH:MM" in the configured time zone (or with an offset); default now."""
+    if not at:
+        return SystemClock().now().astimezone(tz)
+    try:
+        moment = datetime.fromisoformat(at.strip())
+    except ValueError:
+        raise click.BadParameter('expected "YYYY-MM-DD HH:MM"', param_hint="--at") from None
+    return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
+
+
 @click.group(context_settings=CONTEXT)
 @_config_option
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
@@ -83,6 +94,9 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     cfg = app.config
     worker = _worker(app)
     jobs = JobQueue(app)
+    for year in jobs.calendar_gaps():
+        click.echo(app.renderer.render("cli_calendar_gap", year=year), err=True)
+    jobs.warn_admins_of_calendar_gaps()
     for r in jobs.catch_up():
         click.echo(app.renderer.render("cli_job_run", r=r, dry=False))
     jobs.start()
@@ -100,14 +114,18 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
 @main.command()
 @_config_option
 @click.option("--user", "userid", required=True, help="the WeCom userid to speak as")
+@click.option("--at", "at", default=None, help='talk as if the clock read "YYYY-MM-DD HH:MM" (rehearsals, training)')
 @click.pass_context
-def chat(ctx: click.Context, config_path: str | None, userid: str) -> None:
+def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | None) -> None:
     """A local console that speaks to the same handlers as WeCom would."""
     from sqlmodel import Session, col, select
 
+    from bot.clock import FixedClock
     from db.models import Outbox
 
     app = _app(ctx, config_path)
+    if at:
+        app.clock = FixedClock(_moment(at, app.tz))
     worker = _worker(app)
     click.echo(app.renderer.render("cli_chat", userid=userid))
     buffer: list[str] = []
@@ -216,7 +234,8 @@ def jobs_list(ctx: click.Context, config_path: str | None) -> None:
     from jobs import JobQueue
 
     app = Application(_load(ctx, config_path), clock=SystemClock())
-    click.echo(app.renderer.render("cli_jobs", rows=JobQueue(app).next_runs()))
+    q = JobQueue(app)
+    click.echo(app.renderer.render("cli_jobs", rows=q.next_runs(), gaps=q.calendar_gaps()))
 
 
 @jobs.command("run")
@@ -237,19 +256,13 @@ def jobs_run(ctx: click.Context, config_path: str | None, name: str, at: str | N
     config = _load(ctx, config_path)
     if name not in JOBS:
         raise click.BadParameter(f"unknown job {name!r}; one of: {', '.join(JOBS)}", param_hint="NAME")
-    tz = config.schedule.tz
-    if at:
-        try:
-            moment = datetime.fromisoformat(at.strip()).replace(tzinfo=tz) if "+" not in at else \
-                datetime.fromisoformat(at)
-        except ValueError:
-            raise click.BadParameter('expected "YYYY-MM-DD HH:MM"', param_hint="--at") from None
-    else:
-        moment = SystemClock().now().astimezone(tz)
+    moment = _moment(at, config.schedule.tz)
     app = _app(ctx, config_path)
     app.clock = FixedClock(moment)
-    result = JobQueue(app).run(name, moment, dry_run=dry_run, force=force)
-    click.echo(app.renderer.render("cli_job_run", r=result, dry=dry_run))
+    result = JobQueue(app).run_at(name, moment, dry_run=dry_run, force=force)
+    click.echo(app.renderer.render("cli_job_run", r=result, name=name, moment=moment, dry=dry_run))
+    if result is None:
+        sys.exit(1)
     if dry_run or result.status != "ran":
         return
     app.clock = SystemClock()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 JOB_NAMES = (
     "deploy_check",
@@ -134,6 +134,21 @@ class ScheduleConfig(_Section):
     workdays_only: bool = True
     grace_hours: float = Field(default=24, ge=0)
     jobs: dict[str, JobConfig] = Field(default_factory=dict)
+    # Days that override chinese-calendar (which knows each year's holidays only once the State
+    # Council has announced them): "2027-01-01" or a range "2027-02-06..2027-02-13".
+    holidays: list[str] = Field(default_factory=list)
+    workdays: list[str] = Field(default_factory=list)
+
+    @field_validator("holidays", "workdays")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        for item in v:
+            _expand(item)
+        return v
+
+    def days(self, which: str) -> frozenset[date]:
+        """The configured holidays or workdays, ranges expanded."""
+        return frozenset(d for item in getattr(self, which) for d in _expand(item))
 
     @field_validator("timezone")
     @classmethod
@@ -162,6 +177,24 @@ class ScheduleConfig(_Section):
         return JobConfig(cron=cron, enabled=cfg.enabled)
 
 
+def _expand(item: str) -> list[date]:
+    """"2027-01-01" or "2027-02-06..2027-02-13" as the dates it names."""
+    first, _, last = item.partition("..")
+    try:
+        start = date.fromisoformat(first.strip())
+        end = date.fromisoformat(last.strip()) if last else start
+    except ValueError:
+        raise ValueError(f"{item!r} is not a date YYYY-MM-DD or a range YYYY-MM-DD..YYYY-MM-DD") from None
+    if end < start or (end - start).days > 366:
+        raise ValueError(f"{item!r}: the range must run forwards, a year at most")
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+class OrgConfig(_Section):
+    name: str = ""  # the organisation, as the broadcast names it (e.g. XX学院)
+    office: str = "效能办"  # who runs the campaign; replies send people there
+
+
 class BroadcastConfig(_Section):
     chat_id: str = ""
     webhook_key: str = ""
@@ -172,6 +205,13 @@ class RankingConfig(_Section):
     weight_progress: float = Field(default=40, ge=0)
     weight_supervision: float = Field(default=20, ge=0)
     overdue_penalty: float = Field(default=5, ge=0)
+
+    @model_validator(mode="after")
+    def _hundred(self) -> "RankingConfig":
+        total = self.weight_report + self.weight_progress + self.weight_supervision
+        if abs(total - 100) > 1e-9:
+            raise ValueError(f"weight_report + weight_progress + weight_supervision must add up to 100, not {total:g}")
+        return self
 
 
 class SenderConfig(_Section):
@@ -190,6 +230,7 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    org: OrgConfig = Field(default_factory=OrgConfig)
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig)
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     sender: SenderConfig = Field(default_factory=SenderConfig)

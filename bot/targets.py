@@ -49,7 +49,7 @@ def unit_prompt(s: Session, config: Config, due: UnitDue, month: Month, firm: bo
             "due": due,
             "month": month,
             "firm": firm,
-            "deadline_day": config.schedule.report_deadline_day,
+            "deadline": month.first_day.replace(day=config.schedule.report_deadline_day),
             "mentions": due.people,
         },
         mentions=[m.userid for m in due.people],

@@ -22,9 +22,9 @@ from sqlmodel import Session
 from bot.clock import Clock
 from bot.config import Config
 from bot.render import Renderer
-from bot.reply import Push
+from bot.reply import Push, Target
 from db import queries
-from jobs.calendar import WorkdayCronTrigger
+from jobs.calendar import Workdays, WorkdayCronTrigger
 from jobs.definitions import JOBS
 
 log = logging.getLogger("duban.jobs")
@@ -58,14 +58,16 @@ class JobQueue:
         self.app = app
         self.tz = app.config.schedule.tz
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        schedule = app.config.schedule
+        self.workdays = Workdays(schedule.days("holidays"), schedule.days("workdays"))
         self.scheduler: BackgroundScheduler | None = None
 
     # ------------------------------------------------------------ schedule
 
     def trigger(self, name: str) -> WorkdayCronTrigger:
-        cron = self.app.config.schedule.job(name).cron
-        return WorkdayCronTrigger(CronTrigger.from_crontab(cron, timezone=self.tz),
-                                  self.app.config.schedule.workdays_only)
+        schedule = self.app.config.schedule
+        return WorkdayCronTrigger(CronTrigger.from_crontab(schedule.job(name).cron, timezone=self.tz),
+                                  schedule.workdays_only, JOBS[name].moves, self.workdays)
 
     def enabled(self) -> list[str]:
         return [n for n in JOBS if self.app.config.schedule.job(n).enabled]
@@ -114,13 +116,15 @@ class JobQueue:
         log.info("job %s for %s: %d messages queued", name, period, count)
         return RunResult(name, period, base, "ran", pushes, messages=count)
 
+    def run_at(self, name: str, moment: datetime, dry_run: bool = False, force: bool = False) -> RunResult | None:
+        """What the scheduler does at `moment`: the latest run of `name` due at or before it (None:
+        none is). `duban jobs run NAME --at T` and APScheduler's fire both come through here."""
+        pair = self.trigger(name).last_before(moment.astimezone(self.tz))
+        return None if pair is None else self.run(name, pair[0], dry_run=dry_run, force=force)
+
     def fire(self, name: str) -> RunResult | None:
-        """Called by APScheduler: work out which scheduled moment this is, then run it."""
-        now = self.app.clock.now().astimezone(self.tz)
-        pair = self.trigger(name).last_before(now + timedelta(seconds=1))
-        if pair is None:
-            return None
-        return self.run(name, pair[0])
+        """Called by APScheduler at a fire time (a little late, at worst)."""
+        return self.run_at(name, self.app.clock.now() + timedelta(seconds=1))
 
     def catch_up(self) -> list[RunResult]:
         """Run what was missed while down, if within the grace period; run()'s claim skips what
@@ -150,7 +154,7 @@ class JobQueue:
         )
         for name in self.enabled():
             self.scheduler.add_job(self._fire_logged, self.trigger(name), args=[name], id=name, name=name)
-        self.scheduler.add_job(self._prune_logged, CronTrigger(hour=3, minute=17, timezone=self.tz), id="prune")
+        self.scheduler.add_job(self._daily_logged, CronTrigger(hour=3, minute=17, timezone=self.tz), id="daily")
         self.scheduler.start()
 
     PRUNE_MARGIN = timedelta(hours=1)
@@ -162,11 +166,32 @@ class JobQueue:
         with self.app.session() as s:
             return queries.prune_processed(s, before)
 
-    def _prune_logged(self) -> None:
+    def calendar_gaps(self, upcoming: bool = True) -> list[int]:
+        """Years whose holidays nobody knows yet (chinese-calendar learns a year once the State
+        Council announces it; until then [schedule] holidays / workdays fill it in): this year,
+        from December the coming one, and with `upcoming` the year of any job's next run."""
+        today = self.app.clock.now().astimezone(self.tz).date()
+        years = {today.year} | ({today.year + 1} if today.month == 12 else set())
+        if upcoming:
+            years |= {nxt.year for _, _, nxt, _ in self.next_runs() if nxt is not None}
+        return sorted(y for y in years if not self.workdays.knows(y))
+
+    def warn_admins_of_calendar_gaps(self) -> int:
+        """Tell the admins, once a year (the outbox key) and from December, of missing holidays."""
+        gaps = self.calendar_gaps(upcoming=False)
+        if not gaps:
+            return 0
+        with self.app.session() as s:
+            return sum(self.app.enqueue_push(s, Push(Target("app", a.userid), "calendar_gap", {"years": gaps},
+                                                     markdown=False), f"calendar:{gaps[-1]}:{a.userid}")
+                       for a in queries.admins(s))
+
+    def _daily_logged(self) -> None:
         try:
             log.info("pruned %d answered MsgIds", self.prune())
+            self.warn_admins_of_calendar_gaps()
         except Exception:
-            log.exception("pruning answered MsgIds failed")
+            log.exception("daily housekeeping failed")
 
     def _fire_logged(self, name: str) -> None:
         try:

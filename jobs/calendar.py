@@ -1,6 +1,7 @@
-"""Workdays in mainland China: public holidays and adjusted working days (调休) from chinese-calendar.
+"""Workdays in mainland China: public holidays and adjusted working days (调休) from chinese-calendar,
+patched by `[schedule] holidays` / `[schedule] workdays` for years the library does not know yet.
 
-A year the library does not know falls back to "Monday to Friday", with one warning logged.
+A year with neither falls back to "Monday to Friday", with one warning logged.
 """
 from __future__ import annotations
 
@@ -14,39 +15,68 @@ from apscheduler.triggers.cron import CronTrigger
 log = logging.getLogger("duban.jobs")
 _warned: set[int] = set()
 
-
-def is_workday(d: date) -> bool:
-    try:
-        return chinese_calendar.is_workday(d)
-    except NotImplementedError:
-        if d.year not in _warned:
-            _warned.add(d.year)
-            log.warning("chinese-calendar has no holiday data for %s: counting weekends only", d.year)
-        return d.weekday() < 5
+EARLIER, LATER = "earlier", "later"
 
 
-def previous_workday(moment: datetime) -> datetime:
-    """The same time on the nearest workday on or before the moment's (local) date."""
-    d = moment
-    for _ in range(40):
-        if is_workday(d.date()):
-            return d
-        d -= timedelta(days=1)
-    return moment
+class Workdays:
+    """Which days are workdays: the configured days first, then chinese-calendar, then weekdays."""
+
+    def __init__(self, holidays: frozenset[date] = frozenset(), workdays: frozenset[date] = frozenset()):
+        self.holidays = holidays
+        self.workdays = workdays
+        self.patched_years = {d.year for d in holidays | workdays}
+
+    def __call__(self, d: date) -> bool:
+        if d in self.workdays:
+            return True
+        if d in self.holidays:
+            return False
+        try:
+            return chinese_calendar.is_workday(d)
+        except NotImplementedError:
+            if d.year not in _warned and d.year not in self.patched_years:
+                _warned.add(d.year)
+                log.warning("no holiday data for %s: counting weekends only; add [schedule] holidays "
+                            "and workdays to config.toml", d.year)
+            return d.weekday() < 5
+
+    def knows(self, year: int) -> bool:
+        """Whether holidays for `year` are known (from the library or from the configuration)."""
+        if year in self.patched_years:
+            return True
+        try:
+            chinese_calendar.is_workday(date(year, 6, 1))
+            return True
+        except NotImplementedError:
+            return False
+
+    def shift(self, moment: datetime, direction: str) -> datetime:
+        """The same time on the nearest workday on or before (EARLIER) or after (LATER) the moment's date."""
+        step = timedelta(days=-1 if direction == EARLIER else 1)
+        d = moment
+        for _ in range(40):
+            if self(d.date()):
+                return d
+            d += step
+        return moment
 
 
 class WorkdayCronTrigger(BaseTrigger):
-    """A cron trigger whose fire times that fall on a rest day move to the nearest earlier workday."""
+    """A cron trigger whose fire times that fall on a rest day move to a workday: EARLIER for a job
+    that comes before a deadline, LATER for one that reports on a period that must have ended."""
 
     LOOKBACK = timedelta(days=40)  # longer than any run of rest days in China
 
-    def __init__(self, cron: CronTrigger, workdays_only: bool = True):
+    def __init__(self, cron: CronTrigger, workdays_only: bool = True, direction: str = EARLIER,
+                 workdays: Workdays | None = None):
         self.cron = cron
         self.workdays_only = workdays_only
+        self.direction = direction
+        self.workdays = workdays or Workdays()
         self.timezone = cron.timezone
 
     def adjust(self, base: datetime) -> datetime:
-        return previous_workday(base) if self.workdays_only else base
+        return self.workdays.shift(base, self.direction) if self.workdays_only else base
 
     def pairs(self, start: datetime, end: datetime):
         """(base, adjusted) fire times with base in [start, end)."""
@@ -73,4 +103,4 @@ class WorkdayCronTrigger(BaseTrigger):
         return found
 
     def __str__(self) -> str:
-        return f"workday({self.cron})" if self.workdays_only else str(self.cron)
+        return f"workday-{self.direction}({self.cron})" if self.workdays_only else str(self.cron)

@@ -15,6 +15,7 @@ from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
+from jobs.calendar import EARLIER, LATER
 
 log = logging.getLogger("duban.jobs")
 
@@ -24,6 +25,9 @@ class JobDef:
     name: str
     period: Callable[[datetime], str]  # local base moment -> period key, e.g. "2026-03"
     build: Callable[[Session, Config, datetime, datetime], list[Push]]  # (s, config, base, now)
+    # On a rest day: EARLIER for a job that comes before a deadline (its text names the real one),
+    # LATER for one that reports on a period, which must have ended first.
+    moves: str = EARLIER
 
 
 def _month_of(base: datetime) -> str:
@@ -72,7 +76,8 @@ def escalation(s: Session, config: Config, base: datetime, now: datetime) -> lis
     late = [d for d in digest.unit_dues(s, config, month, now) if d.unreported]
     if not late:
         return []
-    pushes = [Push(Target("app", a.userid), "escalation_admin", {"dues": late, "month": month},
+    deadline = month.first_day.replace(day=config.schedule.report_deadline_day)
+    pushes = [Push(Target("app", a.userid), "escalation_admin", {"dues": late, "month": month, "deadline": deadline},
                    key=f"admin:{a.userid}", markdown=False) for a in queries.admins(s)]
     for due in late:
         push = targets.unit_prompt(s, config, due, month, firm=True)
@@ -117,7 +122,7 @@ JOBS: dict[str, JobDef] = {
         JobDef("deploy_check", lambda b: b.date().isoformat(), deploy_check),
         JobDef("monthly_prompt", _month_of, monthly_prompt),
         JobDef("escalation", _month_of, escalation),
-        JobDef("monthly_ranking", _month_before, monthly_ranking),
+        JobDef("monthly_ranking", _month_before, monthly_ranking, moves=LATER),
         JobDef("midyear_review", lambda b: f"{b.year}-H1", midyear_review),
         JobDef("annual_summary", lambda b: str(b.year), annual_summary),
     )

@@ -11,27 +11,103 @@ from sqlmodel import Session, func, select
 
 from bot.app import Application
 from bot.clock import FixedClock
+from datetime import timedelta
+
+from bot.config import Config
 from conftest import TZ, add_units, at, make_config, seed
+from db.month import Month
 from db.models import JobRun, Outbox
 from jobs import JobQueue
 from jobs import calendar as workcal
 from jobs.calendar import WorkdayCronTrigger
 
 
-def trigger(cron: str, workdays_only: bool = True) -> WorkdayCronTrigger:
-    return WorkdayCronTrigger(CronTrigger.from_crontab(cron, timezone=TZ), workdays_only)
+def trigger(cron: str, workdays_only: bool = True, direction: str = workcal.EARLIER,
+            workdays: workcal.Workdays | None = None) -> WorkdayCronTrigger:
+    return WorkdayCronTrigger(CronTrigger.from_crontab(cron, timezone=TZ), workdays_only, direction, workdays)
 
 
-@pytest.mark.parametrize("cron, now, expected", [
-    ("0 9 20,27 2 *", at(2026, 2, 1), at(2026, 2, 14, 9)),   # Feb 20 is Spring Festival: back to Sat 14 (调休 workday)
-    ("0 9 20 3-12 *", at(2026, 9, 1), at(2026, 9, 20, 9)),   # Sun 20 Sep is an adjusted workday: stays
-    ("0 9 20 3-12 *", at(2026, 12, 1), at(2026, 12, 18, 9)),  # Sun 20 Dec: Fri 18
-    ("0 17 25 3-12 *", at(2026, 9, 21), at(2026, 9, 24, 17)),  # Mid-autumn Fri 25 Sep: Thu 24
-    ("0 10 1 4-12,1 *", at(2026, 4, 2), at(2026, 4, 30, 10)),  # 1 May Labour Day: Thu 30 Apr
-    ("0 10 1 4-12,1 *", at(2026, 9, 2), at(2026, 9, 30, 10)),  # 1 Oct National Day: Wed 30 Sep
+def scheduled(app, name: str, year: int) -> list:
+    """Every moment the scheduler fires job `name` in `year`, as APScheduler asks the trigger."""
+    t, moments, previous = JobQueue(app).trigger(name), [], None
+    while True:
+        previous = t.get_next_fire_time(previous, previous or at(year, 1, 1))
+        if previous is None or previous.year > year:
+            return moments
+        moments.append(previous)
+
+
+@pytest.mark.parametrize("job, now, expected", [
+    ("deploy_check", at(2026, 2, 1), at(2026, 2, 14, 9)),   # Feb 20 is Spring Festival: back to Sat 14 (调休 workday)
+    ("monthly_prompt", at(2026, 9, 1), at(2026, 9, 20, 9)),   # Sun 20 Sep is an adjusted workday: stays
+    ("monthly_prompt", at(2026, 12, 1), at(2026, 12, 18, 9)),  # Sun 20 Dec: Fri 18
+    ("escalation", at(2026, 9, 21), at(2026, 9, 24, 17)),  # Mid-autumn Fri 25 Sep: Thu 24
+    ("monthly_ranking", at(2026, 4, 2), at(2026, 5, 6, 10)),  # 1 May Labour Day: after the holiday, Wed 6 May
+    ("monthly_ranking", at(2026, 9, 2), at(2026, 10, 8, 10)),  # 1 Oct National Day: Thu 8 Oct
+    ("monthly_ranking", at(2026, 7, 2), at(2026, 8, 3, 10)),  # Sat 1 Aug: Mon 3 Aug, never Fri 31 Jul
+    ("monthly_ranking", at(2025, 12, 2), at(2026, 1, 4, 10)),  # New Year: Sun 4 Jan, an adjusted workday
+    ("midyear_review", at(2026, 6, 1), at(2026, 6, 30, 16)),
+    ("annual_summary", at(2026, 12, 1), at(2026, 12, 31, 16)),
 ])
-def test_fire_times_move_to_the_previous_workday(cron, now, expected):
-    assert trigger(cron).get_next_fire_time(None, now) == expected
+def test_each_job_moves_off_rest_days_its_own_way(app, job, now, expected):
+    """Prompts and escalation come before a deadline: the earlier workday. The ranking reports on
+    a month that must have ended: the next workday, never the last day of the month it ranks."""
+    assert JobQueue(app).trigger(job).get_next_fire_time(None, now) == expected
+
+
+def test_no_ranking_runs_before_the_month_it_ranks_has_ended(app):
+    for moment in scheduled(app, "monthly_ranking", 2026):
+        result = JobQueue(app).run_at("monthly_ranking", moment, dry_run=True)
+        assert result.base <= moment and str(Month.of(moment)) > result.period, (moment, result.period)
+
+
+@pytest.mark.parametrize("job", ["deploy_check", "monthly_prompt", "escalation", "monthly_ranking",
+                                 "midyear_review", "annual_summary"])
+def test_jobs_run_at_does_what_the_scheduler_does_at_that_moment(tmp_path, job):
+    """For every fire time in 2026 (and a minute before and an hour after it), `duban jobs run NAME
+    --at T --dry-run` runs the period the scheduler runs at T, and says which."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n', encoding="utf-8")
+    app = Application(make_config(f"sqlite:///{tmp_path / 'd.db'}"), clock=FixedClock(at(2026, 1, 1)))
+    app.migrate()
+    seed(app)
+    q = JobQueue(app)
+    fires = scheduled(app, job, 2026)
+    assert fires
+    for fire in fires:
+        for moment in (fire - timedelta(minutes=1), fire, fire + timedelta(hours=1)):
+            app.clock.set(moment)
+            expected = q.run_at(job, moment, dry_run=True)
+            # APScheduler at a fire time calls fire(); at any other moment its last run is the same.
+            if moment == fire:
+                assert q.fire(job).period == expected.period
+            out = CliRunner().invoke(main, ["jobs", "run", job, "--config", str(config), "--dry-run",
+                                            "--at", moment.strftime("%Y-%m-%d %H:%M")])
+            if expected is None:
+                assert out.exit_code == 1 and "还没有到期的运行" in out.output
+            else:
+                assert f"{job}（{expected.period}，排程 {expected.base:%Y-%m-%d %H:%M}）" in out.output, out.output
+    app.engine.dispose()
+
+
+def test_configured_holidays_patch_a_year_the_library_does_not_know():
+    """chinese-calendar knows no 2027 holidays: without help, New Year's Day 2027 counts as a
+    workday. [schedule] holidays / workdays patch it."""
+    plain = workcal.Workdays()
+    assert not plain.knows(2027) and plain(at(2027, 1, 1).date())
+    patched = workcal.Workdays(frozenset(Config.model_validate({"schedule": {"holidays": [
+        "2027-01-01", "2027-02-06..2027-02-12"], "workdays": ["2027-02-14"]}}).schedule.days("holidays")),
+        frozenset([at(2027, 2, 14).date()]))
+    assert patched.knows(2027) and not patched(at(2027, 1, 1).date()) and not patched(at(2027, 2, 8).date())
+    assert patched(at(2027, 2, 14).date())  # a Sunday made a workday
+    t = trigger("0 10 1 4-12,1 *", direction=workcal.LATER, workdays=patched)
+    assert t.get_next_fire_time(None, at(2026, 12, 15)) == at(2027, 1, 4, 10)  # Fri 1 Jan off, then the weekend
+    t = trigger("0 9 10 2 *", workdays=patched)
+    assert t.get_next_fire_time(None, at(2027, 1, 15)) == at(2027, 2, 5, 9)
 
 
 def test_workdays_only_off_keeps_the_cron_time():
@@ -161,11 +237,11 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
     try:
         jobs = {j.id: j for j in q.scheduler.get_jobs()}
         assert set(jobs) == {"deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
-                             "annual_summary", "prune"}
+                             "annual_summary", "daily"}
         assert jobs["monthly_prompt"].misfire_grace_time == 24 * 3600 and jobs["monthly_prompt"].coalesce
     finally:
         q.shutdown()
-    app.clock.set(at(2026, 4, 30, 10, 0, 3))  # the moved ranking fire time, a few seconds late
+    app.clock.set(at(2026, 5, 6, 10, 0, 3))  # the moved ranking fire time (after May Day), a few seconds late
     result = q.fire("monthly_ranking")
     assert (result.status, result.period) == ("ran", "2026-04")
 
@@ -296,3 +372,28 @@ def test_a_forced_run_queues_only_what_the_first_run_did_not(app, q):
     assert len(rows) == first.messages + 2 and len({r.key for r in rows}) == len(rows)
     with Session(app.engine) as s:
         assert s.exec(select(JobRun)).one().messages == first.messages + 2
+
+
+def test_a_coming_year_without_holiday_data_is_flagged_once(app, q, tmp_path):
+    """A year chinese-calendar does not know is named in `jobs list` and at start-up as soon as a
+    job's next run falls in it, and told to the admins once, from December; patched in config, it
+    is not."""
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    app.clock.set(at(2026, 11, 30, 9))
+    assert q.calendar_gaps() == [2027]  # deploy_check's next run is in February 2027
+    assert q.warn_admins_of_calendar_gaps() == 0
+    app.clock.set(at(2026, 12, 1, 9))
+    assert q.warn_admins_of_calendar_gaps() == 1 and q.warn_admins_of_calendar_gaps() == 0  # once
+    assert "2027" in content(outbox(app, "calendar:2027")[0])
+    patched = JobQueue(Application(make_config(str(app.engine.url), schedule={"holidays": ["2027-01-01"]}),
+                                   engine=app.engine, clock=app.clock))
+    assert patched.calendar_gaps() == [] and patched.warn_admins_of_calendar_gaps() == 0
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n', encoding="utf-8")
+    assert "没有 2027 年的法定节假日数据" in CliRunner().invoke(main, ["jobs", "list", "--config", str(config)]).output
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n[schedule]\nholidays = ["2027-01-01"]\n',
+                      encoding="utf-8")
+    assert "节假日数据" not in CliRunner().invoke(main, ["jobs", "list", "--config", str(config)]).output
