@@ -235,7 +235,9 @@ def jobs_list(ctx: click.Context, config_path: str | None) -> None:
 
     app = Application(_load(ctx, config_path), clock=SystemClock())
     q = JobQueue(app)
-    click.echo(app.renderer.render("cli_jobs", rows=q.next_runs(), gaps=q.calendar_gaps()))
+    click.echo(app.renderer.render("cli_jobs", rows=q.next_runs()))
+    for year in q.calendar_gaps():
+        click.echo(app.renderer.render("cli_calendar_gap", year=year), err=True)
 
 
 @jobs.command("run")

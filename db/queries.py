@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -94,11 +94,14 @@ def all_tasks(s: Session) -> list[TaskRow]:
     return [TaskRow(*row) for row in _plain(s, _TASK_ROWS)]
 
 
+_TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"))
+_TASK_BY_CODE_LOCKED = _TASK_BY_CODE.with_for_update()
+
+
 def get_task(s: Session, code: str, lock: bool = False) -> TaskRow | None:
     """The task with this code. `lock`: to report on it (add_report), the task's row stays locked
     until the transaction ends (PostgreSQL's FOR UPDATE; SQLite serialises writers anyway)."""
-    q = _TASK_ROWS.where(Task.code == code)
-    row = s.execute(q.with_for_update() if lock else q).first()
+    row = s.connection().execute(_TASK_BY_CODE_LOCKED if lock else _TASK_BY_CODE, {"code": code}).first()
     return TaskRow(*row) if row else None
 
 
@@ -127,6 +130,22 @@ def latest_report(s: Session, task_id: int, month: Month | None = None) -> Repor
     return s.exec(q.order_by(col(Report.id).desc()).limit(1)).first()
 
 
+class ReportRow(NamedTuple):
+    """A report as add_report() wrote it (no ORM object: building one costs more than the insert)."""
+
+    id: int
+    task_id: int
+    unit_id: int
+    userid: str
+    percent: int
+    text: str
+    created_at: datetime
+    month: str
+    local_day: int
+    version: int
+    supersedes_id: int | None
+
+
 def add_report(
     s: Session,
     task: TaskRow,
@@ -136,7 +155,7 @@ def add_report(
     now: datetime,
     tz: ZoneInfo,
     supersedes: Report | None = None,
-) -> Report:
+) -> ReportRow:
     """Write the next version of the task's report for the month; earlier versions stay.
 
     The caller read the task with get_task(lock=True), so two reports on one task cannot take the
@@ -144,25 +163,36 @@ def add_report(
     into an IntegrityError, and the message is handled again)."""
     local_now = now.astimezone(tz)
     month = str(Month.of(local_now))
-    last = s.scalar(select(func.max(Report.version)).where(Report.task_id == task.id, Report.month == month))
-    report = Report(task_id=task.id, unit_id=task.unit_id, userid=userid, percent=percent, text=text,
-                    created_at=now, month=month, local_day=local_now.day, version=(last or 0) + 1,
-                    supersedes_id=supersedes.id if supersedes else None)
-    s.add(report)
-    s.flush()
-    return report
+    conn = s.connection()
+    last = conn.execute(_LAST_VERSION, {"task_id": task.id, "month": month}).scalar()
+    values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
+              "created_at": now, "month": month, "local_day": local_now.day, "version": (last or 0) + 1,
+              "supersedes_id": supersedes.id if supersedes else None}
+    return ReportRow(id=conn.execute(_INSERT_REPORT, values).scalar_one(), **values)
+
+
+# The hot path's statements are built once: building one costs far more than running it.
+_LAST_VERSION = select(func.max(Report.version)).where(Report.task_id == bindparam("task_id"),
+                                                       Report.month == bindparam("month"))
+_INSERT_REPORT = insert(Report).returning(Report.id)
+
+
+def _unreported_statement():
+    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
+    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == bindparam("month")).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
+    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
+    return select(func.count()).select_from(Task).where(
+        Task.unit_id == bindparam("unit_id"), Task.start_date <= bindparam("last_day"), ~reported, ~finished)
+
+
+_UNREPORTED = _unreported_statement()  # built once: building it costs far more than running it
 
 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
     scoring.snapshots (started by the month's end, not finished in an earlier month), in one query."""
-    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
-    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == str(month)).exists()
-    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
-    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
-    q = select(func.count()).select_from(Task).where(
-        Task.unit_id == unit_id, Task.start_date <= month.last_day, ~reported, ~finished)
-    return s.scalar(q)
+    return s.scalar(_UNREPORTED, {"unit_id": unit_id, "month": str(month), "last_day": month.last_day})
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
@@ -276,23 +306,26 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
 # ---------------------------------------------------------------- inbound dedupe
 
 
+_ANSWERED = select(ProcessedMessage.reply).where(ProcessedMessage.userid == bindparam("userid"),
+                                                 ProcessedMessage.msg_id == bindparam("msg_id"))
+_SENDER = select(Member, Unit).join(Unit, col(Unit.id) == Member.unit_id).where(Member.userid == bindparam("userid"))
+_RECORD_PROCESSED = insert(ProcessedMessage)
+
+
 def answered(s: Session, userid: str, msg_id: str) -> str | None:
     """The answer already given to this person's MsgId (WeCom retries a callback it got no answer to)."""
-    return s.scalar(select(ProcessedMessage.reply).where(ProcessedMessage.userid == userid,
-                                                         ProcessedMessage.msg_id == msg_id))
+    return s.connection().execute(_ANSWERED, {"userid": userid, "msg_id": msg_id}).scalar()
 
 
 def sender(s: Session, userid: str) -> tuple[Member, Unit] | None:
     """Who sent a message, with their unit; None if they are not on the roster."""
-    row = s.execute(select(Member, Unit).join(Unit, col(Unit.id) == Member.unit_id)
-                    .where(Member.userid == userid)).first()
+    row = s.execute(_SENDER, {"userid": userid}).first()
     return (row[0], row[1]) if row else None
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
     """Remember the answer to a person's MsgId; a second record of the same raises IntegrityError."""
-    s.add(ProcessedMessage(msg_id=msg_id, userid=userid, reply=reply, created_at=now))
-    s.flush()
+    s.connection().execute(_RECORD_PROCESSED, {"msg_id": msg_id, "userid": userid, "reply": reply, "created_at": now})
 
 
 def prune_processed(s: Session, before: datetime) -> int:
