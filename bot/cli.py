@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -32,14 +32,26 @@ def _load(ctx: click.Context, config_path: str | None) -> Config:
         sys.exit(2)
 
 
+def _database_error(config: Config, what: str) -> None:
+    """One line, the URL without its credentials, and exit."""
+    click.echo(f"database error: {config.database.url.split('@')[-1]}: {what}", err=True)
+    sys.exit(2)
+
+
+def _application(ctx: click.Context, config_path: str | None) -> Application:
+    config = _load(ctx, config_path)
+    try:
+        return Application(config, clock=SystemClock())
+    except ImportError as exc:  # the URL's driver (psycopg) is not installed, or broken
+        _database_error(config, f"cannot load the database driver: {exc}")
+
+
 def _app(ctx: click.Context, config_path: str | None) -> Application:
-    app = Application(_load(ctx, config_path), clock=SystemClock())
+    app = _application(ctx, config_path)
     try:
         app.migrate()
     except Exception as exc:  # unreachable database, bad credentials, ...
-        click.echo(f"database error: {app.config.database.url.split('@')[-1]}: {exc.__class__.__name__}: "
-                   f"{str(exc).splitlines()[0]}", err=True)
-        sys.exit(2)
+        _database_error(app.config, f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     return app
 
 
@@ -155,31 +167,37 @@ def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | Non
 @main.command("import")
 @_config_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--move", is_flag=True, help="let an existing task or problem code move to the unit the file names")
 @click.pass_context
-def import_cmd(ctx: click.Context, config_path: str | None, file: str) -> None:
+def import_cmd(ctx: click.Context, config_path: str | None, file: str, move: bool) -> None:
     """Import the roster workbook (单位, 人员, 任务清单, 问题清单): all rows or none."""
     from bot.excel.roster import RosterFileError, import_roster
 
     app = _app(ctx, config_path)
     try:
         with app.session() as s:
-            result = import_roster(s, file, app.clock.now())
+            result = import_roster(s, file, app.clock.now(), move=move)
             if result.errors:
                 s.rollback()
     except RosterFileError as exc:
         click.echo(app.renderer.render("cli_bad_workbook", file=file, error=str(exc)), err=True)
         sys.exit(1)
-    click.echo(app.renderer.render("import_result", errors=result.errors, counts=result.counts),
-               err=bool(result.errors))
+    click.echo(app.renderer.render("import_result", errors=result.errors, counts=result.counts,
+                                   ignored=result.ignored), err=bool(result.errors))
     sys.exit(1 if result.errors else 0)
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-def template(file: str) -> None:
+@click.option("--force", is_flag=True, help="overwrite FILE if it exists")
+def template(file: str, force: bool) -> None:
     """Write an empty roster workbook with the right sheets, headers and one example row each."""
     from bot.excel.roster import write_template
+    from bot.render import Renderer
 
+    if Path(file).exists() and not force:
+        click.echo(Renderer(UTC).render("cli_file_exists", file=file), err=True)
+        sys.exit(1)
     write_template(file)
     click.echo(file)
 
@@ -233,7 +251,7 @@ def jobs() -> None:
 def jobs_list(ctx: click.Context, config_path: str | None) -> None:
     from jobs import JobQueue
 
-    app = Application(_load(ctx, config_path), clock=SystemClock())
+    app = _application(ctx, config_path)
     q = JobQueue(app)
     click.echo(app.renderer.render("cli_jobs", rows=q.next_runs()))
     for year in q.calendar_gaps():

@@ -1,12 +1,14 @@
 """Admin commands: 状态 未报 排名 提醒 导出 新增任务."""
+import re
+
 from bot import targets
 from bot.campaign import digest, scoring
 from db.month import Month
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, Context, Router
-from bot.text import split_args
+from bot.text import normalize_map, split_args
 from db import queries
-from db.models import LINES, Task
+from db.models import LINES, Task, Unit
 from handlers.common import fail, parse_date, parse_month
 
 router = Router("admin")
@@ -97,12 +99,15 @@ def add_task(ctx: Context) -> Reply:
     if line is None:
         raise fail("新增任务", "bad_line", value=tokens[1], lines=LINES)
     fields, content = _key_values(rest)
-    owner = fields.get("责任人") or fields.get("owner")
-    due = fields.get("期限") or fields.get("due")
+    owner, due = fields.get("责任人"), fields.get("期限")
     if not content or not owner or not due:
         raise fail("新增任务", "missing_args")
-    if queries.get_member(ctx.session, owner) is None:
+    member = queries.get_member(ctx.session, owner)
+    if member is None:
         raise fail("新增任务", "owner_not_found", userid=owner)
+    if member.unit_id != unit.id:  # a member reports only on their own unit's tasks (admins included)
+        raise fail("新增任务", "owner_other_unit", member=member, unit=unit,
+                   owner_unit=ctx.session.get(Unit, member.unit_id))
     due_date = parse_date("新增任务", due)
     today = ctx.now.astimezone(ctx.tz).date()
     start = parse_date("新增任务", fields["开始"]) if "开始" in fields else today
@@ -121,13 +126,20 @@ def _line_by_index(token: str) -> str | None:
     return LINES[int(token) - 1] if token.isdigit() and 1 <= int(token) <= len(LINES) else None
 
 
+# The fields 新增任务 takes, as key=value; ＝ ： and : work too (NFKC makes them = and :), with spaces around.
+_FIELD = re.compile(r"(?<!\S)(责任人|责任领导|期限|开始|owner|due|start)\s*[=:]\s*(\S+)", re.IGNORECASE)
+_ALIASES = {"owner": "责任人", "due": "期限", "start": "开始"}
+
+
 def _key_values(text: str) -> tuple[dict[str, str], str]:
-    """Pull key=value pairs (责任人=zhang 期限=2026-06-30) out of free text; the rest is content."""
-    fields, words = {}, []
-    for word in text.split():
-        key, sep, value = word.partition("=")
-        if sep and key and value:
-            fields[key] = value
-        else:
-            words.append(word)
-    return fields, " ".join(words)
+    """Pull the known key=value fields (责任人=zhang 期限=2026-06-30) out of free text; the rest,
+    as typed, is content (so 目标：建成 stays content)."""
+    norm, index = normalize_map(text)
+    fields, pieces, pos = {}, [], 0
+    for m in _FIELD.finditer(norm):
+        key = m.group(1).lower()
+        fields[_ALIASES.get(key, key)] = m.group(2)
+        pieces.append(text[index[pos]:index[m.start()]])
+        pos = m.end()
+    pieces.append(text[index[pos]:])
+    return fields, " ".join(" ".join(pieces).split())

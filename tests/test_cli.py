@@ -131,3 +131,62 @@ poll_seconds = 0.05
     assert result.returncode == 1 and "未送达" in result.stderr
     listing = duban("outbox", cwd=tmp_path).stdout
     assert "[pending]" in listing and "HTTP 500" in listing
+
+
+def test_template_refuses_to_overwrite_a_file_without_force(tmp_path):
+    assert duban("template", "r.xlsx", cwd=tmp_path).returncode == 0
+    wb = load_workbook(tmp_path / "r.xlsx")
+    wb["人员"].append(["li", "李四", "机电工程系", "成员"])
+    wb.save(tmp_path / "r.xlsx")
+    again = duban("template", "r.xlsx", cwd=tmp_path)
+    assert again.returncode != 0 and "--force" in again.stderr and "r.xlsx" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert load_workbook(tmp_path / "r.xlsx")["人员"].max_row == 3  # the filled-in rows are still there
+    assert duban("template", "r.xlsx", "--force", cwd=tmp_path).returncode == 0
+    assert load_workbook(tmp_path / "r.xlsx")["人员"].max_row == 2
+
+
+def test_import_moves_a_task_to_another_unit_only_with_move(tmp_path):
+    assert duban("template", "r.xlsx", cwd=tmp_path).returncode == 0
+    assert duban("import", "r.xlsx", cwd=tmp_path).returncode == 0
+    wb = load_workbook(tmp_path / "r.xlsx")
+    wb["单位"].append(["信息工程系", "系（部、院）", "", "chat-xx", ""])
+    for sheet in ("任务清单", "问题清单"):
+        wb[sheet]["B2"] = "信息工程系"
+        wb[sheet].cell(2, [c.value for c in wb[sheet][1]].index("责任人账号") + 1).value = None
+    wb.save(tmp_path / "r.xlsx")
+    refused = duban("import", "r.xlsx", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "【任务清单】第2行：编号 T1 属于“机电工程系”，此行是“信息工程系”" in refused.stderr
+    assert "duban import --move" in refused.stderr
+    moved = duban("import", "r.xlsx", "--move", cwd=tmp_path)
+    assert moved.returncode == 0 and "任务清单：新增 0，更新 1，未变 0" in moved.stdout
+
+
+def test_a_database_driver_that_cannot_load_ends_start_up_with_one_line(tmp_path):
+    # psycopg is a core dependency (pip install -e . brings it) ...
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.replace(" ", "").startswith("psycopg[binary]") for d in deps)
+    # ... and when it still cannot load (a broken install), start-up says so in one line
+    shadow = tmp_path / "shadow" / "psycopg"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n")
+    (tmp_path / "config.toml").write_text('[database]\nurl = "postgresql://duban:secret@127.0.0.1:1/duban"\n')
+    env = {**ENV, "PYTHONPATH": f"{tmp_path / 'shadow'}{os.pathsep}{ROOT}"}
+    for args in (["serve"], ["jobs", "list"], ["outbox"]):
+        result = duban(*args, cwd=tmp_path, env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "database error: 127.0.0.1:1/duban: cannot load the database driver: No module named 'psycopg'"], args
+        assert "secret" not in result.stderr
+
+
+def test_rosters_databases_and_exports_are_not_committed():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = ["roster.xlsx", "sub/名单.xlsx", "duban.db", "exports/2026-03.xlsx"]
+    ignored = subprocess.run(["git", "check-ignore", "-z", "--stdin", "--no-index"], input="\0".join(names) + "\0",
+                             cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split("\0")[:-1] == names

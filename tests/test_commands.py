@@ -274,3 +274,59 @@ def test_a_reply_too_long_for_one_message_continues_in_order(app):
     assert all(len(p.encode()) <= 2048 for p in parts)
     lines = [line for text in [reply] + parts for line in text.splitlines() if line[:1].isdigit()]
     assert [int(line.split(".")[0]) for line in lines] == list(range(1, 125))  # every unit, in order
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/x","点我")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+            "\t=1+1", "\r=1+1"]
+
+
+def _cells(data: bytes) -> list:
+    import io
+
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(data))
+    return [c for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.value is not None]
+
+
+def test_exported_workbooks_keep_user_text_as_text_not_formulas(app, clock):
+    from bot.excel.export import generate
+
+    with app.session() as s:  # a roster can name a unit anything, too
+        s.exec(select(Unit).where(Unit.name == "图书馆")).one().name = "=1+2"
+    for i, text in enumerate(FORMULAS):
+        assert "已收到" in say(app, "li" if i % 2 else "zhang", f"汇报 T{1 + i % 2} {10 + i}% {text}")
+    say(app, "li", f"问题 {FORMULAS[0]}")
+    say(app, "admin", f"督办 机电工程系 2026-03-28 {FORMULAS[3]}")
+    for spec in ({"kind": "month", "month": "2026-03"}, {"kind": "year", "year": 2026}):
+        with Session(app.engine) as s:
+            cells = _cells(generate(s, app.config, {**spec, "at": clock.now().isoformat()}))
+        assert [c.coordinate for c in cells if c.data_type == "f"] == []
+        # and Excel keeps them text when someone edits the cell (the quote prefix, shown as ' )
+        assert all(c.quotePrefix for c in cells if isinstance(c.value, str) and c.value.startswith(("=", "+", "@")))
+        values = {c.value for c in cells}
+        assert "=1+2" in values
+        if spec["kind"] == "month":  # reports, the problem and the 督办 item, as stored ("\t=1+1" is trimmed)
+            assert {*FORMULAS[:4], "=1+1"} <= values
+
+
+def test_add_task_refuses_an_owner_from_another_unit(app):
+    reply = say(app, "admin", "新增任务 信息工程系 敢为争先 建成实训中心 责任人=li 期限=2026-10-31")
+    assert "李四" in reply and "机电工程系" in reply and "信息工程系" in reply and "正确格式" in reply
+    assert n(app, Task) == 5
+    # an admin, too, belongs to a unit: 责任人 must be someone who can report on the task
+    assert "党政办公室" in say(app, "admin", "新增任务 信息工程系 敢为争先 x 责任人=admin 期限=2026-10-31")
+    assert n(app, Task) == 5
+
+
+@pytest.mark.parametrize("fields", [
+    "责任人＝li 期限：2026-10-31",
+    "责任人:li 期限=2026-10-31",
+    "责任人： li 期限 ＝ 2026-10-31",
+    "期限：２０２６－１０－３１ 责任人＝ｌｉ",
+])
+def test_add_task_understands_full_width_key_value(app, fields):
+    reply = say(app, "admin", f"新增任务 机电工程系 敢为争先 目标：建成实训中心 {fields}")
+    assert "T6" in reply, reply
+    task = rows(app, Task)[-1]
+    assert (task.owner_userid, str(task.due_date), task.content) == ("li", "2026-10-31", "目标：建成实训中心")

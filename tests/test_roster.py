@@ -12,7 +12,7 @@ from sqlmodel import Session, func, select
 from bot.app import Application
 from bot.excel.roster import SHEETS, RosterFileError, import_roster, write_template
 from conftest import ROOT, make_config
-from db.models import Member, Problem, Task, Unit
+from db.models import Member, Problem, Report, Task, Unit
 
 
 @pytest.fixture
@@ -50,9 +50,9 @@ def counts(app):
         return tuple(s.exec(select(func.count()).select_from(m)).one() for m in (Unit, Member, Task, Problem))
 
 
-def run_import(app, path):
+def run_import(app, path, move=False):
     with app.session() as s:
-        result = import_roster(s, path, app.clock.now())
+        result = import_roster(s, path, app.clock.now(), move=move)
         if result.errors:
             s.rollback()
     return result
@@ -89,7 +89,7 @@ def test_reimport_updates_rows_by_key_instead_of_duplicating(empty_app, tmp_path
     changed = {**GOOD, "任务清单": [["T1", "机电工程系", "敢为争先", "建成实训中心（二期）", "", "zhang", "2026-03-01",
                                    "2026-11-30"]]}
     result = run_import(empty_app, workbook(tmp_path / "b.xlsx", **changed))
-    assert result.counts["任务清单"] == (0, 1) and result.counts["单位"] == (0, 2)
+    assert result.counts["任务清单"] == (0, 1, 0) and result.counts["单位"] == (0, 0, 2)
     assert counts(empty_app) == (2, 3, 2, 1)
     with Session(empty_app.engine) as s:
         t1 = s.exec(select(Task).where(Task.code == "T1")).one()
@@ -123,13 +123,11 @@ def test_bad_rows_are_reported_by_sheet_and_row_and_nothing_is_stored(empty_app,
 
 
 def test_a_missing_column_is_reported(empty_app, tmp_path):
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "人员"
-    ws.append(["账号", "姓名"])
-    ws.append(["li", "李四"])
-    wb.save(tmp_path / "m.xlsx")
-    result = run_import(empty_app, tmp_path / "m.xlsx")
+    path = workbook(tmp_path / "m.xlsx", **GOOD)
+    wb = load_workbook(path)
+    wb["人员"].delete_cols(3)
+    wb.save(path)
+    result = run_import(empty_app, path)
     assert [(e.sheet, e.row, e.code, e.data["columns"]) for e in result.errors] == [("人员", 1, "missing_columns", ["单位名称"])]
 
 
@@ -148,9 +146,116 @@ def test_cli_template_and_import(tmp_path):
     assert run("template", str(tmp_path / "r.xlsx")).returncode == 0
     ok = run("import", str(tmp_path / "r.xlsx"))
     assert ok.returncode == 0 and "导入成功" in ok.stdout
-    workbook(tmp_path / "bad.xlsx", 单位=[["图书馆", "馆", "", "", ""]])
+    workbook(tmp_path / "bad.xlsx", **{**GOOD, "单位": [["图书馆", "馆", "", "", ""]]})
     bad = run("import", str(tmp_path / "bad.xlsx"))
     assert bad.returncode == 1 and "【单位】第2行" in bad.stderr
     (tmp_path / "junk.xlsx").write_text("junk")
     junk = run("import", str(tmp_path / "junk.xlsx"))
     assert junk.returncode == 1 and "不是有效的 .xlsx" in junk.stderr
+
+
+def test_an_existing_code_naming_another_unit_is_refused_unless_moved(empty_app, tmp_path):
+    run_import(empty_app, workbook(tmp_path / "a.xlsx", **GOOD))
+    with empty_app.session() as s:
+        t1 = s.exec(select(Task).where(Task.code == "T1")).one()
+        s.add(Report(task_id=t1.id, unit_id=t1.unit_id, userid="li", month="2026-03", percent=30, text="进展",
+                     local_day=20, created_at=empty_app.clock.now()))
+    moved = {**GOOD,
+             "人员": [["zhang", "张三", "机电工程系", "负责人"], ["wang", "王五", "信息工程系", "负责人"],
+                    ["li", "李四", "信息工程系", ""]],
+             "任务清单": [["T1", "信息工程系", "敢为争先", "建成实训中心", "", "li", "2026-03-01", "2026-12-31"]],
+             "问题清单": [["p1", "信息工程系", "消防通道堆放杂物", "", "li", ""]]}
+    result = run_import(empty_app, workbook(tmp_path / "b.xlsx", **moved))
+    assert [(e.sheet, e.row, e.code) for e in result.errors] == [("任务清单", 2, "moves_unit"), ("问题清单", 2, "moves_unit")]
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert "【任务清单】第2行：编号 T1 属于“机电工程系”，此行是“信息工程系”" in text and "--move" in text
+    assert "【问题清单】第2行：编号 P1 属于“机电工程系”" in text
+    with Session(empty_app.engine) as s:
+        assert s.get(Member, "li").unit_id == s.exec(select(Task).where(Task.code == "T1")).one().unit_id
+    assert not run_import(empty_app, tmp_path / "b.xlsx", move=True).errors
+    with Session(empty_app.engine) as s:
+        xx = s.exec(select(Unit).where(Unit.name == "信息工程系")).one()
+        assert s.exec(select(Task).where(Task.code == "T1")).one().unit_id == xx.id
+        assert s.exec(select(Problem).where(Problem.code == "P1")).one().unit_id == xx.id
+        assert s.exec(select(func.count()).select_from(Report)).one() == 1
+
+
+def test_a_responsible_person_must_belong_to_the_rows_unit(empty_app, tmp_path):
+    bad = {**GOOD,
+           "人员": GOOD["人员"] + [["admin", "王管理", "信息工程系", "管理员"]],
+           "任务清单": GOOD["任务清单"] + [["T3", "信息工程系", "敢为争先", "x", "", "li", "2026-03-01", "2026-04-01"],
+                                   ["T4", "机电工程系", "敢为争先", "x", "", "admin", "2026-03-01", "2026-04-01"]],
+           "问题清单": [["P1", "信息工程系", "x", "", "zhang", ""]]}
+    result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
+    assert [(e.sheet, e.row, e.code) for e in result.errors] == [
+        ("任务清单", 4, "owner_other_unit"), ("任务清单", 5, "owner_other_unit"), ("问题清单", 2, "owner_other_unit")]
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert "【任务清单】第4行：责任人账号“li”属于“机电工程系”，不是“信息工程系”的人员" in text
+    assert counts(empty_app) == (0, 0, 0, 0)
+    # moving a person away from the unit whose tasks they are responsible for is refused as well
+    run_import(empty_app, workbook(tmp_path / "a.xlsx", **GOOD))
+    away = {**GOOD, "人员": [["li", "李四", "信息工程系", ""]], "任务清单": [], "问题清单": []}
+    result = run_import(empty_app, workbook(tmp_path / "c.xlsx", **away))
+    assert [(e.sheet, e.row, e.code, e.data["codes"]) for e in result.errors] == [
+        ("人员", 2, "owns_elsewhere", ["T1", "P1"])]
+
+
+def test_missing_and_unknown_sheets_are_named(empty_app, tmp_path):
+    path = workbook(tmp_path / "r.xlsx", **GOOD)
+    wb = load_workbook(path)
+    wb["人员"].title = "人员名单"
+    wb.save(path)
+    result = run_import(empty_app, path)
+    assert [(e.sheet, e.code) for e in result.errors] == [("人员", "missing_sheet")]
+    assert result.ignored == ["人员名单"]
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts,
+                                     ignored=result.ignored)
+    assert "缺少工作表“人员”" in text and "已忽略工作表：人员名单" in text
+    assert counts(empty_app) == (0, 0, 0, 0)
+    # 问题清单 may be left out; an extra sheet is named as ignored on success too
+    path = workbook(tmp_path / "s.xlsx", **{k: v for k, v in GOOD.items() if k != "问题清单"})
+    wb = load_workbook(path)
+    wb.create_sheet("说明")
+    wb.save(path)
+    result = run_import(empty_app, path)
+    assert not result.errors and result.ignored == ["说明"]
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts,
+                                     ignored=result.ignored)
+    assert "导入成功" in text and "已忽略工作表：说明" in text
+
+
+def test_reimporting_an_unchanged_file_reports_rows_as_unchanged(empty_app, tmp_path):
+    path = workbook(tmp_path / "r.xlsx", **GOOD)
+    first = run_import(empty_app, path)
+    assert first.counts == {"单位": (2, 0, 0), "人员": (3, 0, 0), "任务清单": (2, 0, 0), "问题清单": (1, 0, 0)}
+    again = run_import(empty_app, path)
+    assert again.counts == {"单位": (0, 0, 2), "人员": (0, 0, 3), "任务清单": (0, 0, 2), "问题清单": (0, 0, 1)}
+    text = empty_app.renderer.render("import_result", errors=again.errors, counts=again.counts)
+    assert "任务清单：新增 0，更新 0，未变 2" in text
+
+
+def test_a_bad_date_is_shown_as_typed(empty_app, tmp_path):
+    bad = {**GOOD, "任务清单": [["T1", "机电工程系", "敢为争先", "x", "", "li", "2026/13/45", "2026-12-31"]]}
+    result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert "日期“2026/13/45”无效" in text
+
+
+def test_the_template_offers_drop_downs_and_marks_required_columns(empty_app, tmp_path):
+    from db.models import ROLES, UNIT_CATEGORIES
+
+    write_template(tmp_path / "r.xlsx")
+    wb = load_workbook(tmp_path / "r.xlsx")
+    lists = {(ws.title, str(dv.sqref).split(":")[0]): dv.formula1
+             for ws in wb.worksheets for dv in ws.data_validations.dataValidation if dv.type == "list"}
+    assert lists[("人员", "D2")] == '"' + ",".join(ROLES) + '"'
+    assert lists[("单位", "B2")] == '"' + ",".join(UNIT_CATEGORIES) + '"'
+    for name in ("单位", "人员", "任务清单", "问题清单"):
+        marked = {c.value for c in wb[name][1] if c.comment and "必填" in c.comment.text}
+        assert marked >= {"单位名称"} and "责任领导" not in marked
+    assert {c.value for c in wb["任务清单"][1] if c.comment and "必填" in c.comment.text} == \
+        {"编号", "单位名称", "行动", "任务内容", "开始日期", "完成时限"}
+    # a category outside the list is a row error, like a role
+    bad = {**GOOD, "单位": [["机电工程系", "车间", "zhang", "chat-jd", ""]] + GOOD["单位"][1:]}
+    result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
+    assert [(e.sheet, e.row, e.code) for e in result.errors] == [("单位", 2, "bad_category")]

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from db.month import Month
 from bot.config import Config
+from bot.excel.cells import literal_row
 from bot.campaign.digest import rank
 from bot.campaign import scoring
 from db import queries
@@ -60,11 +61,11 @@ def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
     ws = _sheet(wb, title, ["名次", "单位", "得分", "等次", "较上月", "汇报率", "进度", "督办", "逾期任务", "任务数", "已汇报"])
     _tier_colours(ws, "D", len(scores))
     for sc in scores:
-        ws.append([
+        ws.append(literal_row(ws, [
             sc.rank, sc.unit.name, sc.score, sc.tier, sc.trend,
             round(sc.report_rate * 100, 1), round(sc.progress * 100, 1), round(sc.supervision * 100, 1), sc.overdue,
             sc.active_tasks, sc.reported,
-        ])
+        ]))
 
 
 def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> bytes:
@@ -81,21 +82,27 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
     for sn in sorted(snaps, key=lambda x: (units[x.task.unit_id].name, queries.code_key(x.task.code))):
         t = sn.task
         owner = people.get(t.owner_userid)
-        ws.append([t.code, units[t.unit_id].name, t.line, t.content, t.leader_in_charge,
-                   owner.name if owner else t.owner_userid, t.start_date, t.due_date, round(sn.planned),
-                   sn.percent, "是" if sn.reported_in_month else "否", LIGHT_NAMES[sn.light]])
+        ws.append(literal_row(ws, [
+            t.code, units[t.unit_id].name, t.line, t.content, t.leader_in_charge,
+            owner.name if owner else t.owner_userid, t.start_date, t.due_date, round(sn.planned),
+            sn.percent, "是" if sn.reported_in_month else "否", LIGHT_NAMES[sn.light],
+        ]))
 
     ws = _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正"])
     tasks = {t.id: t for t in queries.all_tasks(s)}
     for r in s.exec(select(Report).where(Report.month == str(month)).order_by(Report.id)):
         who = people.get(r.userid)
-        ws.append([tasks[r.task_id].code, units[r.unit_id].name, who.name if who else r.userid, r.percent,
-                   r.text, _local(r.created_at, config), r.version, "是" if r.supersedes_id else ""])
+        ws.append(literal_row(ws, [
+            tasks[r.task_id].code, units[r.unit_id].name, who.name if who else r.userid, r.percent,
+            r.text, _local(r.created_at, config), r.version, "是" if r.supersedes_id else "",
+        ]))
 
     ws = _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态"])
     for p in s.exec(select(Problem).order_by(Problem.id)):
-        ws.append([p.code, units[p.unit_id].name, p.description, p.measure, p.owner_userid, p.deadline,
-                   "未整改" if p.status == "open" else p.status])
+        ws.append(literal_row(ws, [
+            p.code, units[p.unit_id].name, p.description, p.measure, p.owner_userid, p.deadline,
+            "未整改" if p.status == "open" else p.status,
+        ]))
 
     ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "反馈时间", "按时"])
     items = list(s.exec(select(SupervisionItem).where(SupervisionItem.month == str(month)).order_by(SupervisionItem.id)))
@@ -103,7 +110,9 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
     for it in items:
         at = answered.get(it.id)
         on_time = at is not None and at.astimezone(tz).date() <= it.deadline
-        ws.append([it.code, units[it.unit_id].name, it.content, it.deadline, _local(at, config), "是" if on_time else "否"])
+        ws.append(literal_row(ws, [
+            it.code, units[it.unit_id].name, it.content, it.deadline, _local(at, config), "是" if on_time else "否",
+        ]))
     return _save(wb)
 
 
@@ -113,8 +122,10 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict) -> by
     ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度"])
     _tier_colours(ws, "D", len(year_scores))
     for ys in year_scores:
-        ws.append([ys.rank, ys.unit.name, ys.score, ys.tier, ys.top_months,
-                   ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1)])
+        ws.append(literal_row(ws, [
+            ys.rank, ys.unit.name, ys.score, ys.tier, ys.top_months,
+            ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1),
+        ]))
     for month, scores in monthly.items():
         _ranking_sheet(wb, f"{month.month}月", scores)
     return _save(wb)

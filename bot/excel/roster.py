@@ -8,11 +8,15 @@ from pathlib import Path
 from zipfile import BadZipFile
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.comments import Comment
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet.datavalidation import DataValidation
 from sqlmodel import Session, select
 
-from db.models import LINES, ROLE_MEMBER, ROLES, Member, Problem, Task, Unit
+from bot.excel.cells import literal_row
+from db.models import LINES, ROLE_MEMBER, ROLES, UNIT_CATEGORIES, Member, Problem, Task, Unit
 
 SHEETS: dict[str, list[str]] = {
     "单位": ["单位名称", "单位类别", "负责人账号", "群聊ID", "群机器人Key"],
@@ -21,6 +25,20 @@ SHEETS: dict[str, list[str]] = {
     "问题清单": ["编号", "单位名称", "问题描述", "整改措施", "责任人账号", "整改时限"],
 }
 OPTIONAL = {"单位类别", "负责人账号", "群聊ID", "群机器人Key", "责任领导", "整改措施", "责任人账号", "整改时限", "角色"}
+REQUIRED_SHEETS = ("单位", "人员", "任务清单")  # 问题清单 may be left out
+# What the template says about a column in its header's note (the header text itself stays as is).
+NOTES = {
+    "单位": {"单位名称": "必填", "单位类别": "从下拉列表选择", "群聊ID": "群聊ID与群机器人Key至少填一项",
+             "群机器人Key": "群聊ID与群机器人Key至少填一项", "负责人账号": "须在人员表中"},
+    "人员": {"账号": "必填（企业微信账号）", "姓名": "必填", "单位名称": "必填，须在单位表中",
+             "角色": "从下拉列表选择，空白为成员"},
+    "任务清单": {"编号": "必填，如 T12", "单位名称": "必填", "行动": "必填，从下拉列表选择", "任务内容": "必填",
+                 "开始日期": "必填，YYYY-MM-DD", "完成时限": "必填，YYYY-MM-DD",
+                 "责任人账号": "须是本任务所属单位的人员"},
+    "问题清单": {"编号": "必填，如 P3", "单位名称": "必填", "问题描述": "必填", "责任人账号": "须是本问题所属单位的人员",
+                 "整改时限": "YYYY-MM-DD"},
+}
+CHOICES = {("单位", "单位类别"): UNIT_CATEGORIES, ("人员", "角色"): ROLES, ("任务清单", "行动"): LINES}
 
 EXAMPLES = {
     "单位": ["机电工程系", "系（部、院）", "zhangsan", "wrkSFfCgAAxxxx", ""],
@@ -43,7 +61,8 @@ class RowError:
 @dataclass
 class ImportResult:
     errors: list[RowError] = field(default_factory=list)
-    counts: dict[str, tuple[int, int]] = field(default_factory=dict)  # sheet -> (added, updated)
+    counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # sheet -> (added, updated, unchanged)
+    ignored: list[str] = field(default_factory=list)  # sheets the import does not know
 
 
 class RosterFileError(Exception):
@@ -51,16 +70,25 @@ class RosterFileError(Exception):
 
 
 def write_template(path: str | Path) -> None:
+    """The sheets and headers, one example row each, drop-down lists for the fixed choices and a
+    note on each header saying what it needs ("必填" marks the required ones)."""
     wb = Workbook()
     wb.remove(wb.active)
     for name, header in SHEETS.items():
         ws = wb.create_sheet(name)
-        ws.append(header)
-        ws.append(EXAMPLES[name])
-        for cell in ws[1]:
-            cell.font = Font(bold=True)
-        for col, title in zip("ABCDEFGH", header):
-            ws.column_dimensions[col].width = max(12, len(title) * 3)
+        ws.append(literal_row(ws, header))
+        ws.append(literal_row(ws, EXAMPLES[name]))
+        for col, cell in enumerate(ws[1], start=1):
+            letter = get_column_letter(col)
+            cell.font = Font(bold=True, color="C00000" if "必填" in NOTES[name].get(cell.value, "") else None)
+            if cell.value in NOTES[name]:
+                cell.comment = Comment(NOTES[name][cell.value], "duban")
+            ws.column_dimensions[letter].width = max(12, len(cell.value) * 3)
+            choices = CHOICES.get((name, cell.value))
+            if choices:
+                dv = DataValidation(type="list", formula1='"' + ",".join(choices) + '"', allow_blank=True)
+                dv.add(f"{letter}2:{letter}1048576")
+                ws.add_data_validation(dv)
     wb.save(path)
 
 
@@ -77,18 +105,21 @@ def _date(v) -> date | None:
         return v.date()
     if isinstance(v, date):
         return v
-    text = _text(v).replace("/", "-").replace(".", "-")
+    typed = _text(v)
+    text = typed.replace("/", "-").replace(".", "-")
     if not text:
         return None
     try:
         return date.fromisoformat("-".join(p.zfill(2) for p in text.split("-")))
     except ValueError:
-        raise ValueError(text) from None
+        raise ValueError(typed) from None  # the cell as typed, which is what the user looks for
 
 
-def _rows(wb, sheet: str, result: ImportResult) -> list[tuple[int, dict]] | None:
+def _rows(wb, sheet: str, result: ImportResult) -> list[tuple[int, dict]]:
     if sheet not in wb.sheetnames:
-        return None
+        if sheet in REQUIRED_SHEETS:
+            result.errors.append(RowError(sheet, 0, "missing_sheet"))
+        return []
     ws = wb[sheet]
     rows = ws.iter_rows(values_only=True)
     header = [_text(h) for h in next(rows, ())]
@@ -106,37 +137,56 @@ def _rows(wb, sheet: str, result: ImportResult) -> list[tuple[int, dict]] | None
     return out
 
 
-def import_roster(session: Session, path: str | Path, now: datetime) -> ImportResult:
-    """Validate every row first; write only when there is no error (the caller's transaction)."""
+def _assign(obj, **values) -> bool:
+    """Set the attributes that differ; True if any did."""
+    changed = False
+    for key, value in values.items():
+        if getattr(obj, key) != value:
+            setattr(obj, key, value)
+            changed = True
+    return changed
+
+
+def import_roster(session: Session, path: str | Path, now: datetime, move: bool = False) -> ImportResult:
+    """Validate every row first; write only when there is no error (the caller's transaction).
+
+    A task or problem code that exists under another unit is an error unless `move` is given.
+    A 责任人 must belong to the unit of the task or problem (whatever their role): a member may
+    only report on, or rectify, their own unit's."""
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, BadZipFile, KeyError, OSError) as exc:
         raise RosterFileError(str(exc)) from None
     result = ImportResult()
+    result.ignored = [name for name in wb.sheetnames if name not in SHEETS]
     sheets = {name: _rows(wb, name, result) for name in SHEETS}
     wb.close()
-    if all(v is None for v in sheets.values()):
-        result.errors.append(RowError("", 0, "no_sheets", {"sheets": list(SHEETS)}))
-        return result
+    if result.errors:  # a missing sheet or column: the rows' own errors would only be noise
+        return _sorted(result)
     err = result.errors.append
 
     units = {u.name: u for u in session.exec(select(Unit))}
+    unit_names = {u.id: u.name for u in units.values()}
     members = {m.userid: m for m in session.exec(select(Member))}
     file_units: dict[str, tuple[int, dict]] = {}
-    for n, v in sheets["单位"] or []:
-        name = _text(v.get("单位名称"))
+    named = set()  # units the file names, good rows or not: people in them are not reported again
+    for n, v in sheets["单位"]:
+        name, category = _text(v.get("单位名称")), _text(v.get("单位类别"))
+        named.add(name)
         if not name:
             err(RowError("单位", n, "required", {"column": "单位名称"}))
         elif name in file_units:
             err(RowError("单位", n, "duplicate", {"column": "单位名称", "value": name, "first": file_units[name][0]}))
         elif not (_text(v.get("群聊ID")) or _text(v.get("群机器人Key"))):
             err(RowError("单位", n, "no_target", {"value": name}))
+        elif category and category not in UNIT_CATEGORIES:
+            err(RowError("单位", n, "bad_category", {"value": category, "categories": UNIT_CATEGORIES}))
         else:
             file_units[name] = (n, v)
-    known_units = set(units) | set(file_units)
+    known_units = (set(units) | named) - {""}
 
     file_members: dict[str, tuple[int, dict]] = {}
-    for n, v in sheets["人员"] or []:
+    for n, v in sheets["人员"]:
         userid, name, unit, role = (_text(v.get(k)) for k in ("账号", "姓名", "单位名称", "角色"))
         role = role or ROLE_MEMBER
         if not userid or not name or not unit:
@@ -151,12 +201,16 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
             file_members[userid] = (n, {"userid": userid, "name": name, "unit": unit, "role": role})
     known_people = set(members) | set(file_members)
 
+    def unit_of(userid: str) -> str:
+        """The person's unit once this file is imported."""
+        return file_members[userid][1]["unit"] if userid in file_members else unit_names[members[userid].unit_id]
+
     for n, v in file_units.values():
         leader = _text(v.get("负责人账号"))
         if leader and leader not in known_people:
             err(RowError("单位", n, "unknown_person", {"column": "负责人账号", "value": leader}))
 
-    def coded_row(sheet: str, n: int, v: dict, required: tuple[str, ...], seen: dict[str, int]):
+    def coded_row(sheet: str, n: int, v: dict, required: tuple[str, ...], seen: dict[str, int], existing: dict):
         """Checks the task and problem sheets share: required cells, code, duplicates, unit, owner.
         Returns (code, unit, owner), or None after reporting the row's first error."""
         values = {k: _text(v.get(k)) for k in required}
@@ -165,25 +219,31 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
             err(RowError(sheet, n, "required", {"column": missing}))
             return None
         code, unit, owner = values["编号"].upper(), values["单位名称"], _text(v.get("责任人账号"))
+        old = existing.get(code)
         if not CODE.fullmatch(code):
             err(RowError(sheet, n, "bad_code", {"value": code}))
-        elif code in seen:
+            return None
+        if code in seen:
             err(RowError(sheet, n, "duplicate", {"column": "编号", "value": code, "first": seen[code]}))
-        elif unit not in known_units:
-            seen[code] = n
+            return None
+        seen[code] = n
+        if unit not in known_units:
             err(RowError(sheet, n, "unknown_unit", {"value": unit}))
+        elif old is not None and unit_names[old.unit_id] != unit and not move:
+            err(RowError(sheet, n, "moves_unit", {"value": code, "unit": unit_names[old.unit_id], "to": unit}))
         elif owner and owner not in known_people:
-            seen[code] = n
             err(RowError(sheet, n, "unknown_person", {"column": "责任人账号", "value": owner}))
+        elif owner and unit_of(owner) != unit:
+            err(RowError(sheet, n, "owner_other_unit", {"value": owner, "unit": unit_of(owner), "to": unit}))
         else:
-            seen[code] = n
             return code, unit, owner
         return None
 
+    existing_tasks = {t.code: t for t in session.exec(select(Task))}
     tasks: list[tuple[int, dict]] = []
     seen: dict[str, int] = {}
-    for n, v in sheets["任务清单"] or []:
-        row = coded_row("任务清单", n, v, ("编号", "单位名称", "行动", "任务内容"), seen)
+    for n, v in sheets["任务清单"]:
+        row = coded_row("任务清单", n, v, ("编号", "单位名称", "行动", "任务内容"), seen, existing_tasks)
         if row is None:
             continue
         code, unit, owner = row
@@ -205,10 +265,11 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
         tasks.append((n, {"code": code, "unit": unit, "line": line, "content": content, "owner": owner,
                           "leader": _text(v.get("责任领导")), "start": start, "due": due}))
 
+    existing_problems = {p.code: p for p in session.exec(select(Problem))}
     problems: list[tuple[int, dict]] = []
-    seen = {}
-    for n, v in sheets["问题清单"] or []:
-        row = coded_row("问题清单", n, v, ("编号", "单位名称", "问题描述"), seen)
+    seen_problems: dict[str, int] = {}
+    for n, v in sheets["问题清单"]:
+        row = coded_row("问题清单", n, v, ("编号", "单位名称", "问题描述"), seen_problems, existing_problems)
         if row is None:
             continue
         code, unit, owner = row
@@ -220,51 +281,67 @@ def import_roster(session: Session, path: str | Path, now: datetime) -> ImportRe
         problems.append((n, {"code": code, "unit": unit, "desc": _text(v.get("问题描述")),
                              "measure": _text(v.get("整改措施")), "owner": owner, "deadline": deadline}))
 
+    # A person moved to another unit must not stay 责任人 of tasks or problems this file leaves where they are.
+    for userid, (n, m) in file_members.items():
+        if userid not in members or unit_names[members[userid].unit_id] == m["unit"]:
+            continue
+        left = [x.code for kind, seen_codes in ((existing_tasks, seen), (existing_problems, seen_problems))
+                for x in kind.values()
+                if x.owner_userid == userid and x.code not in seen_codes and unit_names[x.unit_id] != m["unit"]]
+        if left:
+            err(RowError("人员", n, "owns_elsewhere", {"value": userid, "codes": left, "to": m["unit"]}))
+
     if result.errors:
-        result.errors.sort(key=lambda e: (list(SHEETS).index(e.sheet) if e.sheet in SHEETS else -1, e.row))
-        return result
+        return _sorted(result)
 
     # ---- write: units first (without leaders), then people, then leaders, tasks, problems
-    def count(sheet: str, added: bool) -> None:
-        a, u = result.counts.get(sheet, (0, 0))
-        result.counts[sheet] = (a + added, u + (not added))
+    def count(sheet: str, added: bool, changed: bool) -> None:
+        a, u, k = result.counts.get(sheet, (0, 0, 0))
+        result.counts[sheet] = (a + added, u + (changed and not added), k + (not changed and not added))
 
+    unit_changed: dict[str, bool] = {}
+    new_units = set(file_units) - set(units)
     for name, (_, v) in file_units.items():
         unit = units.get(name)
-        count("单位", unit is None)
+        unit_changed[name] = unit is None
         unit = unit or Unit(name=name)
-        unit.category = _text(v.get("单位类别"))
-        unit.chat_id = _text(v.get("群聊ID"))
-        unit.webhook_key = _text(v.get("群机器人Key"))
+        unit_changed[name] |= _assign(unit, category=_text(v.get("单位类别")), chat_id=_text(v.get("群聊ID")),
+                                      webhook_key=_text(v.get("群机器人Key")))
         session.add(unit)
         units[name] = unit
     session.flush()
     for userid, (_, m) in file_members.items():
         member = members.get(userid)
-        count("人员", member is None)
+        added = member is None
         member = member or Member(userid=userid, name=m["name"], unit_id=units[m["unit"]].id)
-        member.name, member.unit_id, member.role = m["name"], units[m["unit"]].id, m["role"]
+        count("人员", added, _assign(member, name=m["name"], unit_id=units[m["unit"]].id, role=m["role"]))
         session.add(member)
     session.flush()
     for name, (_, v) in file_units.items():
-        units[name].leader_userid = _text(v.get("负责人账号"))
+        unit_changed[name] |= _assign(units[name], leader_userid=_text(v.get("负责人账号")))
+        count("单位", name in new_units, unit_changed[name])
         session.add(units[name])
-    existing_tasks = {t.code: t for t in session.exec(select(Task))}
     for _, t in tasks:
         task = existing_tasks.get(t["code"])
-        count("任务清单", task is None)
+        added = task is None
         task = task or Task(code=t["code"], unit_id=0, line="", content="", start_date=t["start"], due_date=t["due"])
-        task.unit_id, task.line, task.content = units[t["unit"]].id, t["line"], t["content"]
-        task.owner_userid, task.leader_in_charge = t["owner"], t["leader"]
-        task.start_date, task.due_date = t["start"], t["due"]
+        count("任务清单", added, _assign(
+            task, unit_id=units[t["unit"]].id, line=t["line"], content=t["content"], owner_userid=t["owner"],
+            leader_in_charge=t["leader"], start_date=t["start"], due_date=t["due"]))
         session.add(task)
-    existing_problems = {p.code: p for p in session.exec(select(Problem))}
     for _, p in problems:
         problem = existing_problems.get(p["code"])
-        count("问题清单", problem is None)
+        added = problem is None
         problem = problem or Problem(code=p["code"], unit_id=0, description="", created_at=now)
-        problem.unit_id, problem.description, problem.measure = units[p["unit"]].id, p["desc"], p["measure"]
-        problem.owner_userid, problem.deadline = p["owner"], p["deadline"]
+        count("问题清单", added, _assign(
+            problem, unit_id=units[p["unit"]].id, description=p["desc"], measure=p["measure"],
+            owner_userid=p["owner"], deadline=p["deadline"]))
         session.add(problem)
     session.flush()
+    result.counts = {sheet: result.counts[sheet] for sheet in SHEETS if sheet in result.counts}
+    return result
+
+
+def _sorted(result: ImportResult) -> ImportResult:
+    result.errors.sort(key=lambda e: (list(SHEETS).index(e.sheet), e.row))
     return result
