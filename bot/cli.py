@@ -93,7 +93,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
                                    port=port or cfg.server.port), err=True)
     try:
-        uvicorn.run(build_asgi(app), host=host or cfg.server.host,
+        uvicorn.run(build_asgi(app, worker), host=host or cfg.server.host,
                     port=port or cfg.server.port, log_level="warning", access_log=False)
     finally:
         jobs.shutdown()

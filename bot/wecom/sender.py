@@ -103,6 +103,7 @@ class OutboxWorker:
         self.file_source = file_source  # builds a file message's bytes at send time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._progress = time.monotonic()  # when a pass or a send last finished (any outcome)
 
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self.cfg.backoff_seconds * 2 ** (attempts - 1), self.cfg.backoff_max_seconds))
@@ -124,9 +125,20 @@ class OutboxWorker:
     def _send_target(self, rows: list[Outbox]) -> PassResult:
         result = PassResult()  # one per thread; run_once adds them up
         for row in rows:
-            if not self._send_one(row, result):
+            sent = self._send_one(row, result)
+            self._progress = time.monotonic()
+            if not sent:
                 break  # keep this target's order: later messages wait for this one
         return result
+
+    def stalled_for(self) -> float | None:
+        """Seconds since the running background loop last finished a pass or a send; None when
+        it is not running (not started, or stopped); infinite if its thread died."""
+        if self._thread is None or self._stop.is_set():
+            return None
+        if not self._thread.is_alive():
+            return float("inf")
+        return time.monotonic() - self._progress
 
     def _send_one(self, row: Outbox, result: PassResult) -> bool:
         now = self.clock.now()
@@ -205,6 +217,7 @@ class OutboxWorker:
 
     # -- background loop for `serve`
     def start(self) -> None:
+        self._progress = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
         self._thread.start()
 
@@ -212,6 +225,7 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 r = self.run_once()
+                self._progress = time.monotonic()
                 busy = r.sent or r.retried
             except Exception:
                 log.exception("outbox pass failed")
