@@ -57,7 +57,8 @@ def _app(ctx: click.Context, config_path: str | None) -> Application:
 
 def _worker(app: Application, out=click.echo):
     from bot.excel.export import generate
-    from bot.wecom.sender import ConsoleTransport, OutboxWorker, WeComTransport
+    from bot.wecom.api import WeComTransport
+    from bot.wecom.sender import ConsoleTransport, OutboxWorker
 
     transport = ConsoleTransport(out) if app.config.wecom.console_mode else WeComTransport(app.config.wecom)
 
@@ -87,6 +88,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # urllib3's DEBUG lines carry whole URLs (corp secret, access tokens, robot keys): never shown
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     ctx.ensure_object(dict)["config_path"] = config_path
 
 
@@ -116,7 +119,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
                                    port=port or cfg.server.port), err=True)
     try:
-        uvicorn.run(build_asgi(app), host=host or cfg.server.host,
+        uvicorn.run(build_asgi(app, worker), host=host or cfg.server.host,
                     port=port or cfg.server.port, log_level="warning", access_log=False, **server_options())
     finally:
         jobs.shutdown()
@@ -133,6 +136,7 @@ def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | Non
     from sqlmodel import Session, col, select
 
     from bot.clock import FixedClock
+    from bot.reply import show_target
     from db.models import Outbox
 
     app = _app(ctx, config_path)
@@ -160,7 +164,7 @@ def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | Non
             with Session(app.engine) as s:
                 rows = s.exec(select(Outbox).where(col(Outbox.key).startswith(f"reply:{msg_id}"))).all()
             for row in rows:
-                click.echo(f"[待发送 → {row.channel}:{row.target}] {row.payload}")
+                click.echo(f"[待发送 → {show_target(row.channel, row.target)}] {row.payload}")
         click.echo("")
 
 
@@ -222,12 +226,15 @@ def export(ctx: click.Context, config_path: str | None, month: str | None, outpu
     click.echo(output)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @_config_option
 @click.option("--all", "show_all", is_flag=True, help="include sent messages")
 @click.pass_context
 def outbox(ctx: click.Context, config_path: str | None, show_all: bool) -> None:
-    """Pending and failed outbound messages."""
+    """Pending and failed outbound messages; `outbox retry` sends failed ones again."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj["config_path"] = config_path or ctx.obj.get("config_path")
+        return
     from sqlmodel import Session
 
     from db import queries
@@ -238,6 +245,24 @@ def outbox(ctx: click.Context, config_path: str | None, show_all: bool) -> None:
         rows = queries.outbox_rows(s, statuses)
         counts = queries.outbox_counts(s)
     click.echo(app.renderer.render("cli_outbox", rows=rows, counts=counts))
+
+
+@outbox.command("retry")
+@_config_option
+@click.option("--id", "ids", type=int, multiple=True, help="the message's number in `duban outbox` (repeatable)")
+@click.option("--all", "retry_all", is_flag=True, help="every failed message")
+@click.pass_context
+def outbox_retry(ctx: click.Context, config_path: str | None, ids: tuple[int, ...], retry_all: bool) -> None:
+    """Put failed messages back to pending, their attempts reset, for `duban serve` to send."""
+    from db import queries
+
+    if bool(ids) == retry_all:
+        raise click.UsageError("give --id N (one or more) or --all")
+    app = _app(ctx, config_path)
+    with app.session() as s:
+        count = queries.retry_failed_outbox(s, None if retry_all else list(ids))
+    click.echo(app.renderer.render("cli_outbox_retry", count=count, ids=ids))
+    sys.exit(0 if count or retry_all else 1)
 
 
 @main.group()

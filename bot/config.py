@@ -223,6 +223,7 @@ class SenderConfig(_Section):
     backoff_max_seconds: float = Field(default=300.0, gt=0)
     rate_limit_retry_seconds: float = Field(default=1.0, gt=0)  # after 45009
     lease_seconds: float = Field(default=60.0, gt=0)  # a claimed message not marked sent by then is retried
+    stuck_seconds: float = Field(default=600.0, gt=0)  # no send finished for this long: /healthz answers 503
 
 
 class Config(_Section):

@@ -6,6 +6,8 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bot.reply import show_target
+
 LIGHTS = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
 TIER_COLORS = {"先进": "info", "达标": "comment", "滞后": "warning"}
 
@@ -29,6 +31,7 @@ class Renderer:
             md=lambda v: f"{v:%m-%d}" if isinstance(v, (date, datetime)) else str(v),
             localtime=self._localtime,
             tiercolor=lambda v: TIER_COLORS.get(v, "comment"),
+            target=lambda row: show_target(row.channel, row.target),  # an outbox row's target, robot keys masked
         )
 
     def _localtime(self, v: datetime | None, fmt: str = "%m-%d %H:%M") -> str:

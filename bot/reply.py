@@ -4,6 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def show_target(channel: str, target: str) -> str:
+    """A target as logs and the command line show it: a group robot's key is a secret (whoever
+    has it can post to the group), so only its last 4 characters are shown."""
+    if channel == "webhook":
+        return f"webhook:…{target[-4:] if len(target) > 4 else ''}"
+    return f"{channel}:{target}"
+
+
 @dataclass(frozen=True)
 class Target:
     """Where an outbound message goes: a user (app), an app chat, or a group robot."""
@@ -12,7 +20,7 @@ class Target:
     id: str
 
     def __str__(self) -> str:
-        return f"{self.channel}:{self.id}"
+        return show_target(self.channel, self.id)
 
 
 @dataclass

@@ -413,6 +413,16 @@ def outbox_rows(s: Session, statuses: tuple[str, ...]) -> list[Outbox]:
     return list(s.exec(select(Outbox).where(col(Outbox.status).in_(statuses)).order_by(Outbox.id)))
 
 
+def retry_failed_outbox(s: Session, ids: list[int] | None) -> int:
+    """Put failed messages (all, or those with these ids) back to pending, due now, with their
+    attempts reset. Returns how many."""
+    q = update(Outbox).where(Outbox.status == "failed")
+    if ids is not None:
+        q = q.where(col(Outbox.id).in_(ids))
+    q = q.values(status="pending", attempts=0, next_attempt_at=None, lease_until=None)
+    return s.exec(q).rowcount  # type: ignore[call-overload]
+
+
 def outbox_counts(s: Session) -> dict[str, int]:
     return dict(s.exec(select(Outbox.status, func.count()).group_by(Outbox.status)).all())
 

@@ -68,6 +68,22 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+def check_database(engine: Engine) -> str | None:
+    """None if the database answers a query; else a short reason. A SQLite file deleted under a
+    running server still answers through the connections that have it open (and takes writes that
+    are lost with it), so the file must also still be where the URL says."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        return "database file missing"
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1 FROM alembic_version")
+    except Exception as exc:  # unreachable, dropped, unreadable, ...
+        return f"database error: {type(exc).__name__}"
+    return None
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A write transaction: committed when the block ends, rolled back on any exception."""

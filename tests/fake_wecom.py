@@ -7,6 +7,8 @@ Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
     fake.fail("webhook/send", delay=3.0)          # a slow answer
+    fake.fail("gettoken", errcode=-1)             # gettoken itself busy (also http=, delay=)
+    fake.fail("message/send", errcode=42001, times=2)  # the fresh token rejected again
     fake.expire_token()                           # the current token answers 42001 from now on
     fake.freeze_after(10)                         # after 10 deliveries, hold every send until release()
 """
@@ -168,6 +170,13 @@ class FakeWeCom:
                                             "targets": len({d.target for d in self.state.deliveries}),
                                             "rejected": getattr(self.state, "rejected", 0)})
         if path == "gettoken":
+            fault = self._take_fault(path)
+            if fault and fault.delay:
+                time.sleep(fault.delay)
+            if fault and fault.http:
+                return self._reply(h, fault.http, "<html>server error</html>")
+            if fault and fault.errcode:
+                return self._reply(h, 200, {"errcode": fault.errcode, "errmsg": "injected"})
             if query.get("corpid") != self.corp_id or query.get("corpsecret") != self.secret:
                 return self._reply(h, 200, {"errcode": 40001, "errmsg": "invalid credential"})
             with self.lock:

@@ -190,3 +190,82 @@ def test_rosters_databases_and_exports_are_not_committed():
     ignored = subprocess.run(["git", "check-ignore", "-z", "--stdin", "--no-index"], input="\0".join(names) + "\0",
                              cwd=ROOT, capture_output=True, text=True)
     assert ignored.stdout.split("\0")[:-1] == names
+
+
+def _fake_config(tmp_path, fake, max_attempts=1000):
+    (tmp_path / "config.toml").write_text(f"""
+[wecom]
+corp_id = "wwfakecorp"
+secret = "fakesecret"
+token = "t"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+api_base = "{fake.base}"
+timeout_seconds = 1.0
+[sender]
+backoff_seconds = 0.05
+backoff_max_seconds = 0.1
+max_attempts = {max_attempts}
+poll_seconds = 0.05
+[database]
+url = "sqlite:///{tmp_path / 'duban.db'}"
+""")
+
+
+def test_a_failed_message_is_retried_by_hand_and_the_cli_says_what_happens_next(tmp_path, fake):
+    from bot.app import Application
+    from bot.cli import _worker
+    from bot.clock import SystemClock
+    from bot.config import load_config
+
+    fake.fail("appchat/send", errcode=40003)  # WeCom refuses it: the message fails at once
+    _fake_config(tmp_path, fake)
+    duban("template", "r.xlsx", cwd=tmp_path)
+    duban("import", "r.xlsx", cwd=tmp_path)
+    result = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", "--timeout", "2", cwd=tmp_path)
+    assert result.returncode == 1 and "未送达" in result.stderr
+    assert "duban serve 重试" not in result.stderr  # failed messages are not retried by serve
+    assert "duban outbox retry --id 1" in result.stderr
+    listing = duban("outbox", cwd=tmp_path).stdout
+    assert "[failed]" in listing and "40003" in listing and "duban outbox retry --id 1" in listing
+
+    missing = duban("outbox", "retry", "--id", "99", cwd=tmp_path)
+    assert missing.returncode == 1 and "#99 不存在或不是失败状态" in missing.stdout
+    neither = duban("outbox", "retry", cwd=tmp_path)
+    assert neither.returncode == 2 and "--id" in neither.stderr
+    retried = duban("outbox", "retry", "--id", "1", cwd=tmp_path)
+    assert retried.returncode == 0 and "已将 1 条失败的消息放回待发送" in retried.stdout
+    listing = duban("outbox", cwd=tmp_path).stdout
+    assert "[pending]" in listing and "尝试0次" in listing and "duban serve" in listing
+    assert "retry --id 1" not in listing
+    assert "没有失败的消息" in duban("outbox", "retry", "--all", cwd=tmp_path).stdout
+
+    # what `duban serve` does next: its sender delivers the message
+    app = Application(load_config(str(tmp_path / "config.toml")), clock=SystemClock())
+    worker = _worker(app)
+    worker.drain(10)
+    worker.stop()
+    app.engine.dispose()
+    assert len(fake.deliveries("appchat/send")) == 1
+    assert "已发送 1" in duban("outbox", "--all", cwd=tmp_path).stdout
+
+
+def test_verbose_logging_never_shows_the_secret_tokens_or_robot_keys(tmp_path, fake):
+    fake.fail("webhook/send", http=500)
+    _fake_config(tmp_path, fake)
+    duban("template", "r.xlsx", cwd=tmp_path)
+    duban("import", "r.xlsx", cwd=tmp_path)
+    # the example unit speaks through a group robot here, and the broadcast goes to another one
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "duban.db") as db:
+        db.execute("UPDATE unit SET chat_id = '', webhook_key = 'robot-key-0001'")
+    with open(tmp_path / "config.toml", "a") as f:
+        f.write('[broadcast]\nwebhook_key = "robot-key-0002"\n')
+    fake.expire_token()
+    result = duban("-v", "jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert fake.counts_by_target() == {"robot:robot-key-0001": 1}
+    everything = result.stdout + result.stderr + duban("outbox", "--all", cwd=tmp_path).stdout
+    assert "webhook:…0001: HTTP 500" in everything
+    for secret in ("fakesecret", "robot-key-0001", "robot-key-0002", "tok-", "access_token="):
+        assert secret not in everything

@@ -218,3 +218,159 @@ def test_two_replicas_sending_from_one_postgres_deliver_each_message_once(pg_url
     assert {r.status for r in outbox(apps[0])} == {"sent"}
     for a in apps:
         a.engine.dispose()
+
+
+# ---------------------------------------------------------------- secrets stay out of everything written
+
+SECRET = "fakesecret"
+
+
+def assert_no_secrets(text: str, keys=("key-xx",)) -> None:
+    assert SECRET not in text
+    assert "tok-" not in text and "access_token=" not in text  # the fake's tokens are tok-1, tok-2, ...
+    for key in keys:
+        assert key not in text
+
+
+def test_secrets_stay_out_of_logs_outbox_and_cli_when_the_api_is_unreachable(db_url, caplog, capsys):
+    import logging
+
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.clock import SystemClock
+    from serving import free_port
+
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app = Application(make_config(db_url, api_base=closed), clock=SystemClock())
+    app.migrate()
+    seed(app)
+    caplog.set_level(logging.DEBUG)
+    push(app, Target("app", "li"), key="a")
+    push(app, Target("webhook", "key-xx"), key="b")
+    worker = _worker(app)
+    try:
+        result = worker.run_once()
+    finally:
+        worker.stop()
+    assert result.retried == 2
+    rows = outbox(app)
+    assert all(r.status == "pending" and "ConnectionError" in r.last_error for r in rows)
+    assert any("gettoken" in r.last_error for r in rows)  # what failed is still named
+    for r in rows:
+        assert_no_secrets(r.last_error)
+    assert "webhook:…y-xx" in caplog.text  # a robot key is shown by its last 4 characters
+    assert_no_secrets(caplog.text)
+    config = app.config.model_dump(mode="json")
+    app.engine.dispose()
+    listing = CliRunner().invoke(main, ["outbox", "--config", _write_config(config)])
+    assert listing.exit_code == 0, listing.output
+    assert "webhook:…y-xx" in listing.output and "ConnectionError" in listing.output
+    assert_no_secrets(listing.output)
+
+
+def _write_config(config: dict) -> str:
+    import tempfile
+
+    lines = []
+    for section in ("wecom", "database", "sender"):
+        lines.append(f"[{section}]")
+        for k, v in config[section].items():
+            lines.append(f"{k} = {json.dumps(v)}")
+    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    f.write("\n".join(lines) + "\n")
+    f.close()
+    return f.name
+
+
+def test_secrets_and_tokens_stay_out_of_debug_logs_while_sending(wired, caplog):
+    import logging
+
+    app, worker, fake = wired
+    caplog.set_level(logging.DEBUG)
+    push(app, Target("app", "li"), key="a")
+    worker.drain(5)
+    fake.expire_token()
+    fake.fail("webhook/send", http=500)
+    fake.fail("appchat/send", errcode=40003)
+    push(app, Target("app", "zhang"), key="b")
+    push(app, Target("webhook", "key-xx"), key="c")
+    push(app, Target("appchat", "chat-jd"), key="d")
+    worker.drain(10)
+    assert fake.counts_by_target() == {"user:li": 1, "user:zhang": 1, "robot:key-xx": 1}
+    assert fake.state.token_requests == 2
+    assert "webhook:…y-xx" in caplog.text and "40003" in caplog.text
+    assert_no_secrets(caplog.text)
+    assert_no_secrets(" ".join(r.last_error for r in outbox(app)))
+
+
+# ---------------------------------------------------------------- tokens: refreshed, shared, retried
+
+
+@pytest.mark.parametrize("code", [40014, 42001, 42009, 41001])
+def test_a_token_rejected_twice_in_a_row_is_refreshed_again_and_the_message_sent(wired, code):
+    app, worker, fake = wired
+    fake.fail("message/send", errcode=code, times=2)
+    push(app, Target("app", "li"), key="a")
+    worker.drain(10)
+    assert fake.counts_by_target() == {"user:li": 1}
+    assert outbox(app)[0].status == "sent"
+
+
+def test_a_token_rejected_again_and_again_keeps_the_message_for_a_later_try(wired):
+    app, worker, fake = wired
+    fake.fail("message/send", errcode=42001, times=10)
+    push(app, Target("app", "li"), key="a")
+    result = worker.run_once()
+    assert result.retried == 1 and result.failed == 0
+    assert outbox(app)[0].status == "pending"
+    worker.drain(10)
+    assert fake.counts_by_target() == {"user:li": 1}
+
+
+@pytest.mark.parametrize("fault", [dict(errcode=-1), dict(errcode=45009), dict(http=500), dict(http=503, times=2),
+                                   dict(delay=1.5)])
+def test_gettoken_busy_rate_limited_or_down_is_retried_with_backoff(wired, fault):
+    app, worker, fake = wired
+    fake.fail("gettoken", **fault)
+    push(app, Target("app", "li"), key="a")
+    first = worker.run_once()
+    assert first.retried == 1 and first.failed == 0 and not fake.deliveries()
+    row = outbox(app)[0]
+    assert row.status == "pending" and "gettoken" in row.last_error
+    worker.drain(10)
+    assert fake.counts_by_target() == {"user:li": 1}
+    assert outbox(app)[0].status == "sent"
+
+
+def test_a_wrong_secret_fails_the_message_and_says_why(db_url, fake):
+    from bot.clock import SystemClock
+
+    app = Application(make_config(db_url, api_base=fake.base, wecom={"secret": "wrong-secret"}), clock=SystemClock())
+    app.migrate()
+    seed(app)
+    push(app, Target("app", "li"), key="a")
+    worker = _worker(app)
+    worker.drain(5)
+    worker.stop()
+    (row,) = outbox(app)
+    assert row.status == "failed" and "gettoken" in row.last_error and "40001" in row.last_error
+    assert "wrong-secret" not in row.last_error
+    app.engine.dispose()
+
+
+def test_concurrent_senders_fetch_and_refresh_the_token_once(wired):
+    app, worker, fake = wired
+    fake.state.latency = 0.05  # the eight sending threads overlap
+    users = ["admin", "zhang", "li", "wang", "zhao", "sun"]
+    for i in range(16):
+        push(app, Target("app", f"{users[i % 6]}{i}"), key=f"first{i}")
+    worker.run_once()
+    assert fake.state.token_requests == 1
+    fake.expire_token()
+    for i in range(16):
+        push(app, Target("app", f"{users[i % 6]}-b{i}"), key=f"second{i}")
+    worker.run_once()
+    assert fake.state.token_requests == 2
+    assert len(fake.deliveries("message/send")) == 32
+    assert {r.status for r in outbox(app)} == {"sent"}

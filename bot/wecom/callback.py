@@ -17,6 +17,8 @@ import secrets
 from contextlib import asynccontextmanager
 from xml.parsers.expat import ExpatError
 
+import anyio
+import anyio.to_thread
 import xmltodict
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,7 +32,9 @@ from wechatpy.exceptions import InvalidSignatureException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.app import Application
+from bot.wecom.sender import OutboxWorker
 from bot.writer import MessageWriter
+from db.session import check_database
 
 log = logging.getLogger("duban.wire")
 
@@ -182,15 +186,37 @@ def server_options(header_timeout: float = HEADER_TIMEOUT) -> dict:
     return {"http": protocol, "limit_concurrency": MAX_CONNECTIONS}
 
 
-async def healthz(_: Request) -> Response:
-    return PlainTextResponse("ok")
+HEALTH_TIMEOUT = 5.0  # seconds the database gets to answer /healthz's query
 
 
-def build_asgi(app: Application, body_timeout: float = BODY_TIMEOUT) -> Starlette:
-    """The callback server: WeCom's callback path and /healthz."""
+def health_problem(app: Application, worker: OutboxWorker | None) -> str | None:
+    """What makes this server unusable now, in a few words; None when it is fine."""
+    problem = check_database(app.engine)
+    if problem:
+        return problem
+    stalled = worker.stalled_for() if worker is not None else None
+    if stalled is not None and stalled > app.config.sender.stuck_seconds:
+        return f"sender stuck: no send finished for {stalled:.0f} s"
+    return None
+
+
+def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeout: float = BODY_TIMEOUT) -> Starlette:
+    """The callback server: WeCom's callback path and /healthz (which also watches `worker`,
+    the outbox sender running in this process, if given)."""
     writer = MessageWriter(app)
     cb = Callback(app, writer, body_timeout)
     path = app.config.server.callback_path
+
+    async def healthz(_: Request) -> Response:
+        # off the event loop: a hung database must not stop the server answering
+        try:
+            with anyio.fail_after(HEALTH_TIMEOUT):
+                problem = await anyio.to_thread.run_sync(health_problem, app, worker, abandon_on_cancel=True)
+        except TimeoutError:
+            problem = f"database did not answer within {HEALTH_TIMEOUT:.0f} s"
+        if problem:
+            return PlainTextResponse(problem, status_code=503)
+        return PlainTextResponse("ok")
 
     @asynccontextmanager
     async def lifespan(_):

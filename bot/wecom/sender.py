@@ -5,6 +5,8 @@ UPDATE, safe across replicas), sends it, and marks it sent; a crash leaves the r
 a lease that runs out, after which another pass sends it. Messages to the same target go out in
 outbox order, one at a time; different targets are sent in parallel.
 
+The WeCom API client itself is in bot/wecom/api.py.
+
 WeCom side: app messages go out with WeCom's own duplicate check (enable_duplicate_check), so a
 message whose send was cut off after WeCom accepted it is not shown twice when it is retried.
 """
@@ -21,134 +23,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Protocol
 
-import requests
 from sqlmodel import Session
-from wechatpy.enterprise.client import WeChatClient
-from wechatpy.exceptions import WeChatClientException
 
-from bot.config import SenderConfig, WeComConfig
+from bot.config import SenderConfig
+from bot.reply import show_target
+from bot.wecom.api import SendError
 from db import queries
 from db.models import Outbox
 from db.session import session_scope
 
 log = logging.getLogger("duban.sender")
 
-TOKEN_ERRORS = {40001, 40014, 42001}
-RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}
-
-
-RATE_LIMITED = {45009, 45033}
-
-
-class SendError(Exception):
-    def __init__(self, message: str, retryable: bool, rate_limited: bool = False):
-        super().__init__(message)
-        self.retryable = retryable
-        self.rate_limited = rate_limited  # WeCom said "too many": try again soon, not exponentially later
-
 
 class Transport(Protocol):
     def send(self, row: Outbox, attachment: bytes | None) -> None: ...
-
-
-class DubanWeChatClient(WeChatClient):
-    """wechatpy's enterprise client pointed at a configurable API base, with timeouts everywhere."""
-
-    def __init__(self, cfg: WeComConfig):
-        super().__init__(cfg.corp_id, cfg.secret, timeout=cfg.timeout_seconds, auto_retry=False)
-        self.API_BASE_URL = f"{cfg.api_base}/cgi-bin/"
-        self._api_base = cfg.api_base
-
-    def fetch_access_token(self):
-        res = self._http.get(
-            f"{self._api_base}/cgi-bin/gettoken",
-            params={"corpid": self.corp_id, "corpsecret": self.secret},
-            timeout=self.timeout,
-        )
-        if res.status_code >= 400:
-            raise SendError(f"gettoken HTTP {res.status_code}", retryable=True)
-        result = res.json()
-        if result.get("errcode", 0) != 0:
-            raise SendError(f"gettoken errcode {result.get('errcode')}: {result.get('errmsg')}", retryable=False)
-        expires_in = int(result.get("expires_in", 7200))
-        self.session.set(self.access_token_key, result["access_token"], expires_in)
-        self.expires_at = int(time.time()) + expires_in
-        return result
-
-
-class WeComTransport:
-    """message/send and appchat/send through wechatpy; group robots through plain HTTP."""
-
-    def __init__(self, cfg: WeComConfig):
-        self.cfg = cfg
-        self.client = DubanWeChatClient(cfg)
-        self.http = requests.Session()
-        self._token_lock = threading.Lock()
-
-    # -- API calls with one token refresh
-    def _api(self, call: Callable[[], dict]) -> dict:
-        for attempt in (1, 2):
-            try:
-                return call()
-            except WeChatClientException as exc:
-                code = exc.errcode
-                if code in TOKEN_ERRORS and attempt == 1:
-                    with self._token_lock:
-                        self.client.fetch_access_token()
-                    continue
-                if code is None:
-                    status = getattr(exc.response, "status_code", None)
-                    raise SendError(f"HTTP {status}", retryable=True) from None
-                raise SendError(f"errcode {code}: {exc.errmsg}", retryable=code in RETRYABLE_ERRORS,
-                                rate_limited=code in RATE_LIMITED) from None
-            except requests.RequestException as exc:
-                raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from None
-        raise SendError("access token rejected twice", retryable=True)
-
-    def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
-        try:
-            res = self.http.post(f"{self.cfg.api_base}/cgi-bin/webhook/{path}", params={"key": key, **(params or {})},
-                                 timeout=self.cfg.timeout_seconds, **kwargs)
-        except requests.RequestException as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}", retryable=True) from None
-        if res.status_code >= 500 or res.status_code == 429:
-            raise SendError(f"HTTP {res.status_code}", retryable=True)
-        try:
-            result = res.json()
-        except ValueError:
-            raise SendError(f"HTTP {res.status_code}: not JSON", retryable=res.status_code >= 500) from None
-        code = result.get("errcode", 0)
-        if code != 0:
-            raise SendError(f"errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS,
-                            rate_limited=code in RATE_LIMITED)
-        return result
-
-    def send(self, row: Outbox, attachment: bytes | None) -> None:
-        payload = json.loads(row.payload)
-        msgtype = row.msgtype
-        if msgtype == "file":
-            payload = {"media_id": self._upload(row, attachment)}
-        if row.channel == "webhook":
-            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
-        elif row.channel == "appchat":
-            data = {"chatid": row.target, "msgtype": msgtype, msgtype: payload, "safe": 0}
-            self._api(lambda: self.client.post("appchat/send", data=data))
-        elif row.channel == "app":
-            msg = {"msgtype": msgtype, msgtype: payload, "enable_duplicate_check": 1,
-                   "duplicate_check_interval": 1800}
-            self._api(lambda: self.client.message.send(self.cfg.agent_id, row.target, msg=msg))
-        else:
-            raise SendError(f"unknown channel {row.channel}", retryable=False)
-
-    def _upload(self, row: Outbox, data: bytes | None) -> str:
-        if data is None:
-            raise SendError("file message without content", retryable=False)
-        files = {"media": (row.filename or "file.xlsx", data)}
-        if row.channel == "webhook":
-            result = self._webhook("upload_media", row.target, params={"type": "file"}, files=files)
-        else:
-            result = self._api(lambda: self.client.post("media/upload", params={"type": "file"}, files=files))
-        return result["media_id"]
 
 
 class ConsoleTransport:
@@ -163,10 +51,10 @@ class ConsoleTransport:
             self.files_dir.mkdir(parents=True, exist_ok=True)
             path = self.files_dir / (row.filename or f"outbox-{row.id}.xlsx")
             path.write_bytes(attachment or b"")
-            self.out(f"[推送 → {row.channel}:{row.target}] 文件 {path}")
+            self.out(f"[推送 → {show_target(row.channel, row.target)}] 文件 {path}")
             return
         content = json.loads(row.payload).get("content", "")
-        self.out(f"[推送 → {row.channel}:{row.target}]\n{content}\n")
+        self.out(f"[推送 → {show_target(row.channel, row.target)}]\n{content}\n")
 
 
 class RateLimiter:
@@ -215,6 +103,7 @@ class OutboxWorker:
         self.file_source = file_source  # builds a file message's bytes at send time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._progress = time.monotonic()  # when a pass or a send last finished (any outcome)
 
     def backoff(self, attempts: int) -> timedelta:
         return timedelta(seconds=min(self.cfg.backoff_seconds * 2 ** (attempts - 1), self.cfg.backoff_max_seconds))
@@ -236,9 +125,20 @@ class OutboxWorker:
     def _send_target(self, rows: list[Outbox]) -> PassResult:
         result = PassResult()  # one per thread; run_once adds them up
         for row in rows:
-            if not self._send_one(row, result):
+            sent = self._send_one(row, result)
+            self._progress = time.monotonic()
+            if not sent:
                 break  # keep this target's order: later messages wait for this one
         return result
+
+    def stalled_for(self) -> float | None:
+        """Seconds since the running background loop last finished a pass or a send; None when
+        it is not running (not started, or stopped); infinite if its thread died."""
+        if self._thread is None or self._stop.is_set():
+            return None
+        if not self._thread.is_alive():
+            return float("inf")
+        return time.monotonic() - self._progress
 
     def _send_one(self, row: Outbox, result: PassResult) -> bool:
         now = self.clock.now()
@@ -299,8 +199,8 @@ class OutboxWorker:
                 obj.status = "failed"
                 result.failed += 1
             s.add(obj)
-        log.log(logging.INFO if rate_limited else logging.WARNING, "outbox %s to %s:%s: %s",
-                row.id, row.channel, row.target, error)
+        log.log(logging.INFO if rate_limited else logging.WARNING, "outbox %s to %s: %s",
+                row.id, show_target(row.channel, row.target), error)
 
     def drain(self, timeout: float) -> PassResult:
         """Send until nothing is due or pending, or until `timeout` seconds pass (real time)."""
@@ -317,6 +217,7 @@ class OutboxWorker:
 
     # -- background loop for `serve`
     def start(self) -> None:
+        self._progress = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="outbox-worker", daemon=True)
         self._thread.start()
 
@@ -324,6 +225,7 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 r = self.run_once()
+                self._progress = time.monotonic()
                 busy = r.sent or r.retried
             except Exception:
                 log.exception("outbox pass failed")

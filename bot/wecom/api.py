@@ -1,0 +1,185 @@
+"""The WeCom API client: app messages, app chats and group robots, with one shared access token.
+
+What this module writes (SendError texts, log lines) never holds the corp secret, an access token
+or a whole robot key: request errors are described by their class, host and path (the query string,
+where all three travel, is left out), and robot keys are shown by their last 4 characters.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+from urllib.parse import urlsplit
+
+import requests
+from wechatpy.enterprise.client import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from bot.config import WeComConfig
+from db.models import Outbox
+
+# urllib3 logs every request line, query string included (corpsecret, access_token, robot key), at
+# DEBUG: keep it at WARNING even when the rest of the bot logs at DEBUG (`duban -v`).
+logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+TOKEN_ERRORS = {40001, 40014, 41001, 42001, 42009}  # the token is missing, invalid or expired: refresh it
+RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}  # busy or rate limited: try again later
+RATE_LIMITED = {45009, 45033}
+TOKEN_TRIES = 3  # a send whose fresh token is rejected too is tried again later, not failed
+
+
+class SendError(Exception):
+    def __init__(self, message: str, retryable: bool, rate_limited: bool = False):
+        super().__init__(message)
+        self.retryable = retryable
+        self.rate_limited = rate_limited  # WeCom said "too many": try again soon, not exponentially later
+
+
+def describe_request_error(exc: requests.RequestException, url: str = "") -> str:
+    """`ReadTimeout: 127.0.0.1:8080/cgi-bin/gettoken`: requests' own text carries the whole URL."""
+    request = getattr(exc, "request", None)
+    parts = urlsplit(getattr(request, "url", None) or url)
+    return f"{type(exc).__name__}: {parts.netloc}{parts.path}"
+
+
+class DubanWeChatClient(WeChatClient):
+    """wechatpy's enterprise client pointed at a configurable API base, with timeouts everywhere,
+    and one token for all sending threads: fetched once, refreshed once however many threads saw
+    it rejected."""
+
+    def __init__(self, cfg: WeComConfig):
+        super().__init__(cfg.corp_id, cfg.secret, timeout=cfg.timeout_seconds, auto_retry=False)
+        self.API_BASE_URL = f"{cfg.api_base}/cgi-bin/"
+        self._api_base = cfg.api_base
+        self._token_lock = threading.Lock()
+        self._used = threading.local()  # the token this thread's last request carried
+
+    def _cached_token(self) -> str | None:
+        token = self.session.get(self.access_token_key)
+        if token and self.expires_at and self.expires_at - time.time() > 60:
+            return token
+        return None
+
+    @property
+    def access_token(self) -> str:
+        token = self._cached_token()
+        if token is None:
+            with self._token_lock:  # one thread fetches; the others wait for its token
+                token = self._cached_token()
+                if token is None:
+                    self.fetch_access_token()
+                    token = self.session.get(self.access_token_key)
+        return token
+
+    def refresh_token(self) -> None:
+        """The token this thread sent was rejected: fetch a new one, unless another thread
+        already has since this thread's request took its token."""
+        rejected = getattr(self._used, "token", None)
+        with self._token_lock:
+            if self.session.get(self.access_token_key) == rejected:
+                self.fetch_access_token()
+
+    def _request(self, method, url_or_endpoint, **kwargs):
+        params = kwargs.setdefault("params", {})
+        if isinstance(params, dict) and "access_token" not in params:
+            params["access_token"] = self.access_token
+        self._used.token = params.get("access_token") if isinstance(params, dict) else None
+        return super()._request(method, url_or_endpoint, **kwargs)
+
+    def fetch_access_token(self):
+        url = f"{self._api_base}/cgi-bin/gettoken"
+        try:
+            res = self._http.get(url, params={"corpid": self.corp_id, "corpsecret": self.secret},
+                                 timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise SendError(f"gettoken {describe_request_error(exc, url)}", retryable=True) from None
+        if res.status_code >= 400:
+            raise SendError(f"gettoken HTTP {res.status_code}", retryable=True)
+        try:
+            result = res.json()
+        except ValueError:
+            raise SendError(f"gettoken HTTP {res.status_code}: not JSON", retryable=True) from None
+        code = result.get("errcode", 0)
+        if code != 0:
+            # -1 (busy) and the rate limits pass; a wrong corp id or secret does not
+            raise SendError(f"gettoken errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS)
+        expires_in = int(result.get("expires_in", 7200))
+        self.session.set(self.access_token_key, result["access_token"], expires_in)
+        self.expires_at = int(time.time()) + expires_in
+        return result
+
+
+class WeComTransport:
+    """message/send and appchat/send through wechatpy; group robots through plain HTTP."""
+
+    def __init__(self, cfg: WeComConfig):
+        self.cfg = cfg
+        self.client = DubanWeChatClient(cfg)
+        self.http = requests.Session()
+
+    # -- API calls; a rejected token is refreshed and the call made again
+    def _api(self, call: Callable[[], dict]) -> dict:
+        for _ in range(TOKEN_TRIES):
+            try:
+                return call()
+            except WeChatClientException as exc:
+                code = exc.errcode
+                if code in TOKEN_ERRORS:
+                    self.client.refresh_token()
+                    continue
+                if code is None:
+                    status = getattr(exc.response, "status_code", None)
+                    raise SendError(f"HTTP {status}", retryable=True) from None
+                raise SendError(f"errcode {code}: {exc.errmsg}", retryable=code in RETRYABLE_ERRORS,
+                                rate_limited=code in RATE_LIMITED) from None
+            except requests.RequestException as exc:
+                raise SendError(describe_request_error(exc), retryable=True) from None
+        raise SendError(f"access token rejected {TOKEN_TRIES} times", retryable=True)
+
+    def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
+        url = f"{self.cfg.api_base}/cgi-bin/webhook/{path}"
+        try:
+            res = self.http.post(url, params={"key": key, **(params or {})}, timeout=self.cfg.timeout_seconds,
+                                 **kwargs)
+        except requests.RequestException as exc:
+            raise SendError(describe_request_error(exc, url), retryable=True) from None
+        if res.status_code >= 500 or res.status_code == 429:
+            raise SendError(f"HTTP {res.status_code}", retryable=True)
+        try:
+            result = res.json()
+        except ValueError:
+            raise SendError(f"HTTP {res.status_code}: not JSON", retryable=res.status_code >= 500) from None
+        code = result.get("errcode", 0)
+        if code != 0:
+            raise SendError(f"errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS,
+                            rate_limited=code in RATE_LIMITED)
+        return result
+
+    def send(self, row: Outbox, attachment: bytes | None) -> None:
+        payload = json.loads(row.payload)
+        msgtype = row.msgtype
+        if msgtype == "file":
+            payload = {"media_id": self._upload(row, attachment)}
+        if row.channel == "webhook":
+            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
+        elif row.channel == "appchat":
+            data = {"chatid": row.target, "msgtype": msgtype, msgtype: payload, "safe": 0}
+            self._api(lambda: self.client.post("appchat/send", data=data))
+        elif row.channel == "app":
+            msg = {"msgtype": msgtype, msgtype: payload, "enable_duplicate_check": 1,
+                   "duplicate_check_interval": 1800}
+            self._api(lambda: self.client.message.send(self.cfg.agent_id, row.target, msg=msg))
+        else:
+            raise SendError(f"unknown channel {row.channel}", retryable=False)
+
+    def _upload(self, row: Outbox, data: bytes | None) -> str:
+        if data is None:
+            raise SendError("file message without content", retryable=False)
+        files = {"media": (row.filename or "file.xlsx", data)}
+        if row.channel == "webhook":
+            result = self._webhook("upload_media", row.target, params={"type": "file"}, files=files)
+        else:
+            result = self._api(lambda: self.client.post("media/upload", params={"type": "file"}, files=files))
+        return result["media_id"]
