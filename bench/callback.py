@@ -1,50 +1,53 @@
-"""Callback latency and throughput: concurrent clients on 127.0.0.1 post encrypted `汇报` messages
-to `duban serve` (SQLite, then PostgreSQL) and, in the same run, to a baseline server on the same
-HTTP stack that only verifies, decrypts and answers a fixed encrypted reply.
+"""Callback throughput and latency of three servers side by side, on the same HTTP stack (uvicorn +
+Starlette) and the same database, as keep-alive clients on 127.0.0.1 post encrypted `汇报` messages:
 
-    python bench/callback.py [--levels 1,16,64] [--requests 2000] [--rounds 3] [--db sqlite,postgres]
+  baseline  the limit: verify, decrypt, a fixed encrypted reply, no database (bench/baseline_server.py)
+  peer      the least a durable bot does, written the usual way: the same, plus one SQLAlchemy INSERT
+            and one commit a message in Starlette's thread pool (bench/peer_server.py)
+  duban     `duban serve` on a generated organisation of 200 units
 
-Prints requests per second (median of the rounds), p50/p99 latency (over all rounds' requests) and
-the server's CPU time a request (on PostgreSQL, the database server's too), per concurrency level,
-and duban ÷ baseline. The two servers run side by side and take turns, round by round, so drift in
-the machine's speed moves both. For the highest level it also prints the CPU a request costs on
-this machine in all (server, writer process, database, and this load generator), and the
-throughput that would take every core the machine has.
-Targets: p99 under 50 ms at 64 clients; at least half the baseline's throughput.
+    python bench/callback.py [--levels 1,16,64] [--requests 2000] [--rounds 3] [--db sqlite,postgres] [--quick]
+
+The servers take turns round by round, so drift in the machine's speed moves all three. For each
+database and number of clients it prints requests per second (median of the rounds), p50/p99
+latency (over all rounds' requests), the server process's CPU time a request (on PostgreSQL, the
+database server's too) and errors; at the end, the figures the floors are judged by: duban ÷ peer
+throughput at 64 clients (at least ×1.0 on SQLite, ×0.5 on PostgreSQL), duban's p99 at 64 clients
+(under 100 ms on SQLite, 250 ms on PostgreSQL) and duban's p50 at 1 client (under 5 ms).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
-
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving import child_pids, free_port, proc_stat, wait_healthy  # noqa: E402
+from serving import free_port, wait_healthy  # noqa: E402
 from wecom_client import AES_KEY, CORP_ID, TOKEN, WeComSide, text_xml  # noqa: E402
 
 UNITS = 200
-
-
-def start(cmd: list[str], port: int, cwd: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not wait_healthy(port, proc, timeout=30):
-        proc.kill()
-        raise RuntimeError("server did not start: " + proc.stderr.read().decode())
-    return proc
+SCRATCH_PG = "duban_bench_cb"
+TICK = os.sysconf("SC_CLK_TCK")
+# The floors duban is judged by, per database: (duban ÷ peer throughput at 64 clients at least,
+# duban p99 at 64 clients under this many ms); and duban's p50 at 1 client under P50_FLOOR_MS.
+FLOORS = {"sqlite": (1.0, 100), "postgres": (0.5, 250)}
+P50_FLOOR_MS = 5
 
 
 def prepare_db(kind: str, work: Path) -> str:
+    """A fresh database with duban's schema and a generated organisation; its SQLAlchemy URL."""
     from bot.app import Application
     from bot.config import Config
     from orggen import generate
@@ -54,22 +57,26 @@ def prepare_db(kind: str, work: Path) -> str:
             p.unlink()
         url = f"sqlite:///{work / 'callback.db'}"
     else:
-        from sqlalchemy import create_engine, text
-
-        base = os.environ.get("DUBAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-        admin = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text('DROP DATABASE IF EXISTS "duban_bench_cb" WITH (FORCE)'))
-            c.execute(text('CREATE DATABASE "duban_bench_cb"'))
-        url = base.rsplit("/", 1)[0] + "/duban_bench_cb"
+        url = postgres_admin(f'DROP DATABASE IF EXISTS "{SCRATCH_PG}" WITH (FORCE)', f'CREATE DATABASE "{SCRATCH_PG}"')
     app = Application(Config.model_validate({"database": {"url": url}}))
     app.migrate()
     generate(app, UNITS)
     app.engine.dispose()
-    return url
+    return app.config.database.url  # postgresql+psycopg://...
 
 
-def write_config(path: Path, url: str, port: int, writer_process: bool = True) -> None:
+def postgres_admin(*statements: str) -> str:
+    """Run statements on the PostgreSQL server outside a transaction; the scratch database's URL."""
+    import psycopg
+
+    base = os.environ.get("DUBAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    with psycopg.connect(base, autocommit=True) as conn:
+        for sql in statements:
+            conn.execute(sql)
+    return base.rsplit("/", 1)[0] + "/" + SCRATCH_PG
+
+
+def write_config(path: Path, url: str) -> None:
     jobs = "".join(f"[schedule.jobs.{n}]\nenabled = false\n" for n in (
         "deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review", "annual_summary"))
     path.write_text(f"""[wecom]
@@ -78,9 +85,6 @@ secret = "unused"
 token = "{TOKEN}"
 encoding_aes_key = "{AES_KEY}"
 api_base = "http://127.0.0.1:9"
-[server]
-port = {port}
-writer_process = {str(writer_process).lower()}
 [database]
 url = "{url}"
 {jobs}""", encoding="utf-8")
@@ -99,18 +103,16 @@ def bodies(side: WeComSide, n: int, offset: int) -> list[tuple[str, dict]]:
     return out
 
 
-def raw_request(port: int, path: str, body: str, params: dict) -> bytes:
+def raw_request(port: int, body: str, params: dict) -> bytes:
     """A pre-built HTTP/1.1 request, so the load generator spends its CPU on nothing but sockets."""
-    from urllib.parse import urlencode
-
     data = body.encode()
-    return (f"POST {path}?{urlencode(params)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    return (f"POST /wecom/callback?{urlencode(params)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: text/xml\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
 
 
-async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: int):
+async def load(port: int, work: list[tuple[str, dict]], concurrency: int):
     """`concurrency` keep-alive connections, each sending its next request when the answer is in."""
-    requests = [raw_request(port, path, body, params) for body, params in work]
+    requests = [raw_request(port, body, params) for body, params in work]
     latencies: list[float] = []
     errors = 0
 
@@ -133,149 +135,151 @@ async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: 
     return time.perf_counter() - started, latencies, errors
 
 
-def cpu_seconds(proc: subprocess.Popen) -> tuple[float, float] | None:
-    """CPU time the server process and its children (duban's writer process) have used so far:
-    (server, children). Linux /proc; None elsewhere."""
-    own = proc_stat(proc.pid)
-    if own is None:
-        return None
-    children = 0
-    for pid in child_pids(proc.pid):
-        fields = proc_stat(pid)
-        if fields is not None:
-            children += int(fields[11]) + int(fields[12])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(own[11]) + int(own[12])) / tick, children / tick
+def ticks(pid: int | str) -> int:
+    """User + system CPU ticks a process (all its threads) has used so far; 0 if it is gone (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def postgres_ticks() -> dict[int, int]:
-    """CPU ticks used so far by each PostgreSQL server process on this machine (its backends, WAL
-    writer ...), by pid; empty where /proc can't tell."""
-    ticks = {}
+    """CPU ticks used so far by each PostgreSQL server process on this machine, by pid."""
+    found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            if not (entry / "cmdline").read_bytes().startswith(b"postgres"):
-                continue
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(b"postgres"):
+                found[int(entry.name)] = ticks(entry.name)
         except OSError:
             continue
-        fields = proc_stat(entry.name)
-        if fields is not None:
-            ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
-    return ticks
-
-
-def postgres_seconds(before: dict[int, int], after: dict[int, int]) -> float:
-    """PostgreSQL's CPU seconds between two postgres_ticks() readings (a backend that started
-    meanwhile counts whole; one that ended meanwhile is lost, and duban's pool keeps them open)."""
-    return sum(t - before.get(pid, 0) for pid, t in after.items()) / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 class Server:
-    """A running server under test; `measure` runs one round at one concurrency level."""
+    """A running server under test; `measure` runs one round at one number of clients."""
 
-    def __init__(self, name: str, proc: subprocess.Popen, port: int, offset: int, postgres: bool = False):
-        self.name, self.proc, self.port, self.offset = name, proc, port, offset
-        self.postgres = postgres  # also measure the PostgreSQL server's CPU
-        self.side = WeComSide(f"http://127.0.0.1:{port}")
+    def __init__(self, name: str, cmd: list[str], offset: int, postgres: bool, work: Path):
+        """Start `cmd` + [a free port] and wait until it answers /healthz."""
+        self.name, self.offset, self.postgres = name, offset, postgres
+        self.port = free_port()
+        log = work / f"callback-{name}.log"
+        with log.open("wb") as err:  # a file, not a pipe: a pipe nobody reads would stall a chatty server
+            self.proc = subprocess.Popen([*cmd, str(self.port)], cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                         stdout=subprocess.DEVNULL, stderr=err)
+        if not wait_healthy(self.port, self.proc, timeout=30):
+            self.proc.kill()
+            raise RuntimeError(f"{name} did not start: " + log.read_text(errors="replace"))
+        self.side = WeComSide(f"http://127.0.0.1:{self.port}")
         self.rounds: dict[int, list] = {}
 
     def measure(self, c: int, requests: int) -> None:
-        n = max(200, requests if c > 1 else requests // 4)
-        work = bodies(self.side, n, self.offset)  # MsgIds never repeat: duban would answer from its dedupe
-        self.offset += n
-        asyncio.run(load(self.port, "/wecom/callback", work[:50], min(c, 50)))  # warm up
-        cpu0, pg0 = cpu_seconds(self.proc), postgres_ticks() if self.postgres else {}
-        client0 = time.process_time()
-        wall, lat, errors = asyncio.run(load(self.port, "/wecom/callback", work[50:], c))
-        client = time.process_time() - client0
-        cpu1, pg1 = cpu_seconds(self.proc), postgres_ticks() if self.postgres else {}
-        cpu = None
-        if cpu0 is not None and cpu1 is not None:
-            cpu = ((cpu1[0] - cpu0[0]) / len(lat), (cpu1[1] - cpu0[1]) / len(lat),
-                   postgres_seconds(pg0, pg1) / len(lat), client / len(lat))
-        self.rounds.setdefault(c, []).append((len(lat) / wall, lat, errors, cpu))
+        n = requests if c > 1 else requests // 4
+        work = bodies(self.side, 50 + n, self.offset)  # MsgIds never repeat: duban would answer from its dedupe
+        self.offset += 50 + n
+        asyncio.run(load(self.port, work[:50], min(c, 50)))  # warm up
+        cpu0, pg0 = ticks(self.proc.pid), postgres_ticks() if self.postgres else {}
+        wall, lat, errors = asyncio.run(load(self.port, work[50:], c))
+        cpu1, pg1 = ticks(self.proc.pid), postgres_ticks() if self.postgres else {}
+        # A backend that started meanwhile counts whole; one that ended meanwhile is lost.
+        pg = sum(t - pg0.get(pid, 0) for pid, t in pg1.items())
+        self.rounds.setdefault(c, []).append((len(lat) / wall, lat, errors, (cpu1 - cpu0) / TICK / len(lat),
+                                              pg / TICK / len(lat)))
 
-    def figures(self, c: int) -> tuple:
-        """Median throughput over the rounds; p50/p99 over all their requests; errors; CPU a request."""
+    def figures(self, c: int) -> dict:
+        """Median throughput of the rounds; p50/p99 over all their requests (ms); errors; CPU µs a request."""
         rounds = self.rounds[c]
-        lat = sorted(x for r in rounds for x in r[1])
-        cpus = [r[3] for r in rounds if r[3] is not None]
-        return (statistics.median(r[0] for r in rounds), statistics.median(lat) * 1000,
-                lat[int(len(lat) * 0.99) - 1] * 1000, sum(r[2] for r in rounds),
-                tuple(statistics.median(c[k] for c in cpus) * 1e6 for k in range(4)) if cpus else None)
+        cuts = statistics.quantiles([x for r in rounds for x in r[1]], n=100)
+        return {"rps": statistics.median(r[0] for r in rounds), "p50": cuts[49] * 1000, "p99": cuts[98] * 1000,
+                "errors": sum(r[2] for r in rounds), "cpu": statistics.median(r[3] for r in rounds) * 1e6,
+                "pg": statistics.median(r[4] for r in rounds) * 1e6}
 
-    def line(self, c: int) -> str:
-        rps, p50, p99, errors, cpu = self.figures(c)
-        if cpu is None:
-            cpu_text = "CPU n/a"
-        elif cpu[1]:
-            cpu_text = f"{cpu[0]:5.0f} + {cpu[1]:.0f} µs CPU/req (server + writer process)"
-        else:
-            cpu_text = f"{cpu[0]:5.0f} µs CPU/req"
-        if cpu is not None and self.postgres:
-            cpu_text += f" + {cpu[2]:.0f} µs PostgreSQL"
-        return (f"{self.name:<18} c={c:<3} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
-                f"{cpu_text}   errors {errors}")
+    def row(self, c: int) -> str:
+        f = self.figures(c)
+        cpu = f"{f['cpu']:6.0f}" + (f" + {f['pg']:5.0f}" if self.postgres else "")
+        return f"{self.name:<9}{c:>8}{f['rps']:>9.0f}{f['p50']:>9.1f}{f['p99']:>9.1f}   {cpu:<24}{f['errors']:>6}"
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait()
 
 
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{model}, {os.cpu_count()} cores; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+
+
+def run(kind: str, levels: list[int], requests: int, rounds: int, work: Path) -> dict[str, Server]:
+    url = prepare_db(kind, work)
+    pg = kind == "postgres"
+    servers: dict[str, Server] = {}
+    try:
+        config = work / f"callback-{kind}.toml"
+        write_config(config, url)
+        py = sys.executable
+        servers["baseline"] = Server("baseline", [py, str(ROOT / "bench" / "baseline_server.py")], 0, pg, work)
+        servers["peer"] = Server("peer", [py, str(ROOT / "bench" / "peer_server.py"), url], 1_000_000, pg, work)
+        servers["duban"] = Server("duban", [py, "-m", "bot.cli", "serve", "--config", str(config), "--port"],
+                                  2_000_000, pg, work)
+        print(f"\n## {kind}\n{'server':<9}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   "
+              f"{'CPU µs/req' + (' + PostgreSQL' if pg else ''):<24}{'errors':>6}", flush=True)
+        for c in levels:
+            for _ in range(rounds):  # taking turns: a machine that speeds up or slows down moves all three
+                for server in servers.values():
+                    server.measure(c, requests)
+            for server in servers.values():
+                print(server.row(c), flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+        if pg:
+            postgres_admin(f'DROP DATABASE IF EXISTS "{SCRATCH_PG}" WITH (FORCE)')
+    return servers
+
+
+def floors(kind: str, s: dict[str, Server], levels: list[int]) -> list[str]:
+    """The lines judging duban on one database: figure, floor, met / MISSED (void if any request failed)."""
+    ratio_floor, p99_floor = FLOORS[kind]
+    duban = s["duban"].figures
+    checks = []
+    if 64 in levels:
+        ratio = duban(64)["rps"] / s["peer"].figures(64)["rps"]
+        checks.append(("duban ÷ peer throughput, 64 clients", f"×{ratio:.2f}", f"≥ ×{ratio_floor}",
+                       ratio >= ratio_floor))
+        checks.append(("duban p99, 64 clients", f"{duban(64)['p99']:.1f} ms", f"< {p99_floor} ms",
+                       duban(64)["p99"] < p99_floor))
+    if 1 in levels:
+        checks.append(("duban p50, 1 client", f"{duban(1)['p50']:.1f} ms", f"< {P50_FLOOR_MS} ms",
+                       duban(1)["p50"] < P50_FLOOR_MS))
+    errors = sum(server.figures(c)["errors"] for server in s.values() for c in levels)
+    return [f"{kind:<9} {what:<37} {value:>10}   floor {floor:<9} "
+            f"{f'void: {errors} requests failed' if errors else 'met' if ok else 'MISSED'}"
+            for what, value, floor, ok in checks]
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--levels", default="1,16,64")
-    ap.add_argument("--requests", type=int, default=2000, help="requests a round (a quarter of it at 1 client)")
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="baseline and duban take turns this many times at each level; throughput is the median")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="1,16,64", help="numbers of keep-alive clients")
+    ap.add_argument("--requests", type=int, default=2000, help="requests a server a round (a quarter at 1 client)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds the servers take turns; throughput is the median")
     ap.add_argument("--db", default="sqlite,postgres")
-    ap.add_argument("--writer-in-server", action="store_true",
-                    help="handle messages in the server process (server.writer_process = false), for comparison")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 200 requests a round, 1 round")
     args = ap.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 200, 1
     levels = [int(x) for x in args.levels.split(",")]
     work = ROOT / "bench" / "results"
     work.mkdir(parents=True, exist_ok=True)
-
+    print(f"# callback bench: {machine()}\n# {args.requests} requests a round ({args.requests // 4} at 1 client), "
+          f"{args.rounds} round(s); CPU is the server process's", flush=True)
+    verdicts = []
     for kind in args.db.split(","):
-        url = prepare_db(kind, work)
-        servers = []
-        try:
-            port = free_port()
-            servers.append(Server("baseline", start([sys.executable, str(ROOT / "bench" / "baseline_server.py"),
-                                                     str(port)], port, work), port, 0))
-            port = free_port()
-            write_config(work / f"callback-{kind}.toml", url, port, not args.writer_in_server)
-            servers.append(Server(f"duban ({kind})", start(
-                [sys.executable, "-m", "bot.cli", "serve", "--config", str(work / f"callback-{kind}.toml")],
-                port, work), port, 1_000_000, postgres=kind == "postgres"))
-            baseline, duban = servers
-            for c in levels:
-                # Taking turns, so a machine that speeds up or slows down during the run moves both.
-                for _ in range(args.rounds):
-                    for server in servers:
-                        server.measure(c, args.requests)
-                print(baseline.line(c), flush=True)
-                print(duban.line(c), flush=True)
-                rps, _, p99, _, _ = duban.figures(c)
-                ratio = rps / baseline.figures(c)[0]
-                verdict = ""
-                if c == max(levels):
-                    verdict = f"   target p99 < 50 ms: {'OK' if p99 < 50 else 'MISSED'}; ratio ≥ 0.5: " \
-                              f"{'OK' if ratio >= 0.5 else 'MISSED'}"
-                print(f"{duban.name} ÷ baseline  c={c:<3} throughput ×{ratio:.2f}{verdict}", flush=True)
-                if c == max(levels):
-                    for server in servers:
-                        cpu = server.figures(c)[4]
-                        if cpu is not None:
-                            total = sum(cpu)
-                            print(f"{server.name:<18} c={c:<3} {total:5.0f} µs CPU a request in all, with the load "
-                                  f"generator's {cpu[3]:.0f}: {os.cpu_count()} cores allow "
-                                  f"{os.cpu_count() / total * 1e6:,.0f} req/s", flush=True)
-        finally:
-            for server in servers:
-                server.stop()
+        verdicts += floors(kind, run(kind, levels, args.requests, args.rounds, work), levels)
+    print("\n## floors\n" + "\n".join(verdicts))
 
 
 if __name__ == "__main__":
