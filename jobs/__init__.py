@@ -106,13 +106,16 @@ class JobQueue:
         log.info("job %s for %s: %d messages queued", name, period, count)
         return RunResult(name, period, base, "ran", pushes, messages=count)
 
-    def fire(self, name: str) -> RunResult | None:
-        """Called by APScheduler: work out which scheduled moment this is, then run it."""
+    def due(self, name: str) -> datetime | None:
+        """The scheduled (base) moment a run of `name` fired now stands for."""
         now = self.app.clock.now().astimezone(self.tz)
         pair = self.trigger(name).last_before(now + timedelta(seconds=1))
-        if pair is None:
-            return None
-        return self.run(name, pair[0])
+        return None if pair is None else pair[0]
+
+    def fire(self, name: str) -> RunResult | None:
+        """Called by APScheduler: work out which scheduled moment this is, then run it."""
+        base = self.due(name)
+        return None if base is None else self.run(name, base)
 
     def catch_up(self) -> list[RunResult]:
         """Run what was missed while down, if within the grace period; run()'s claim skips what
@@ -124,7 +127,11 @@ class JobQueue:
             pair = self.trigger(name).last_before(now)
             if pair is None or now - pair[1] > grace:
                 continue
-            result = self.run(name, pair[0])
+            try:
+                result = self.run(name, pair[0])
+            except Exception:  # the bot starts all the same; the other jobs still catch up
+                log.exception("catching up job %s for %s failed", name, JOBS[name].period(pair[0]))
+                continue
             if result.status == "ran":
                 log.info("caught up %s scheduled for %s", name, pair[1])
                 results.append(result)
@@ -148,7 +155,8 @@ class JobQueue:
         try:
             self.fire(name)
         except Exception:
-            log.exception("job %s failed", name)
+            base = self.due(name)
+            log.exception("job %s for %s failed", name, JOBS[name].period(base) if base else "-")
 
     def shutdown(self) -> None:
         if self.scheduler is not None:
