@@ -79,18 +79,48 @@ def _moment(at: str | None, tz) -> datetime:
     return moment.replace(tzinfo=tz) if moment.tzinfo is None else moment
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(context_settings=CONTEXT, invoke_without_command=True, no_args_is_help=True)
 @_config_option
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
+@click.option("--version", "show_version", is_flag=True,
+              help="print the version and the schema revision of the code and of the database")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, verbose: bool, show_version: bool) -> None:
     """争先督办 duban: WeCom bot for monthly reporting, supervision and ranking."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    # urllib3's DEBUG lines carry whole URLs (corp secret, access tokens, robot keys): never shown
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
     ctx.ensure_object(dict)["config_path"] = config_path
+    if show_version:
+        _print_version(ctx, config_path)
+        ctx.exit()
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("Missing command.", ctx)
+
+
+def _print_version(ctx: click.Context, config_path: str | None) -> None:
+    from importlib.metadata import version
+
+    from sqlalchemy.engine import make_url
+
+    from bot.render import Renderer
+    from db.session import make_engine, schema_head, schema_revision
+
+    config = _load(ctx, config_path)
+    url = config.database.url
+    current, error = None, None
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if path is None or Path(path).exists():  # asking never creates a SQLite file
+        engine = make_engine(url)
+        try:
+            current = schema_revision(engine)
+        except Exception as exc:  # unreachable server, bad credentials, not a database
+            error = f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        finally:
+            engine.dispose()
+    click.echo(Renderer(config.schedule.tz).render(
+        "cli_version", version=version("duban"), head=schema_head(), current=current, error=error,
+        where=url.split("@")[-1]))
 
 
 @main.command()
@@ -224,6 +254,44 @@ def export(ctx: click.Context, config_path: str | None, month: str | None, outpu
     with app.session() as s:
         Path(output).write_bytes(month_workbook(s, app.config, m, now))
     click.echo(output)
+
+
+@main.command()
+@_config_option
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="overwrite PATH if it exists")
+@click.pass_context
+def backup(ctx: click.Context, config_path: str | None, path: str, force: bool) -> None:
+    """Copy the live SQLite database to PATH (safe while serve runs); for PostgreSQL, say how."""
+    from sqlalchemy.engine import make_url
+
+    from bot.render import Renderer
+    from db.session import sqlite_backup
+
+    config = _load(ctx, config_path)
+    render = Renderer(config.schedule.tz).render
+    url = make_url(config.database.url)
+    if url.get_backend_name() != "sqlite":
+        click.echo(render("cli_backup_postgres", url=url, path=path), err=True)
+        sys.exit(1)
+    source = Path(url.database or "")
+    if not source.is_file():
+        click.echo(render("cli_backup_no_database", source=source), err=True)
+        sys.exit(1)
+    target = Path(path)
+    if target.exists() and target.resolve() == source.resolve():
+        click.echo(render("cli_backup_failed", target=target, error="这是数据库本身"), err=True)
+        sys.exit(1)
+    if target.exists() and not force:
+        click.echo(render("cli_backup_exists", target=target), err=True)
+        sys.exit(1)
+    try:
+        sqlite_backup(source, target)
+    except Exception as exc:  # target directory missing or not writable, disk full, not a database
+        click.echo(render("cli_backup_failed", target=target,
+                          error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"), err=True)
+        sys.exit(1)
+    click.echo(render("cli_backup", target=target, size=target.stat().st_size))
 
 
 @main.group(invoke_without_command=True)

@@ -70,7 +70,7 @@ class MessageWriter:
             try:
                 results = self.app.handle_batch([message for message, _ in batch])
             except Exception as exc:  # handle_batch reports per message; this is a bug guard
-                log.exception("writer batch failed")
+                log.exception("writer batch of messages %s failed", " ".join(m[2] for m, _ in batch))
                 results = [exc] * len(batch)
             for (_, future), result in zip(batch, results):
                 try:

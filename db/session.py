@@ -1,7 +1,9 @@
 """Engine and sessions. One session per request or job step; migrations run at start."""
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import weakref
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -9,6 +11,8 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
@@ -25,7 +29,7 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _set_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
@@ -51,18 +55,38 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def _set_wal(cur) -> None:  # noqa: ANN001
+    """Switch to WAL. SQLite takes an exclusive lock for it without waiting on busy_timeout, so two
+    processes opening one fresh file at once (replicas starting together) retry instead of failing."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def write_lock(engine: Engine) -> threading.RLock | None:
     """The lock this process's SQLite writers queue on (None for PostgreSQL)."""
     return _WRITE_LOCKS.get(engine)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest version (versioned Alembic migrations)."""
+def _alembic_config() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest version (versioned Alembic migrations). Several processes
+    starting at once: one migrates, the others wait for it and then find the schema at head."""
+    cfg = _alembic_config()
+    # SQLite: BEGIN IMMEDIATE takes the write lock before Alembic reads the current revision.
+    with engine.execution_options(sqlite_immediate=True).begin() as conn:
         if conn.dialect.name == "postgresql":
-            # Several replicas starting at once: one migrates, the others wait.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -84,6 +108,17 @@ def check_database(engine: Engine) -> str | None:
     return None
 
 
+def schema_head() -> str:
+    """The newest schema revision this code knows."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's schema revision; None for a database never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A write transaction: committed when the block ends, rolled back on any exception."""
@@ -95,3 +130,23 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             except BaseException:
                 session.rollback()
                 raise
+
+
+def sqlite_backup(source: Path, target: Path) -> None:
+    """Copy a live SQLite database with SQLite's online backup API: one consistent snapshot, taken
+    as a reader, so writers (WAL) go on meanwhile. The copy is one self-contained file, written
+    beside `target` and renamed onto it, so a failed backup leaves no partial file."""
+    partial = target.with_name(f".{target.name}.partial")
+    src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)  # never creates `source`
+    try:
+        partial.unlink(missing_ok=True)
+        dst = sqlite3.connect(partial)
+        try:
+            src.backup(dst)  # all pages in one step: nothing written meanwhile is half-copied
+            dst.execute("PRAGMA journal_mode=DELETE")  # a plain file, readable even from read-only media
+        finally:
+            dst.close()
+        partial.replace(target)
+    finally:
+        src.close()
+        partial.unlink(missing_ok=True)

@@ -116,6 +116,11 @@ class JobQueue:
         log.info("job %s for %s: %d messages queued", name, period, count)
         return RunResult(name, period, base, "ran", pushes, messages=count)
 
+    def due(self, name: str) -> datetime | None:
+        """The scheduled (base) moment a run of `name` fired now stands for."""
+        pair = self.trigger(name).last_before(self.app.clock.now().astimezone(self.tz) + timedelta(seconds=1))
+        return None if pair is None else pair[0]
+
     def run_at(self, name: str, moment: datetime, dry_run: bool = False, force: bool = False) -> RunResult | None:
         """What the scheduler does at `moment`: the latest run of `name` due at or before it (None:
         none is). `duban jobs run NAME --at T` and APScheduler's fire both come through here."""
@@ -136,7 +141,11 @@ class JobQueue:
             pair = self.trigger(name).last_before(now)
             if pair is None or now - pair[1] > grace:
                 continue
-            result = self.run(name, pair[0])
+            try:
+                result = self.run(name, pair[0])
+            except Exception:  # the bot starts all the same; the other jobs still catch up
+                log.exception("catching up job %s for %s failed", name, JOBS[name].period(pair[0]))
+                continue
             if result.status == "ran":
                 log.info("caught up %s scheduled for %s", name, pair[1])
                 results.append(result)
@@ -197,7 +206,8 @@ class JobQueue:
         try:
             self.fire(name)
         except Exception:
-            log.exception("job %s failed", name)
+            base = self.due(name)
+            log.exception("job %s for %s failed", name, JOBS[name].period(base) if base else "-")
 
     def shutdown(self) -> None:
         if self.scheduler is not None:

@@ -169,7 +169,7 @@ class OutboxWorker:
             self._failed(row, str(exc), exc.retryable, result, exc.rate_limited)
             return False
         except Exception as exc:  # a bug or an unexpected answer: keep the message, retry later
-            log.exception("sending outbox %s", row.id)
+            log.exception("sending outbox %s %s", row.id, row.key)
             self._failed(row, f"{type(exc).__name__}: {exc}", True, result)
             return False
         with session_scope(self.engine) as s:
@@ -199,8 +199,8 @@ class OutboxWorker:
                 obj.status = "failed"
                 result.failed += 1
             s.add(obj)
-        log.log(logging.INFO if rate_limited else logging.WARNING, "outbox %s to %s: %s",
-                row.id, show_target(row.channel, row.target), error)
+        log.log(logging.INFO if rate_limited else logging.WARNING, "outbox %s %s to %s: %s",
+                row.id, row.key, show_target(row.channel, row.target), error)
 
     def drain(self, timeout: float) -> PassResult:
         """Send until nothing is due or pending, or until `timeout` seconds pass (real time)."""
