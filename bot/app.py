@@ -63,7 +63,7 @@ class Application:
         self.engine = engine or make_engine(config.database.url)
         self.clock = clock or SystemClock()
         self.dispatcher = dispatcher or Dispatcher(ROUTERS)
-        self.renderer = Renderer(config.schedule.tz)
+        self.renderer = Renderer(config.schedule.tz, org=config.org, ranking=config.ranking)
 
     @property
     def tz(self):

@@ -13,7 +13,8 @@ TIER_COLORS = {"先进": "info", "达标": "comment", "滞后": "warning"}
 
 
 class Renderer:
-    def __init__(self, tz: ZoneInfo):
+    def __init__(self, tz: ZoneInfo, **globals_):
+        """`globals_`: what every template may name (the app passes `org` and `ranking` from config)."""
         self.tz = tz
         self.env = Environment(
             loader=PackageLoader("bot", "templates"),
@@ -28,11 +29,13 @@ class Renderer:
             light=lambda v: LIGHTS.get(v, v),
             pct=lambda v: f"{v * 100:.0f}%",
             score=lambda v: f"{v:.1f}",
+            num=lambda v: f"{v:g}",
             md=lambda v: f"{v:%m-%d}" if isinstance(v, (date, datetime)) else str(v),
             localtime=self._localtime,
             tiercolor=lambda v: TIER_COLORS.get(v, "comment"),
             target=lambda row: show_target(row.channel, row.target),  # an outbox row's target, robot keys masked
         )
+        self.env.globals.update(globals_)
 
     def _localtime(self, v: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
         return v.astimezone(self.tz).strftime(fmt) if v else "—"

@@ -192,7 +192,7 @@ _UNREPORTED = _unreported_statement()  # built once: building it costs far more 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     """How many of the unit's active tasks have no report in `month`: the same rule as
     scoring.snapshots (started by the month's end, not finished in an earlier month), in one query."""
-    return s.scalar(_UNREPORTED, {"unit_id": unit_id, "month": str(month), "last_day": month.last_day})
+    return s.connection().execute(_UNREPORTED, {"unit_id": unit_id, "month": str(month), "last_day": month.last_day}).scalar()
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
@@ -269,24 +269,34 @@ def get_item(s: Session, code: str) -> SupervisionItem | None:
     return s.exec(select(SupervisionItem).where(SupervisionItem.code == code)).first()
 
 
+def _due_in(month: Month):
+    """Supervision items whose deadline falls in `month`: the month they are scored in."""
+    return SupervisionItem.deadline.between(month.first_day, month.last_day)
+
+
 def first_feedback_times(s: Session, month: Month) -> dict[int, datetime]:
-    """item id -> when its first 反馈 came, for the month's supervision items."""
+    """item id -> when its first 反馈 came, for the items due in the month."""
     q = (
         select(Feedback.item_id, func.min(Feedback.created_at))
         .join(SupervisionItem, SupervisionItem.id == Feedback.item_id)
-        .where(SupervisionItem.month == str(month))
+        .where(_due_in(month))
         .group_by(Feedback.item_id)
     )
     return dict(_plain(s, q))
 
 
-def open_items(s: Session, unit_id: int | None = None) -> list[SupervisionItem]:
-    """Supervision items nobody has answered yet."""
-    answered = select(Feedback.item_id)
-    q = select(SupervisionItem).where(col(SupervisionItem.id).not_in(answered))
+def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[SupervisionItem]:
+    """Supervision items issued by `as_of` that nobody had answered by then."""
+    answered = select(Feedback.item_id).where(Feedback.created_at <= as_of)
+    q = select(SupervisionItem).where(col(SupervisionItem.id).not_in(answered), SupervisionItem.created_at <= as_of)
     if unit_id is not None:
         q = q.where(SupervisionItem.unit_id == unit_id)
     return sorted(s.exec(q), key=lambda i: code_key(i.code))
+
+
+def month_items_full(s: Session, month: Month) -> list[SupervisionItem]:
+    """The items due in `month`, for the export."""
+    return list(s.exec(select(SupervisionItem).where(_due_in(month)).order_by(SupervisionItem.id)))
 
 
 class ItemRow(NamedTuple):
@@ -296,10 +306,8 @@ class ItemRow(NamedTuple):
 
 
 def month_items(s: Session, month: Month) -> list[ItemRow]:
-    """The month's supervision items as plain rows (id, unit_id, deadline), for scoring."""
-    q = select(SupervisionItem.id, SupervisionItem.unit_id, SupervisionItem.deadline).where(
-        SupervisionItem.month == str(month)
-    )
+    """The items due in `month` as plain rows (id, unit_id, deadline), for scoring."""
+    q = select(SupervisionItem.id, SupervisionItem.unit_id, SupervisionItem.deadline).where(_due_in(month))
     return [ItemRow(*row) for row in _plain(s, q)]
 
 

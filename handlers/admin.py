@@ -37,7 +37,7 @@ def status(ctx: Context) -> Reply:
             ctx.session, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=unit.id
         )
         people = queries.members_by_id(ctx.session)
-        items = queries.open_items(ctx.session, unit.id)
+        items = queries.open_items(ctx.session, ctx.now, unit.id)
         return Reply("status_unit", {"unit": unit, "snaps": [x for x in snaps if x.active], "month": month,
                                      "people": people, "items": items})
     scores = digest.rank(ctx.session, ctx.config, month, ctx.now)

@@ -44,8 +44,11 @@ def report(ctx: Context) -> Reply:
     rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz)
     # The count is the task's own unit's (an admin may report for another unit).
     unit = ctx.unit if task.unit_id == ctx.unit.id else ctx.session.get(Unit, task.unit_id)
-    left = queries.unreported_count(ctx.session, unit.id, _month(ctx))
-    return Reply("report_ok", {"task": task, "report": rep, "left": left, "unit": unit})
+    month = _month(ctx)
+    left = queries.unreported_count(ctx.session, unit.id, month)
+    deadline = month.first_day.replace(day=ctx.config.schedule.report_deadline_day)
+    return Reply("report_ok", {"task": task, "report": rep, "left": left, "unit": unit,
+                               "late": rep.local_day > deadline.day, "deadline": deadline})
 
 
 @router.command("修改", "amend")

@@ -273,7 +273,8 @@ def test_a_reply_too_long_for_one_message_continues_in_order(app):
     assert all(r.channel == "app" and r.target == "admin" for r in rows(app, Outbox))
     assert all(len(p.encode()) <= 2048 for p in parts)
     lines = [line for text in [reply] + parts for line in text.splitlines() if line[:1].isdigit()]
-    assert [int(line.split(".")[0]) for line in lines] == list(range(1, 125))  # every unit, in order
+    assert [int(line.split(".")[0]) for line in lines] == list(range(1, 124))  # every ranked unit, in order
+    assert "不参评（本月无在办任务）：党政办公室" in "\n".join([reply] + parts)
 
 
 FORMULAS = ['=HYPERLINK("http://evil.example/x","点我")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
@@ -330,3 +331,23 @@ def test_add_task_understands_full_width_key_value(app, fields):
     assert "T6" in reply, reply
     task = rows(app, Task)[-1]
     assert (task.owner_userid, str(task.due_date), task.content) == ("li", "2026-10-31", "目标：建成实训中心")
+
+
+def test_a_report_after_the_deadline_day_is_stored_and_says_it_is_late(app, clock):
+    clock.set(at(2026, 3, 26, 9))
+    reply = say(app, "li", "汇报 T1 40% 迟了一天")
+    assert "已收到 T1" in reply and "截止日（3月25日）已过" in reply and "迟报" in reply
+    assert n(app, Report) == 1
+    clock.set(at(2026, 4, 20, 9))
+    assert "迟报" not in say(app, "li", "汇报 T1 50% 按时")
+
+
+def test_replies_name_the_configured_office(db_url, clock):
+    from bot.app import Application
+    from conftest import make_config, seed
+
+    app = Application(make_config(db_url, org={"office": "党委办公室"}), clock=clock)
+    app.migrate()
+    seed(app)
+    assert "请联系党委办公室管理员" in say(app, "stranger", "任务")
+    app.engine.dispose()

@@ -181,18 +181,22 @@ def test_ranking_job_broadcasts_last_month_with_scores_tiers_and_trend(app, q):
     assert (row.channel, row.target) == ("webhook", "key-all")
     text = content(row)
     assert "2026-03" in text
-    # 机电 100 (all on time, on plan); 信息 35 (T3 late, T4 overdue −5); 党政办公室 and 图书馆 20 each
-    # (supervision only), tied on rate and last report, so by name.
-    order = ["机电工程系", "信息工程系", "党政办公室", "图书馆"]
+    # 机电 100 (all on time, on plan); 信息 35 (T3 late, T4 overdue −5); 图书馆 20 (supervision only);
+    # 党政办公室 has no task: 不参评, listed apart after the ranked units, never ranked.
+    order = ["机电工程系", "信息工程系", "图书馆", "不参评（本月无在办任务）：党政办公室"]
     assert sorted(order, key=text.index) == order
-    assert "**100.0**" in text and "**35.0**" in text
+    assert "**100.0**" in text and "**35.0**" in text and "党政办公室 **" not in text
     assert "先进" in text and "滞后" in text and "新" in text
+    # the parts of each score, its overdue tasks and its lights, and the formula from [ranking]
+    assert "汇报100% 进度100% 督办100%｜🟢2 🟡0 🔴0" in text
+    assert "逾期1项｜🟢1 🟡0 🔴1" in text
+    assert "得分 = 汇报率×40 + 进度×40 + 督办×20 − 逾期任务×5" in text
     # April: the library overtakes and the trend shows it
     report(app, "sun", "汇报 T5 40% d", at(2026, 4, 5, 9))
     app.clock.set(at(2026, 5, 1, 10))
     q.run("monthly_ranking", at(2026, 5, 1, 10))
     april = content(outbox(app, "job:monthly_ranking:2026-04")[0])
-    assert "图书馆" in april.splitlines()[2] and "↑3" in april.splitlines()[2]
+    assert "图书馆" in april.splitlines()[2] and "↑2" in april.splitlines()[2]
 
 
 def test_a_period_runs_once_however_often_it_is_started(app, q):
@@ -257,7 +261,7 @@ def test_ranking_of_300_units_is_split_within_limits_and_loses_no_unit(app, q):
     for i in range(300):
         assert sum(f"第{i:03d}党支部" in line for line in lines) == 1
     ranks = [int(line.split(".")[0]) for line in lines if line[:1].isdigit()]
-    assert ranks == list(range(1, 305))
+    assert ranks == list(range(1, 304))  # 党政办公室 has no task: 不参评
 
 
 def test_deploy_check_names_the_empty_lists(app, q):
@@ -397,3 +401,57 @@ def test_a_coming_year_without_holiday_data_is_flagged_once(app, q, tmp_path):
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "d.db"}"\n[schedule]\nholidays = ["2027-01-01"]\n',
                       encoding="utf-8")
     assert "节假日数据" not in CliRunner().invoke(main, ["jobs", "list", "--config", str(config)]).output
+
+
+def test_the_formula_in_every_text_comes_from_the_ranking_settings(db_url, clock):
+    app = Application(make_config(db_url, broadcast={"chat_id": "all"}, ranking={
+        "weight_report": 50, "weight_progress": 30, "weight_supervision": 20, "overdue_penalty": 10}), clock=clock)
+    app.migrate()
+    seed(app)
+    app.clock.set(at(2026, 4, 1, 10))
+    JobQueue(app).run("monthly_ranking", at(2026, 4, 1, 10))
+    formula = "得分 = 汇报率×50 + 进度×30 + 督办×20 − 逾期任务×10"
+    assert formula in content(outbox(app, "job:monthly_ranking")[0])
+    assert formula in app.handle_message("admin", "排名 2026-03", "f1")
+    app.engine.dispose()
+
+
+def test_a_supervision_item_counts_in_the_month_its_deadline_falls_in(app, q):
+    """Issued 03-28, due 04-03, never answered: not in March's score, late in April's; the export
+    marks an item not yet due as 未到期, not as late."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from bot.excel.export import month_workbook
+
+    app.config.broadcast.chat_id = "all"
+    report(app, "admin", "督办 机电工程系 2026-04-03 报送实训中心验收方案", at(2026, 3, 28, 9))
+    for who, code in (("li", "T1"), ("zhang", "T2")):
+        report(app, who, f"汇报 {code} 100% 完成", at(2026, 3, 20, 9))
+        report(app, who, f"汇报 {code} 100% 完成", at(2026, 4, 20, 9))
+    app.clock.set(at(2026, 4, 2, 12))
+    with Session(app.engine) as s:
+        wb = load_workbook(io.BytesIO(month_workbook(s, app.config, Month(2026, 4), app.clock.now())))
+    assert [c.value for c in wb["督办"][2]][-1] == "未到期"
+    app.clock.set(at(2026, 4, 1, 10))
+    q.run("monthly_ranking", at(2026, 4, 1, 10))
+    march = content(outbox(app, "job:monthly_ranking:2026-03")[0])
+    assert "机电工程系 **100.0**" in march and "督办100%" in march
+    app.clock.set(at(2026, 5, 6, 10))
+    q.run("monthly_ranking", at(2026, 5, 1, 10))
+    april = content(outbox(app, "job:monthly_ranking:2026-04")[0])
+    assert "机电工程系 **80.0**" in april and "督办0%" in april
+    with Session(app.engine) as s:
+        wb = load_workbook(io.BytesIO(month_workbook(s, app.config, Month(2026, 4), app.clock.now())))
+    assert [c.value for c in wb["督办"][2]][-1] == "否"
+
+
+def test_a_back_dated_run_lists_only_items_issued_by_then(app, q):
+    """`jobs run monthly_prompt --at 2026-03-20` after an item was issued in April does not list it."""
+    report(app, "admin", "督办 机电工程系 2026-04-30 四月下发的事项", at(2026, 4, 10, 9))
+    app.clock.set(at(2026, 4, 20, 9))
+    assert any("四月下发的事项" in text for _, text in q.run_at("monthly_prompt", app.clock.now(), dry_run=True).rendered)
+    app.clock.set(at(2026, 3, 20, 9))
+    dry = q.run_at("monthly_prompt", app.clock.now(), dry_run=True)
+    assert dry.period == "2026-03" and all("四月下发的事项" not in text for _, text in dry.rendered)

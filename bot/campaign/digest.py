@@ -57,7 +57,7 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
         if sn.active and sn.task.unit_id in wanted:
             by_unit.setdefault(sn.task.unit_id, []).append(sn)
     items_by_unit: dict[int, list] = {}
-    for it in queries.open_items(s):
+    for it in queries.open_items(s, now):
         items_by_unit.setdefault(it.unit_id, []).append(it)
     out = []
     for u in units:
@@ -110,13 +110,19 @@ def year_ranking(s: Session, config: Config, year: int, now: datetime, last_mont
     for m, preloaded in scoring.year_reports(s, months, now, config.schedule.tz):
         previous = monthly[m] = rank(s, config, m, now, previous=previous, with_trend=previous is not None,
                                      units=units, tasks=tasks, preloaded=preloaded)
-    acc: dict[int, list] = {}
+    acc: dict[int, list] = {u.id: [] for u in units}
     for scores in monthly.values():
         for sc in scores:
-            acc.setdefault(sc.unit.id, []).append(sc)
-    out = []
-    for rows in acc.values():
+            if sc.rated:  # a month without active tasks (不参评) is left out of the unit's mean
+                acc[sc.unit.id].append(sc)
+    out, unrated = [], []
+    by_id = {u.id: u for u in units}
+    for unit_id, rows in acc.items():
         n = len(rows)
+        if not n:
+            unrated.append(YearScore(unit=by_id[unit_id], score=0.0, report_rate=0.0, progress=0.0, months=0,
+                                     top_months=0, low_months=0, tier=scoring.TIER_NONE))
+            continue
         out.append(YearScore(
             unit=rows[0].unit,
             score=round(sum(r.score for r in rows) / n, 1),
@@ -132,7 +138,7 @@ def year_ranking(s: Session, config: Config, year: int, now: datetime, last_mont
         ys.rank = i + 1
         ys.tier = (scoring.TIER_LOW if ys.score < 60 or i >= len(out) - k
                    else scoring.TIER_TOP if i < k else scoring.TIER_OK)
-    return out, monthly
+    return out + sorted(unrated, key=lambda y: y.unit.name), monthly
 
 
 @dataclass

@@ -17,6 +17,7 @@ from db.month import Month, local_midnight_utc
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 TIER_TOP, TIER_OK, TIER_LOW = "先进", "达标", "滞后"
+TIER_NONE = "不参评"  # no active task in the month
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,10 @@ class UnitScore:
     lights: dict[str, int] = field(default_factory=dict)
 
     @property
+    def rated(self) -> bool:
+        return self.rank > 0
+
+    @property
     def trend(self) -> str:
         if self.prev_rank is None:
             return "新"
@@ -165,7 +170,7 @@ def year_reports(s: Session, months: list[Month], now: datetime, tz: ZoneInfo):
         yield month, (latest, first_days)
 
 
-def _item_on_time(item, answered: datetime | None, cutoff: datetime, tz: ZoneInfo) -> bool | None:
+def item_on_time(item, answered: datetime | None, cutoff: datetime, tz: ZoneInfo) -> bool | None:
     """True answered on time, False late or missed, None not due yet and not answered."""
     deadline_end = local_midnight_utc(item.deadline + timedelta(days=1), tz)
     if answered is not None and answered < cutoff:
@@ -212,7 +217,7 @@ def ranking(
     answered = queries.first_feedback_times(s, month)
     items_by_unit: dict[int, list[bool | None]] = defaultdict(list)
     for it in items:
-        items_by_unit[it.unit_id].append(_item_on_time(it, answered.get(it.id), cutoff, tz))
+        items_by_unit[it.unit_id].append(item_on_time(it, answered.get(it.id), cutoff, tz))
     last_report = queries.unit_last_report_times(s, month, cutoff)
 
     scores = []
@@ -245,9 +250,13 @@ def ranking(
         )
     far_future = datetime.max.replace(tzinfo=UTC)
     scores.sort(key=lambda x: (-x.score, -x.report_rate, x.last_report_at or far_future, x.unit.name))
-    n = len(scores)
+    # A unit with no active task this month has nothing to be measured on: 不参评, listed after
+    # the ranked units, never ranked (else it would score on supervision alone and could lead).
+    rated = [sc for sc in scores if sc.active_tasks]
+    unrated = sorted((sc for sc in scores if not sc.active_tasks), key=lambda x: x.unit.name)
+    n = len(rated)
     k = int(n * 0.2 + 0.5)
-    for i, sc in enumerate(scores):
+    for i, sc in enumerate(rated):
         sc.rank = i + 1
         if sc.score < 60 or i >= n - k:
             sc.tier = TIER_LOW
@@ -255,11 +264,14 @@ def ranking(
             sc.tier = TIER_TOP
         else:
             sc.tier = TIER_OK
+    for sc in unrated:
+        sc.rank, sc.tier = 0, TIER_NONE
+    scores = rated + unrated
     if previous is None and with_trend:
         previous = ranking(s, month.prev(), now, tz, deadline_day, weights, with_trend=False, units=units,
                            tasks=tasks)
     if previous is not None:
-        prev_rank = {p.unit.id: p.rank for p in previous if p.active_tasks}
+        prev_rank = {p.unit.id: p.rank for p in previous if p.rank}
         for sc in scores:
             sc.prev_rank = prev_rank.get(sc.unit.id)
     return scores

@@ -62,7 +62,7 @@ def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
     _tier_colours(ws, "D", len(scores))
     for sc in scores:
         ws.append(literal_row(ws, [
-            sc.rank, sc.unit.name, sc.score, sc.tier, sc.trend,
+            sc.rank or "", sc.unit.name, sc.score, sc.tier, sc.trend if sc.rank else "",
             round(sc.report_rate * 100, 1), round(sc.progress * 100, 1), round(sc.supervision * 100, 1), sc.overdue,
             sc.active_tasks, sc.reported,
         ]))
@@ -88,13 +88,14 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
             sn.percent, "是" if sn.reported_in_month else "否", LIGHT_NAMES[sn.light],
         ]))
 
-    ws = _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正"])
+    ws = _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正", "迟报"])
     tasks = {t.id: t for t in queries.all_tasks(s)}
     for r in s.exec(select(Report).where(Report.month == str(month)).order_by(Report.id)):
         who = people.get(r.userid)
         ws.append(literal_row(ws, [
             tasks[r.task_id].code, units[r.unit_id].name, who.name if who else r.userid, r.percent,
             r.text, _local(r.created_at, config), r.version, "是" if r.supersedes_id else "",
+            "迟报" if r.local_day > config.schedule.report_deadline_day else "",
         ]))
 
     ws = _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态"])
@@ -105,13 +106,14 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
         ]))
 
     ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "反馈时间", "按时"])
-    items = list(s.exec(select(SupervisionItem).where(SupervisionItem.month == str(month)).order_by(SupervisionItem.id)))
     answered = queries.first_feedback_times(s, month)
-    for it in items:
+    cutoff = scoring.evaluation_moment(month, now, tz)
+    verdicts = {True: "是", False: "否", None: "未到期"}
+    for it in queries.month_items_full(s, month):
         at = answered.get(it.id)
-        on_time = at is not None and at.astimezone(tz).date() <= it.deadline
+        verdict = scoring.item_on_time(it, at, cutoff, tz)
         ws.append(literal_row(ws, [
-            it.code, units[it.unit_id].name, it.content, it.deadline, _local(at, config), "是" if on_time else "否",
+            it.code, units[it.unit_id].name, it.content, it.deadline, _local(at, config), verdicts[verdict],
         ]))
     return _save(wb)
 
@@ -123,7 +125,7 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict) -> by
     _tier_colours(ws, "D", len(year_scores))
     for ys in year_scores:
         ws.append(literal_row(ws, [
-            ys.rank, ys.unit.name, ys.score, ys.tier, ys.top_months,
+            ys.rank or "", ys.unit.name, ys.score, ys.tier, ys.top_months,
             ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1),
         ]))
     for month, scores in monthly.items():
