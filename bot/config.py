@@ -205,6 +205,10 @@ class RankingConfig(_Section):
     weight_progress: float = Field(default=40, ge=0)
     weight_supervision: float = Field(default=20, ge=0)
     overdue_penalty: float = Field(default=5, ge=0)
+    # The month's ranking goes first to the admins (预览) and each unit's 负责人, who may 申诉 for
+    # this long; 0 publishes at once. auto_publish: published when the window ends unless 暂缓.
+    review_hours: float = Field(default=24, ge=0)
+    auto_publish: bool = True
 
     @model_validator(mode="after")
     def _hundred(self) -> "RankingConfig":

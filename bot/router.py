@@ -109,7 +109,8 @@ class Dispatcher:
         if cmd is None:
             raise UserError("unknown_command", text=text[:20], names=[c.names[0] for c in self.visible(ctx.member)])
         if not cmd.allowed(ctx.member):
-            raise UserError("not_allowed", command=cmd.names[0], member=ctx.member)
+            raise UserError("not_allowed", command=cmd.names[0], member=ctx.member,
+                            roles=[r for r in ROLES if r in cmd.roles])
         ctx.args = args
         return cmd(ctx)
 

@@ -3,6 +3,9 @@
 Shared by commands (提醒, 督办) and jobs, so a prompt looks the same whoever sends it."""
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
 from sqlmodel import Session
 
 from bot.campaign.digest import UnitDue
@@ -11,6 +14,8 @@ from bot.reply import Push, Target
 from db import queries
 from db.models import Unit
 from db.month import Month
+
+log = logging.getLogger("duban.jobs")
 
 
 def unit_target(unit: Unit) -> Target | None:
@@ -65,4 +70,33 @@ def broadcast_pushes(s: Session, config: Config, template: str, data: dict, key:
     if to_admins:
         for admin in queries.admins(s):
             pushes.append(Push(Target("app", admin.userid), template, data, key=f"{key}:{admin.userid}"))
+    return pushes
+
+
+def to_broadcast_or_admins(s: Session, config: Config, template: str, data: dict, key: str,
+                           admins_too: bool) -> list[Push]:
+    """To the broadcast group (and the admins too, if asked); to the admins alone when no
+    broadcast group is configured."""
+    if broadcast_target(config) is None and not admins_too:
+        log.warning("no broadcast group configured ([broadcast] chat_id / webhook_key): %s goes to the admins", key)
+        admins_too = True
+    return broadcast_pushes(s, config, template, data, key, to_admins=admins_too)
+
+
+def ranking_broadcast(s: Session, config: Config, month: Month, scores: list, published_at: datetime) -> list[Push]:
+    """公开亮晒: the month's (frozen) ranking to the broadcast group."""
+    data = {"scores": scores, "month": month, "published_at": published_at}
+    return to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
+
+
+def ranking_review(s: Session, config: Config, month: Month, scores: list, until: datetime) -> list[Push]:
+    """The 预览 to every admin, and to each ranked unit's 负责人 the unit's own line and why."""
+    pushes = [Push(Target("app", a.userid), "ranking_preview", {"scores": scores, "month": month, "until": until},
+                   key=f"preview:{a.userid}") for a in queries.admins(s)]
+    leaders = {m.userid for m in queries.members_by_id(s).values()}
+    for sc in scores:
+        if sc.unit.leader_userid in leaders:
+            pushes.append(Push(Target("app", sc.unit.leader_userid), "ranking_unit_review",
+                               {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank])},
+                               key=f"unit:{sc.unit.id}"))
     return pushes

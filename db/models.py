@@ -146,3 +146,33 @@ class JobRun(SQLModel, table=True):
     claimed_by: str = Field(max_length=64)
     finished_at: datetime | None = None
     messages: int = 0
+
+
+RELEASE_REVIEW = "review"  # computed, shown to admins and each unit's 负责人, open to 申诉
+RELEASE_HELD = "held"  # 暂缓 by an admin: not published until an admin says 发布
+RELEASE_PUBLISHED = "published"  # broadcast; frozen from then on
+
+
+class RankingRelease(SQLModel, table=True):
+    """A month's ranking as computed at the ranking's time, frozen: later reports or imports do not
+    change what is reviewed and published. `data` is the ranking as JSON (bot/campaign/release.py)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, unique=True)
+    status: str = Field(default=RELEASE_REVIEW, max_length=16)
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime
+    review_until: datetime
+    published_at: datetime | None = None
+    hold_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class Appeal(SQLModel, table=True):
+    """A unit's 申诉 against its place in a month's ranking under review."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, index=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    userid: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime

@@ -53,14 +53,6 @@ def unreported(ctx: Context) -> Reply:
     return Reply("unreported", {"dues": dues, "month": month})
 
 
-@router.command("排名", "rank", "ranking", roles=ADMINS)
-def ranking(ctx: Context) -> Reply:
-    default = _this_month(ctx)
-    month = parse_month("排名", ctx.args, default)
-    scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
-    return Reply("ranking", {"scores": scores, "month": month, "partial": month == default})
-
-
 @router.command("提醒", "remind", roles=ADMINS)
 def remind(ctx: Context) -> Reply:
     unit = _unit_arg(ctx, "提醒")

@@ -16,14 +16,18 @@ from typing import ContextManager, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from sqlmodel import Session
 
 from bot.clock import Clock
 from bot.config import Config
 from bot.render import Renderer
+from bot import targets
+from bot.campaign import release
 from bot.reply import Push, Target
 from db import queries
+from db.month import Month
 from jobs.calendar import Workdays, WorkdayCronTrigger
 from jobs.definitions import JOBS
 
@@ -149,6 +153,7 @@ class JobQueue:
             if result.status == "ran":
                 log.info("caught up %s scheduled for %s", name, pair[1])
                 results.append(result)
+        self._publish_logged()  # a review window that ended while the bot was down
         return results
 
     # ------------------------------------------------------------ APScheduler
@@ -164,7 +169,32 @@ class JobQueue:
         for name in self.enabled():
             self.scheduler.add_job(self._fire_logged, self.trigger(name), args=[name], id=name, name=name)
         self.scheduler.add_job(self._daily_logged, CronTrigger(hour=3, minute=17, timezone=self.tz), id="daily")
+        self.scheduler.add_job(self._publish_logged, IntervalTrigger(minutes=5, timezone=self.tz), id="publish")
         self.scheduler.start()
+
+    def publish_due(self) -> list[str]:
+        """Publish the rankings whose review window has ended and that nobody held (with
+        [ranking] auto_publish). Runs every few minutes and on start; each month goes out once."""
+        if not self.app.config.ranking.auto_publish:
+            return []
+        now, done = self.app.clock.now(), []
+        with self.app.session() as s:
+            for frozen in release.due_for_publishing(s, now):
+                month = Month.parse(frozen.month)
+                if not release.publish(s, month, now):
+                    continue
+                for p in targets.ranking_broadcast(s, self.app.config, month, release.thaw(frozen.data), now):
+                    self.app.enqueue_push(s, p, f"job:monthly_ranking:{month}:publish:{p.key}")
+                done.append(frozen.month)
+        for month in done:
+            log.info("ranking for %s published: its review window ended", month)
+        return done
+
+    def _publish_logged(self) -> None:
+        try:
+            self.publish_due()
+        except Exception:
+            log.exception("publishing rankings due failed")
 
     PRUNE_MARGIN = timedelta(hours=1)
 

@@ -10,7 +10,7 @@ from typing import Callable
 from sqlmodel import Session
 
 from bot import targets
-from bot.campaign import digest
+from bot.campaign import digest, release
 from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
@@ -36,14 +36,6 @@ def _month_of(base: datetime) -> str:
 
 def _month_before(base: datetime) -> str:
     return str(Month.of(base).prev())
-
-
-def _to_broadcast_or_admins(s: Session, config: Config, template: str, data: dict, key: str,
-                            admins_too: bool) -> list[Push]:
-    if targets.broadcast_target(config) is None and not admins_too:
-        log.warning("no broadcast group configured ([broadcast] chat_id / webhook_key): %s goes to the admins", key)
-        admins_too = True
-    return targets.broadcast_pushes(s, config, template, data, key, to_admins=admins_too)
 
 
 def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
@@ -87,10 +79,18 @@ def escalation(s: Session, config: Config, base: datetime, now: datetime) -> lis
 
 
 def monthly_ranking(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
+    """Freeze last month's ranking; with a review window, send the 预览 to the admins and each
+    unit's line to its 负责人 (the broadcast follows on 发布 or when the window ends), else
+    broadcast it at once."""
     month = Month.of(base).prev()
+    if release.get(s, month) is not None:  # a forced re-run: the frozen ranking stands
+        return []
     scores = digest.rank(s, config, month, now)
-    data = {"scores": scores, "month": month}
-    return _to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
+    hours = config.ranking.review_hours
+    frozen = release.open_for_review(s, scores, month, now, hours)
+    if hours == 0:
+        return targets.ranking_broadcast(s, config, month, scores, now)
+    return targets.ranking_review(s, config, month, scores, frozen.review_until)
 
 
 def midyear_review(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
@@ -99,7 +99,7 @@ def midyear_review(s: Session, config: Config, base: datetime, now: datetime) ->
     june = Month(year, 6)
     data = {"year": year, "scores": year_scores, "lines": digest.line_summaries(s, config, june, now),
             "months": list(monthly)}
-    return _to_broadcast_or_admins(s, config, "midyear_review", data, "midyear", admins_too=True)
+    return targets.to_broadcast_or_admins(s, config, "midyear_review", data, "midyear", admins_too=True)
 
 
 def annual_summary(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
@@ -108,7 +108,7 @@ def annual_summary(s: Session, config: Config, base: datetime, now: datetime) ->
     december = Month(year, 12)
     data = {"year": year, "scores": year_scores, "lines": digest.line_summaries(s, config, december, now),
             "months": list(monthly)}
-    pushes = _to_broadcast_or_admins(s, config, "annual_summary", data, "annual", admins_too=True)
+    pushes = targets.to_broadcast_or_admins(s, config, "annual_summary", data, "annual", admins_too=True)
     spec = {"kind": "year", "year": year, "at": now.isoformat()}
     for admin in queries.admins(s):
         pushes.append(Push(Target("app", admin.userid), "", file=spec, filename=f"争先督办-{year}年度考核.xlsx",

@@ -171,6 +171,7 @@ def test_escalation_goes_to_admins_and_firmer_to_late_units_only(app, q):
 
 def test_ranking_job_broadcasts_last_month_with_scores_tiers_and_trend(app, q):
     app.config.broadcast.webhook_key = "key-all"
+    app.config.ranking.review_hours = 0  # no review window: published at once
     report(app, "li", "汇报 T1 30% a", at(2026, 3, 10, 9))
     report(app, "zhang", "汇报 T2 40% b", at(2026, 3, 11, 9))
     report(app, "zhao", "汇报 T3 50% c", at(2026, 3, 26, 9))  # after the deadline day
@@ -241,7 +242,7 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
     try:
         jobs = {j.id: j for j in q.scheduler.get_jobs()}
         assert set(jobs) == {"deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
-                             "annual_summary", "daily"}
+                             "annual_summary", "daily", "publish"}
         assert jobs["monthly_prompt"].misfire_grace_time == 24 * 3600 and jobs["monthly_prompt"].coalesce
     finally:
         q.shutdown()
@@ -252,6 +253,7 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
 
 def test_ranking_of_300_units_is_split_within_limits_and_loses_no_unit(app, q):
     add_units(app, 300, "第{:03d}党支部")
+    app.config.ranking.review_hours = 0
     app.config.broadcast.chat_id = "chat-all"
     app.clock.set(at(2026, 4, 1, 10))
     q.run("monthly_ranking", at(2026, 4, 1, 10))
@@ -405,7 +407,8 @@ def test_a_coming_year_without_holiday_data_is_flagged_once(app, q, tmp_path):
 
 def test_the_formula_in_every_text_comes_from_the_ranking_settings(db_url, clock):
     app = Application(make_config(db_url, broadcast={"chat_id": "all"}, ranking={
-        "weight_report": 50, "weight_progress": 30, "weight_supervision": 20, "overdue_penalty": 10}), clock=clock)
+        "weight_report": 50, "weight_progress": 30, "weight_supervision": 20, "overdue_penalty": 10,
+        "review_hours": 0}), clock=clock)
     app.migrate()
     seed(app)
     app.clock.set(at(2026, 4, 1, 10))
@@ -426,6 +429,7 @@ def test_a_supervision_item_counts_in_the_month_its_deadline_falls_in(app, q):
     from bot.excel.export import month_workbook
 
     app.config.broadcast.chat_id = "all"
+    app.config.ranking.review_hours = 0
     report(app, "admin", "督办 机电工程系 2026-04-03 报送实训中心验收方案", at(2026, 3, 28, 9))
     for who, code in (("li", "T1"), ("zhang", "T2")):
         report(app, who, f"汇报 {code} 100% 完成", at(2026, 3, 20, 9))

@@ -14,9 +14,9 @@ from db.month import Month
 from bot.config import Config
 from bot.excel.cells import literal_row
 from bot.campaign.digest import rank
-from bot.campaign import scoring
+from bot.campaign import release, scoring
 from db import queries
-from db.models import Problem, Report, SupervisionItem
+from db.models import RELEASE_PUBLISHED, Problem, Report
 
 LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
 TIER_FILLS = {"先进": "C6EFCE", "滞后": "FFC7CE"}  # 达标 stays white
@@ -71,7 +71,11 @@ def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
 def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> bytes:
     tz = config.schedule.tz
     wb = _new_workbook()
-    scores = rank(s, config, month, now)
+    frozen = release.get(s, month)
+    if frozen is not None and frozen.status == RELEASE_PUBLISHED:  # what was published, not a recount
+        scores = release.thaw(frozen.data)
+    else:
+        scores = rank(s, config, month, now)
     _ranking_sheet(wb, f"{month}排名", scores)
     units = {u.id: u for u in queries.all_units(s)}
     people = queries.members_by_id(s)

@@ -1,0 +1,88 @@
+"""排名 / 申诉 / 发布 / 暂缓: the month's ranking, its review window and its release (公开亮晒)."""
+from bot import targets
+from bot.campaign import digest, release
+from bot.reply import Push, Reply, Target
+from bot.router import ADMINS, LEADERS, Context, Router
+from bot.text import blank, split_args
+from db import queries
+from db.models import RELEASE_PUBLISHED
+from db.month import Month
+from handlers.common import fail, parse_month
+
+router = Router("ranking")
+
+
+def _this_month(ctx: Context) -> Month:
+    return Month.of(ctx.now.astimezone(ctx.tz))
+
+
+@router.command("排名", "rank", "ranking", roles=ADMINS)
+def ranking(ctx: Context) -> Reply:
+    """A published month shows what was published; otherwise the ranking as of now."""
+    default = _this_month(ctx)
+    month = parse_month("排名", ctx.args, default)
+    frozen = release.get(ctx.session, month)
+    if frozen is not None and frozen.status == RELEASE_PUBLISHED:
+        return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
+                                 "published_at": frozen.published_at})
+    scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
+    return Reply("ranking", {"scores": scores, "month": month, "partial": month == default, "published_at": None})
+
+
+@router.command("申诉", "appeal", roles=LEADERS)
+def appeal(ctx: Context) -> Reply:
+    text = ctx.args.strip()
+    if blank(text):
+        raise fail("申诉", "missing_args")
+    frozen = release.latest_in_review(ctx.session)
+    if frozen is None:
+        raise fail("申诉", "no_review")
+    if ctx.now >= frozen.review_until:
+        raise fail("申诉", "review_closed", month=frozen.month, until=frozen.review_until)
+    mine = next((sc for sc in release.thaw(frozen.data) if sc.unit.id == ctx.unit.id), None)
+    if mine is None or not mine.rank:
+        raise fail("申诉", "not_ranked_unit", month=frozen.month)
+    release.add_appeal(ctx.session, frozen, ctx.unit.id, ctx.member.userid, text, ctx.now)
+    data = {"unit": ctx.unit, "month": frozen.month, "member": ctx.member, "text": text, "sc": mine}
+    pushes = [Push(Target("app", a.userid), "appeal_push", data, key=f"appeal:{a.userid}")
+              for a in queries.admins(ctx.session)]
+    return Reply("appeal_ok", {"unit": ctx.unit, "month": frozen.month}, pushes)
+
+
+def _release_arg(ctx: Context, command: str, rest_required: bool):
+    """[YYYY-MM] then the rest; the month defaults to the latest ranking in review."""
+    tokens, rest = split_args(ctx.args, 1)
+    month = None
+    if tokens:
+        try:
+            month = Month.parse(tokens[0].replace("/", "-").replace(".", "-"))
+        except ValueError:
+            rest = ctx.args.strip()
+    if month is None:
+        latest = release.latest_in_review(ctx.session)
+        month = Month.parse(latest.month) if latest else _this_month(ctx).prev()
+    if rest_required and blank(rest):
+        raise fail(command, "missing_args")
+    frozen = release.get(ctx.session, month)
+    if frozen is None:
+        raise fail(command, "no_release", month=month)
+    return month, frozen, rest
+
+
+@router.command("发布", "publish", roles=ADMINS)
+def publish(ctx: Context) -> Reply:
+    month, frozen, _ = _release_arg(ctx, "发布", rest_required=False)
+    done = release.publish(ctx.session, month, ctx.now)
+    pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, release.thaw(frozen.data), ctx.now) \
+        if done else []
+    ctx.session.refresh(frozen)
+    return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes)
+
+
+@router.command("暂缓", "hold", roles=ADMINS)
+def hold(ctx: Context) -> Reply:
+    month, frozen, reason = _release_arg(ctx, "暂缓", rest_required=True)
+    if frozen.status == RELEASE_PUBLISHED:
+        raise fail("暂缓", "already_published", month=month)
+    release.hold(ctx.session, frozen, reason)
+    return Reply("hold_ok", {"month": month, "reason": reason})
