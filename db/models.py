@@ -146,3 +146,12 @@ class JobRun(SQLModel, table=True):
     claimed_by: str = Field(max_length=64)
     finished_at: datetime | None = None
     messages: int = 0
+
+
+class WebLink(SQLModel, table=True):
+    """A one-time sign-in link (`duban link`): kept by the SHA-256 of its token, used at most once."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    userid: str = Field(max_length=64)
+    expires_at: datetime
+    used_at: datetime | None = None

@@ -14,9 +14,9 @@ def test_migrations_reach_head_and_match_the_models(db_url):
     migrate(engine)
     migrate(engine)  # a second start changes nothing
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
     assert {"unit", "member", "task", "report", "problem", "supervisionitem", "feedback", "processedmessage",
-            "outbox", "jobrun"} <= set(inspect(engine).get_table_names())
+            "outbox", "jobrun", "weblink"} <= set(inspect(engine).get_table_names())
     engine.dispose()
