@@ -1,4 +1,4 @@
-"""Command line (SPEC §8): serve, chat, import, template, export, outbox, jobs."""
+"""Command line (SPEC §8): serve, chat, link, import, template, export, outbox, jobs."""
 from __future__ import annotations
 
 import json
@@ -142,6 +142,8 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     for year in jobs.calendar_gaps():
         click.echo(app.renderer.render("cli_calendar_gap", year=year), err=True)
     jobs.warn_admins_of_calendar_gaps()
+    if cfg.web.enabled and not cfg.web.session_secret and not cfg.wecom.console_mode:
+        click.echo(app.renderer.render("cli_web_no_secret"), err=True)
     for r in jobs.catch_up():
         click.echo(app.renderer.render("cli_job_run", r=r, dry=False))
     jobs.start()
@@ -292,6 +294,24 @@ def backup(ctx: click.Context, config_path: str | None, path: str, force: bool) 
                           error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"), err=True)
         sys.exit(1)
     click.echo(render("cli_backup", target=target, size=target.stat().st_size))
+
+
+@main.command()
+@_config_option
+@click.option("--user", "userid", required=True, help="the WeCom userid the link signs in")
+@click.pass_context
+def link(ctx: click.Context, config_path: str | None, userid: str) -> None:
+    """Print a one-time sign-in link to the web pages (valid 10 minutes, one use)."""
+    from db import queries
+    from bot.web.auth import make_link
+
+    app = _app(ctx, config_path)
+    with app.session() as s:
+        known = queries.get_member(s, userid) is not None
+    if not known:
+        click.echo(app.renderer.render("cli_link_unknown", userid=userid), err=True)
+        sys.exit(1)
+    click.echo(make_link(app, userid))
 
 
 @main.group(invoke_without_command=True)

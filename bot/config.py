@@ -38,6 +38,7 @@ ENV_OVERRIDES = {
     "DUBAN_WECOM_ENCODING_AES_KEY": ("wecom", "encoding_aes_key"),
     "DUBAN_WECOM_API_BASE": ("wecom", "api_base"),
     "DUBAN_DATABASE_URL": ("database", "url"),
+    "DUBAN_WEB_SESSION_SECRET": ("web", "session_secret"),
 }
 
 
@@ -230,6 +231,22 @@ class SenderConfig(_Section):
     stuck_seconds: float = Field(default=600.0, gt=0)  # no send finished for this long: /healthz answers 503
 
 
+class WebConfig(_Section):
+    """The app's home page (应用主页) on the same server: pages under {base_url}/web/."""
+
+    enabled: bool = True
+    base_url: str = ""  # how people reach this server, e.g. https://duban.example.edu.cn (links, OAuth)
+    session_secret: str = ""  # signs the session cookies; empty: a random one per process
+    session_hours: float = Field(default=12, gt=0)  # a sign-in lasts this long
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
 class Config(_Section):
     wecom: WeComConfig = Field(default_factory=WeComConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -239,6 +256,7 @@ class Config(_Section):
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig)
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     sender: SenderConfig = Field(default_factory=SenderConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 def _first_error(exc: ValidationError) -> str:

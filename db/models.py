@@ -176,3 +176,12 @@ class Appeal(SQLModel, table=True):
     userid: str = Field(max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
+
+
+class WebLink(SQLModel, table=True):
+    """A one-time sign-in link (`duban link`): kept by the SHA-256 of its token, used at most once."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    userid: str = Field(max_length=64)
+    expires_at: datetime
+    used_at: datetime | None = None

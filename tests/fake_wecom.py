@@ -1,7 +1,8 @@
 """A fake WeCom API on 127.0.0.1 that records what it receives and can fail on purpose.
 
 Endpoints: gettoken, message/send (with WeCom's enable_duplicate_check), appchat/send,
-media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media.
+media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media,
+auth/getuserinfo (OAuth2 codes registered with fake.oauth_code("code", "userid"), one use each).
 
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
@@ -56,6 +57,7 @@ class State:
     rate_per_second: float = 0.0  # 0: no app-wide limit; else 45009 beyond this many sends a second
     rate_times: list = field(default_factory=list)
     dedupe: dict = field(default_factory=dict)  # (touser, content) -> time
+    codes: dict = field(default_factory=dict)  # OAuth2 code -> userid ("" for someone outside the corp)
     hold: dict | None = None
     held_count: int = 0
 
@@ -105,6 +107,11 @@ class FakeWeCom:
              times: int = 1) -> None:
         with self.lock:
             self.state.faults.append(Fault(path, errcode, http, delay, times))
+
+    def oauth_code(self, code: str, userid: str) -> None:
+        """Make `code` what WeCom hands a page opened by `userid` ("": a non-member, openid only)."""
+        with self.lock:
+            self.state.codes[code] = userid
 
     def expire_token(self) -> None:
         with self.lock:
@@ -206,6 +213,15 @@ class FakeWeCom:
                 media_id = f"media-{len(self.state.uploads) + 1}"
                 self.state.uploads[media_id] = (filename, data)
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "type": "file", "media_id": media_id})
+
+        if path == "auth/getuserinfo":
+            with self.lock:
+                userid = self.state.codes.pop(query.get("code", ""), None)  # a code works once
+            if userid is None:
+                return self._reply(h, 200, {"errcode": 40029, "errmsg": "invalid code"})
+            if not userid:
+                return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "openid": "o-outsider"})
+            return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "userid": userid})
 
         if path not in SEND_PATHS:
             return self._reply(h, 404, {"errcode": 404, "errmsg": "no such api"})

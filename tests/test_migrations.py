@@ -18,5 +18,5 @@ def test_migrations_reach_head_and_match_the_models(db_url):
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
     assert {"unit", "member", "task", "report", "problem", "supervisionitem", "feedback", "processedmessage",
-            "outbox", "jobrun"} <= set(inspect(engine).get_table_names())
+            "outbox", "jobrun", "weblink"} <= set(inspect(engine).get_table_names())
     engine.dispose()

@@ -193,7 +193,7 @@ def test_nginx_site_proxies_only_the_callback_over_https():
     assert "proxy_pass http://127.0.0.1:8080" in blocks["/healthz"]
     assert "allow 127.0.0.1;" in blocks["/healthz"] and "deny all;" in blocks["/healthz"]
     assert "return 404;" in blocks["/"] and "proxy_pass" not in blocks["/"]
-    assert conf.count("proxy_pass") == 2
+    assert conf.count("proxy_pass") == 3 and "proxy_pass http://127.0.0.1:8080" in blocks["/web/"]  # callback, health, pages
 
 
 def test_nginx_accepts_the_site(tmp_path):

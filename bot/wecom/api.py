@@ -138,6 +138,11 @@ class WeComTransport:
                 raise SendError(describe_request_error(exc), retryable=True) from None
         raise SendError(f"access token rejected {TOKEN_TRIES} times", retryable=True)
 
+    def user_from_code(self, code: str) -> dict:
+        """auth/getuserinfo: who opened a page with this OAuth2 code; a member's answer carries
+        `userid`, anyone else's `openid` instead."""
+        return self._api(lambda: self.client.get("auth/getuserinfo", params={"code": code}))
+
     def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
         url = f"{self.cfg.api_base}/cgi-bin/webhook/{path}"
         try:

@@ -23,7 +23,7 @@ import xmltodict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from wechatpy.enterprise import parse_message
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.replies import TextReply
@@ -201,8 +201,9 @@ def health_problem(app: Application, worker: OutboxWorker | None) -> str | None:
 
 
 def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeout: float = BODY_TIMEOUT) -> Starlette:
-    """The callback server: WeCom's callback path and /healthz (which also watches `worker`,
-    the outbox sender running in this process, if given)."""
+    """The callback server: WeCom's callback path, /healthz (which also watches `worker`, the
+    outbox sender running in this process, if given) and, unless [web] enabled = false, the
+    pages under /web/ (bot/web)."""
     writer = MessageWriter(app)
     cb = Callback(app, writer, body_timeout)
     path = app.config.server.callback_path
@@ -226,12 +227,17 @@ def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeou
         finally:
             writer.stop()  # what was handed in is answered before the server closes
 
+    routes = [
+        Route(path, cb.verify_url, methods=["GET"]),
+        Route(path, cb.receive, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if app.config.web.enabled:
+        from bot.web.routes import build_web
+
+        routes.append(Mount("/web", app=build_web(app, writer)))
     asgi = Starlette(
-        routes=[
-            Route(path, cb.verify_url, methods=["GET"]),
-            Route(path, cb.receive, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ],
+        routes=routes,
         lifespan=lifespan,
     )
     asgi.state.writer = writer

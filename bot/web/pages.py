@@ -1,0 +1,204 @@
+"""What each page shows, read through db/ and the campaign's own computations (the same ranking
+and lights as the broadcast and the chat). Each function takes a short read-only session; the
+number of queries does not grow with the number of units, tasks or reports."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.campaign import digest, scoring
+from bot.campaign.scoring import UnitScore
+from db import queries
+from db.models import PROBLEM_CLOSED, ROLE_ADMIN, Member, Unit
+from db.month import Month
+
+JOB_LABELS = {
+    "deploy_check": "部署检查（三张清单）",
+    "monthly_prompt": "月度督办提示",
+    "escalation": "汇报截止催办",
+    "monthly_ranking": "月度排名通报（公开亮晒）",
+    "midyear_review": "阶段性点评",
+    "annual_summary": "年度总结与考核评比",
+}
+TREND_MONTHS = 12
+CLOSED_MONTH_TTL = 600.0  # seconds a finished month's ranking is kept (the trend's earlier months)
+RUNNING_MONTH_TTL = 60.0  # seconds the running month's ranking (截至目前) is kept: one ranking of
+# 2,000 units costs over a second on SQLite, so 总览 recomputes it at most once a minute
+
+
+class NotVisible(Exception):
+    """The page does not exist for this viewer (another unit's, or an admin's page)."""
+
+
+@dataclass
+class Viewer:
+    member: Member
+    unit: Unit
+
+    @property
+    def admin(self) -> bool:
+        return self.member.role == ROLE_ADMIN
+
+    def sees_unit(self, unit_id: int) -> bool:
+        """Admins see every unit; a member or 负责人 only their own. (There is no 分管领导 role in
+        the roster yet: such a person is a member of a unit and sees that unit.)"""
+        return self.admin or self.member.unit_id == unit_id
+
+
+def viewer(s: Session, userid: str) -> Viewer | None:
+    found = queries.sender(s, userid)
+    return Viewer(*found) if found else None
+
+
+def this_month(app, now: datetime) -> Month:
+    return Month.of(now.astimezone(app.tz))
+
+
+class Rankings:
+    """Rankings by month, kept for a while: finished months for CLOSED_MONTH_TTL (they change only
+    when the roster is re-imported), the running month for RUNNING_MONTH_TTL."""
+
+    def __init__(self):
+        self._closed: dict[str, tuple[float, list[UnitScore]]] = {}
+        self._lock = threading.Lock()
+
+    def months(self, s: Session, app, months: list[Month], now: datetime) -> dict[Month, list[UnitScore]]:
+        tz, clock = app.tz, time.monotonic()
+        out: dict[Month, list[UnitScore]] = {}
+        with self._lock:
+            for m in months:
+                hit = self._closed.get(str(m))
+                ttl = CLOSED_MONTH_TTL if m.end_utc(tz) <= now else RUNNING_MONTH_TTL
+                if hit and clock - hit[0] < ttl:
+                    out[m] = hit[1]
+        missing = [m for m in months if m not in out]
+        if not missing:
+            return out
+        units, tasks = queries.all_units(s), queries.all_tasks(s)
+        if len(missing) == 1 and missing[0] == months[-1]:  # the usual case: only the running month
+            m = missing[0]
+            previous = out.get(m.prev())
+            out[m] = digest.rank(s, app.config, m, now, previous=previous, with_trend=previous is None,
+                                 units=units, tasks=tasks)
+        else:  # cold: every month from the first missing one in one pass over the reports
+            span = months[months.index(missing[0]):]
+            previous = out.get(span[0].prev())
+            for m, preloaded in scoring.year_reports(s, span, now, tz):
+                previous = out[m] = digest.rank(s, app.config, m, now, previous=previous,
+                                                with_trend=False, units=units, tasks=tasks,
+                                                preloaded=preloaded)
+        with self._lock:
+            for m in missing:
+                self._closed[str(m)] = (clock, out[m])
+        return out
+
+
+def _trend_point(scores: list[UnitScore], unit_id: int | None) -> tuple[float | None, float | None]:
+    """(score, report rate in %) of one unit, or the mean over the units with active tasks."""
+    rows = [sc for sc in scores if sc.active_tasks and (unit_id is None or sc.unit.id == unit_id)]
+    if not rows:
+        return None, None
+    return (sum(sc.score for sc in rows) / len(rows), 100 * sum(sc.report_rate for sc in rows) / len(rows))
+
+
+def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) -> dict:
+    from jobs import JobQueue
+
+    month = this_month(app, now)
+    months = [month]
+    while len(months) < TREND_MONTHS:
+        months.insert(0, months[0].prev())
+    by_month = rankings.months(s, app, months, now)
+    published_month = month.prev()
+    published = (by_month[published_month]
+                 if queries.job_finished(s, "monthly_ranking", str(published_month)) else None)
+    trend_unit = None if who.admin else who.unit.id
+    points = [_trend_point(by_month[m], trend_unit) for m in months]
+    mine = next((sc for sc in by_month[month] if sc.unit.id == who.unit.id), None)
+    deadline_day = app.config.schedule.report_deadline_day
+    deadline = month.first_day.replace(day=deadline_day)
+    local = now.astimezone(app.tz)
+    calendar = [(JOB_LABELS[name], nxt.date(), f"{nxt:%H:%M}")
+                for name, enabled, nxt, _ in JobQueue(app).next_runs(now) if enabled and nxt is not None]
+    if local.date() <= deadline:
+        calendar.append(("本月汇报截止", deadline, ""))
+    calendar.sort(key=lambda row: (row[1], row[2]))
+    return {
+        "month": month,
+        "preview": by_month[month] if who.admin else None,
+        "published": published,
+        "published_month": published_month,
+        "mine": mine,
+        "total": len(by_month[month]),
+        "unreported": queries.unreported_count(s, who.unit.id, month),
+        "deadline": deadline,
+        "deadline_passed": local.date() > deadline,
+        "trend_labels": [f"{m.month}月" for m in months],
+        "trend_scores": [p[0] for p in points],
+        "trend_rates": [p[1] for p in points],
+        "trend_of": "全校平均" if who.admin else who.unit.name,
+        "calendar": calendar[:6],
+    }
+
+
+def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict:
+    if not who.sees_unit(unit_id):
+        raise NotVisible(unit_id)
+    unit = s.get(Unit, unit_id)
+    if unit is None:
+        raise NotVisible(unit_id)
+    month = this_month(app, now)
+    snaps = sorted(scoring.snapshots(s, month, now, app.tz, app.config.schedule.report_deadline_day,
+                                     unit_id=unit.id), key=lambda x: queries.code_key(x.task.code))
+    reports = queries.unit_reports(s, unit.id)
+    history: dict[int, list] = {}
+    for r in reports:
+        history.setdefault(r.task_id, []).append(r)
+    problems = queries.unit_problems(s, unit.id)
+    progress: dict[int, list] = {}
+    for p in queries.progress_of(s, [p.id for p in problems]):
+        progress.setdefault(p.problem_id, []).append(p)
+    items = queries.unit_items(s, unit.id)
+    feedback: dict[int, list] = {}
+    for f in queries.feedback_of(s, [i.id for i in items]):
+        feedback.setdefault(f.item_id, []).append(f)
+    today = now.astimezone(app.tz).date()
+    people = {unit.leader_userid} | {x.task.owner_userid for x in snaps} | {r.userid for r in reports}
+    people |= {p.owner_userid for p in problems} | {f.userid for fs in feedback.values() for f in fs}
+    return {
+        "unit": unit,
+        "month": month,
+        "snaps": snaps,
+        "history": history,
+        "problems": problems,
+        "progress": progress,
+        "closed": PROBLEM_CLOSED,
+        "items": items,
+        "feedback": feedback,
+        "today": today,
+        "names": queries.members_named(s, people - {""}),
+    }
+
+
+def me_page(s: Session, app, who: Viewer, now: datetime) -> dict:
+    month = this_month(app, now)
+    snaps = sorted(scoring.snapshots(s, month, now, app.tz, app.config.schedule.report_deadline_day,
+                                     unit_id=who.unit.id), key=lambda x: queries.code_key(x.task.code))
+    own = [x for x in snaps if x.task.owner_userid == who.member.userid]
+    others = [x for x in snaps if x.task.owner_userid != who.member.userid and x.active]
+    reports = [r for r in queries.unit_reports(s, who.unit.id) if r.userid == who.member.userid][:10]
+    codes = {x.task.id: x.task.code for x in snaps}
+    return {"month": month, "own": own, "others": others, "reports": reports, "codes": codes}
+
+
+def outbox_page(s: Session, limit: int = 200) -> dict:
+    return {
+        "counts": queries.outbox_counts(s),
+        "failed": queries.outbox_page(s, ("failed",), limit),
+        "pending": queries.outbox_page(s, ("pending", "sending"), limit),
+        "limit": limit,
+    }

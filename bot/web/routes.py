@@ -1,0 +1,226 @@
+"""The pages' routes, mounted at /web on the callback server (build_asgi).
+
+Sign-in: a page opened with ?code= (WeCom's OAuth2, snsapi_base) or /web/login?token= (a one-time
+link from `duban link`) starts a session: a signed, HTTP-only, SameSite=Lax cookie that expires
+after [web] session_hours. Without one, inside WeCom the page goes to WeCom's sign-in and back.
+Every page looks the person up again (a role change or removal takes effect at once) and checks
+on the server what they may see; what they may not is answered 404, the same as what does not exist.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from urllib.parse import urlencode
+
+import anyio.to_thread
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from sqlmodel import Session
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from bot.app import Application
+from bot.campaign import scoring
+from bot.web import auth, pages
+from bot.web.chart import line_chart
+from db import queries
+
+log = logging.getLogger("duban.web")
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    # Nothing is loaded from anywhere: no script at all, styles and the charts inline.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+LIGHT_NAMES = {scoring.GREEN: "绿", scoring.YELLOW: "黄", scoring.RED: "红"}
+
+
+def _environment(app: Application) -> Environment:
+    env = Environment(loader=PackageLoader("bot.web", "templates"), autoescape=select_autoescape(["html"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+    env.filters.update(
+        pct=lambda v: f"{v * 100:.0f}%",
+        score=lambda v: f"{v:.1f}",
+        localtime=lambda v, fmt="%m-%d %H:%M": v.astimezone(app.tz).strftime(fmt) if v else "—",
+        lightname=lambda v: LIGHT_NAMES.get(v, v),
+    )
+    env.globals.update(line_chart=line_chart, org=app.config.org)
+    return env
+
+
+def build_web(app: Application, writer) -> Starlette:
+    """The pages, for mounting at /web; `writer` is the callback's MessageWriter (the report form
+    goes the chat's way)."""
+    cfg = app.config.web
+    env = _environment(app)
+    rankings = pages.Rankings()
+    exchange: list[auth.CodeExchange] = []  # made on first use (console mode has no WeCom)
+    secret = cfg.session_secret or secrets.token_urlsafe(32)
+
+    def html(request: Request, template: str, status: int = 200, **data) -> HTMLResponse:
+        data.setdefault("who", None)
+        body = env.get_template(f"{template}.html").render(
+            csrf=request.session.get("csrf", ""), path=request.url.path, **data)
+        return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+    def message(request: Request, status: int, title: str, text: str, link: str = "") -> HTMLResponse:
+        return html(request, "message", status, title=title, text=text, link=link)
+
+    def sign_in(request: Request, userid: str) -> None:
+        request.session.clear()  # a new session for each sign-in (no fixation)
+        request.session.update(uid=userid, csrf=secrets.token_urlsafe(24))
+
+    def here(request: Request) -> str:
+        """This page's path and query, without the OAuth parameters."""
+        query = {k: v for k, v in request.query_params.items() if k not in ("code", "state")}
+        return request.url.path + (f"?{urlencode(query)}" if query else "")
+
+    def current(request: Request) -> pages.Viewer | Response:
+        """Who is looking, or the response that signs them in or turns them away."""
+        code = request.query_params.get("code")
+        if code and not app.config.wecom.console_mode:
+            try:
+                if not exchange:
+                    exchange.append(auth.CodeExchange(app.config))
+                sign_in(request, exchange[0].userid(code))
+            except auth.SignInError as exc:
+                return message(request, 403, "无法登录", str(exc))
+            return RedirectResponse(here(request), status_code=303)
+        userid = request.session.get("uid")
+        if userid:
+            with Session(app.engine) as s:
+                who = pages.viewer(s, userid)
+            if who is not None:
+                return who
+            request.session.clear()
+            return message(request, 403, "无权查看", f"{userid} 不在花名册中，请联系{app.config.org.office}添加。")
+        if not app.config.wecom.console_mode and cfg.base_url:
+            return RedirectResponse(auth.authorize_url(app.config, cfg.base_url + here(request)), status_code=303)
+        return message(request, 401, "请先登录", "请从企业微信工作台打开“争先督办”应用，"
+                       "或请管理员运行 duban link --user 你的账号 生成登录链接。")
+
+    def page(fn):
+        """A sync page (run in the thread pool) for a signed-in viewer."""
+        def endpoint(request: Request) -> Response:
+            who = current(request)
+            if isinstance(who, Response):
+                return who
+            try:
+                return fn(request, who)
+            except pages.NotVisible:
+                return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+        return endpoint
+
+    def csrf_ok(request: Request, form) -> bool:
+        expected = request.session.get("csrf", "")
+        return bool(expected) and secrets.compare_digest(str(form.get("csrf", "")), expected)
+
+    # ------------------------------------------------------------ pages
+
+    def login(request: Request) -> Response:
+        try:
+            userid = auth.use_link(app, request.query_params.get("token", ""))
+        except auth.SignInError as exc:
+            return message(request, 403, "无法登录", str(exc))
+        sign_in(request, userid)
+        return RedirectResponse("/web/", status_code=303)
+
+    @page
+    def overview(request: Request, who: pages.Viewer) -> Response:
+        now = app.clock.now()
+        with Session(app.engine) as s:
+            data = pages.overview(s, app, who, now, rankings)
+        return html(request, "overview", who=who, now=now, **data)
+
+    @page
+    def unit(request: Request, who: pages.Viewer) -> Response:
+        now = app.clock.now()
+        with Session(app.engine) as s:
+            data = pages.unit_page(s, app, who, request.path_params["unit_id"], now)
+        return html(request, "unit", who=who, now=now, **data)
+
+    def me_html(request: Request, who: pages.Viewer, reply: str = "", status: int = 200, **form) -> Response:
+        with Session(app.engine) as s:
+            data = pages.me_page(s, app, who, app.clock.now())
+        return html(request, "me", status, who=who, reply=reply, nonce=secrets.token_hex(12),
+                    form=form, **data)
+
+    @page
+    def me(request: Request, who: pages.Viewer) -> Response:
+        return me_html(request, who)
+
+    async def report(request: Request) -> Response:
+        who = await anyio.to_thread.run_sync(current, request)
+        if isinstance(who, Response):
+            return who
+        form = await request.form()
+        if not csrf_ok(request, form):
+            return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/me")
+        code = str(form.get("task", "")).strip()
+        pct = str(form.get("percent", "")).strip().rstrip("%％")
+        text = str(form.get("text", "")).strip()
+        nonce = str(form.get("nonce", ""))[:40] or secrets.token_hex(12)
+        # The chat's own command, through the same writer: the same rules, replies and dedupe
+        # (the form's nonce is the MsgId, so a form sent twice is one report).
+        line = f"汇报 {code} {pct}{'%' if pct else ''} {text}"
+        try:
+            reply = await writer.handle(who.member.userid, line, f"web:{nonce}")
+        except Exception:
+            log.exception("web report from %s failed", who.member.userid)
+            reply = app.renderer.render("server_error")
+        return await anyio.to_thread.run_sync(
+            lambda: me_html(request, who, reply, task=code, percent=pct, text=text))
+
+    @page
+    def admin(request: Request, who: pages.Viewer) -> Response:
+        if not who.admin:
+            raise pages.NotVisible("admin")
+        with Session(app.engine) as s:
+            data = pages.outbox_page(s)
+        return html(request, "admin", who=who, notice=request.session.pop("notice", ""), **data)
+
+    async def retry(request: Request) -> Response:
+        who = await anyio.to_thread.run_sync(current, request)
+        if isinstance(who, Response):
+            return who
+        if not who.admin:
+            return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+        form = await request.form()
+        if not csrf_ok(request, form):
+            return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/admin")
+        ids = None if form.get("all") else [int(v) for v in form.getlist("id") if str(v).isdigit()]
+
+        def run() -> int:
+            with app.session() as s:
+                return queries.retry_failed_outbox(s, ids) if ids != [] else 0
+
+        count = await anyio.to_thread.run_sync(run)
+        log.info("web: %s put %d failed message(s) back to pending", who.member.userid, count)
+        request.session["notice"] = (f"已将 {count} 条失败的消息放回待发送，稍后自动重发。" if count
+                                     else "没有可重试的失败消息。")
+        return RedirectResponse("/web/admin", status_code=303)
+
+    def logout(request: Request) -> Response:
+        request.session.clear()
+        return message(request, 200, "已退出登录", "再次查看请从企业微信工作台打开本应用。")
+
+    routes = [
+        Route("/", overview),
+        Route("/login", login),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/unit/{unit_id:int}", unit),
+        Route("/me", me),
+        Route("/me/report", report, methods=["POST"]),
+        Route("/admin", admin),
+        Route("/admin/outbox/retry", retry, methods=["POST"]),
+    ]
+    middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="duban_session",
+                             max_age=int(cfg.session_hours * 3600), path="/web", same_site="lax",
+                             https_only=auth.base_url(app.config).startswith("https://"))]
+    return Starlette(routes=routes, middleware=middleware)

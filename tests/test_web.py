@@ -1,0 +1,240 @@
+"""The web pages over real HTTP (httpx): sign-in by WeCom OAuth2 code and by one-time link, signed
+expiring cookies, what each role may see, the report form (CSRF, the chat's rules) and the outbox
+retry button."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from datetime import timedelta
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from itsdangerous import TimestampSigner
+from sqlmodel import select
+
+from bot.app import Application
+from bot.wecom.callback import build_asgi
+from bot.web.auth import make_link
+from conftest import ServerThread, at, make_config, seed
+from db.models import JobRun, Outbox, Report, Unit
+
+SECRET = "test-session-secret"
+XX_SECRETS = ("信息系机密进度说明", "信息系机房漏水问题", "信息系专项督办事项")
+
+
+def build(db_url, clock, fake, **web) -> Application:
+    app = Application(make_config(db_url, api_base=fake.base, web={"session_secret": SECRET, **web}), clock=clock)
+    app.migrate()
+    seed(app)
+    return app
+
+
+def fill(app: Application) -> dict[str, int]:
+    """Reports, a problem and a 督办 for 信息工程系 (what 机电工程系 must never see); March's ranking
+    published. Returns unit ids by name."""
+    for userid, text in (("li", "汇报 T1 30% 完成方案论证"), ("zhao", f"汇报 T3 50% {XX_SECRETS[0]}"),
+                         ("zhao", f"问题 {XX_SECRETS[1]}"), ("admin", f"督办 信息工程系 2026-04-25 {XX_SECRETS[2]}")):
+        app.handle_message(userid, text)
+    with app.session() as s:
+        s.add(JobRun(job="monthly_ranking", period="2026-03", scheduled_for=at(2026, 4, 1, 10),
+                     claimed_at=at(2026, 4, 1, 10), claimed_by="test", finished_at=at(2026, 4, 1, 10)))
+        return {u.name: u.id for u in s.exec(select(Unit))}
+
+
+@pytest.fixture
+def clock():
+    from bot.clock import FixedClock
+    return FixedClock(at(2026, 4, 10, 10, 0))
+
+
+@pytest.fixture
+def site(db_url, clock, fake):
+    app = build(db_url, clock, fake)
+    with ServerThread(build_asgi(app)) as server:
+        app.config.web.base_url = server.base
+        yield app, server
+    app.engine.dispose()
+
+
+def signed_in(server, fake, userid: str) -> httpx.Client:
+    client = httpx.Client(base_url=server.base, timeout=10)
+    code = f"code-{userid}-{time.monotonic_ns()}"
+    fake.oauth_code(code, userid)
+    resp = client.get(f"/web/?code={code}&state=duban")
+    assert resp.status_code == 303 and resp.headers["location"] == "/web/"
+    return client
+
+
+def test_an_oauth_code_signs_in_with_a_signed_http_only_lax_cookie_that_expires(site, fake):
+    app, server = site
+    fake.oauth_code("c-li", "li")
+    client = httpx.Client(base_url=server.base, timeout=10)
+    resp = client.get("/web/me?code=c-li&state=duban")
+    assert resp.status_code == 303 and resp.headers["location"] == "/web/me"
+    cookie = resp.headers["set-cookie"].lower()
+    assert "duban_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert "max-age=43200" in cookie and "path=/web" in cookie
+    asked = [q for path, q, _ in fake.state.requests if path == "auth/getuserinfo"]
+    assert asked == [{"access_token": asked[0]["access_token"], "code": "c-li"}]
+    page = client.get("/web/me")
+    assert page.status_code == 200 and "李四" in page.text and "T1" in page.text
+
+    fake.oauth_code("c-used", "li")
+    httpx.get(server.base + "/web/?code=c-used", timeout=10)
+    again = httpx.get(server.base + "/web/?code=c-used", timeout=10)  # WeCom's codes work once
+    assert again.status_code == 403 and "企业微信身份验证失败" in again.text
+    fake.oauth_code("c-outsider", "")
+    outsider = httpx.get(server.base + "/web/?code=c-outsider", timeout=10)
+    assert outsider.status_code == 403 and "只有本单位企业微信成员" in outsider.text
+    fake.oauth_code("c-ghost", "ghost")
+    ghost = httpx.Client(base_url=server.base, timeout=10)
+    assert ghost.get("/web/?code=c-ghost").status_code == 303
+    refused = ghost.get("/web/")
+    assert refused.status_code == 403 and "不在花名册" in refused.text
+
+
+def test_without_a_session_the_page_goes_to_wecom_sign_in_and_forged_or_old_cookies_do_not_count(site):
+    app, server = site
+    resp = httpx.get(server.base + "/web/unit/2?x=1", timeout=10)
+    assert resp.status_code == 303
+    where = urlparse(resp.headers["location"])
+    assert where.netloc == "open.weixin.qq.com" and where.path == "/connect/oauth2/authorize"
+    assert where.fragment == "wechat_redirect"
+    q = {k: v[0] for k, v in parse_qs(where.query).items()}
+    assert q == {"appid": "wwfakecorp", "redirect_uri": f"{server.base}/web/unit/2?x=1", "response_type": "code",
+                 "scope": "snsapi_base", "state": "duban", "agentid": "1000002"}
+
+    data = base64.b64encode(json.dumps({"uid": "admin", "csrf": "x"}).encode())
+
+    class Old(TimestampSigner):
+        def get_timestamp(self):
+            return int(time.time()) - 13 * 3600  # signed 13 hours ago; sessions last 12
+
+    for cookie in (TimestampSigner("wrong-secret").sign(data), Old(SECRET).sign(data)):
+        forged = httpx.get(server.base + "/web/admin", cookies={"duban_session": cookie.decode()}, timeout=10)
+        assert forged.status_code == 303 and "open.weixin.qq.com" in forged.headers["location"]
+    good = httpx.get(server.base + "/web/admin", cookies={"duban_session": TimestampSigner(SECRET).sign(data).decode()},
+                     timeout=10)
+    assert good.status_code == 200 and "消息发送队列" in good.text  # the same cookie, signed now: it counts
+
+
+def _unit_urls(ids: dict[str, int]) -> list[str]:
+    guesses = set(range(0, 12)) | set(ids.values()) | {99999, -1}
+    return [f"/web/unit/{i}" for i in sorted(guesses)] + ["/web/unit/abc", "/web/unit/2/../3", "/web/unit/%33"]
+
+
+@pytest.mark.parametrize("userid", ["li", "zhang"])  # 成员 and 负责人 of 机电工程系
+def test_a_member_or_leader_sees_no_other_units_data_through_any_url(site, fake, userid):
+    app, server = site
+    ids = fill(app)
+    own = ids["机电工程系"]
+    client = signed_in(server, fake, userid)
+    for url in _unit_urls(ids):
+        resp = client.get(url)
+        if url == f"/web/unit/{own}":
+            assert resp.status_code == 200 and "完成方案论证" in resp.text
+        else:
+            assert resp.status_code == 404, url
+        assert not any(secret in resp.text for secret in XX_SECRETS), url
+    for url in ("/web/", "/web/me", "/web/admin", "/web/unit/%d?unit_id=%d" % (own, ids["信息工程系"])):
+        resp = client.get(url)
+        assert resp.status_code == (404 if url == "/web/admin" else 200), url
+        assert not any(secret in resp.text for secret in XX_SECRETS) and "上线一站式学生服务大厅" not in resp.text
+    overview = client.get("/web/").text
+    assert "排名预览" not in overview and "2026-03 排名" in overview  # the published ranking only
+    assert 'href="/web/unit/%d"' % ids["信息工程系"] not in overview and "管理</a>" not in overview
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/web/me").text).group(1)
+    assert client.post("/web/admin/outbox/retry", data={"csrf": csrf, "all": "1"}).status_code == 404
+    other = client.post("/web/me/report", data={"csrf": csrf, "nonce": "n1", "task": "T3", "percent": "90",
+                                                "text": "越权汇报"})
+    assert other.status_code == 200 and "任务 T3 不属于您所在单位" in other.text
+    with app.session() as s:
+        assert not s.exec(select(Report).where(Report.text == "越权汇报")).all()
+
+
+def test_an_admin_sees_every_unit_the_preview_and_the_outbox(site, fake):
+    app, server = site
+    ids = fill(app)
+    client = signed_in(server, fake, "admin")
+    xx = client.get(f"/web/unit/{ids['信息工程系']}")
+    assert xx.status_code == 200 and all(secret in xx.text for secret in XX_SECRETS)
+    assert "第1版" in xx.text and "待反馈" in xx.text and "未整改" in xx.text
+    overview = client.get("/web/").text
+    assert "2026-04 排名预览" in overview and "2026-03 排名" in overview and "<svg" in overview
+    assert "4月" in overview and "月度督办提示" in overview and "4月25日" in overview
+    assert client.get("/web/admin").status_code == 200
+
+
+def test_the_report_form_needs_its_csrf_token_and_follows_the_chat_rules(site, fake):
+    app, server = site
+    client = signed_in(server, fake, "li")
+    page = client.get("/web/me").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page).group(1)
+    form = {"task": "T1", "percent": "60", "text": "完成实训基地主体验收", "nonce": nonce}
+
+    forged = client.post("/web/me/report", data={**form, "csrf": "guess"})
+    assert forged.status_code == 403 and "表单已过期" in forged.text
+    elsewhere = httpx.post(server.base + "/web/me/report", data={**form, "csrf": csrf}, timeout=10)
+    assert elsewhere.status_code == 303  # no session cookie: to sign-in, nothing written
+    with app.session() as s:
+        assert not s.exec(select(Report)).all()
+
+    done = client.post("/web/me/report", data={**form, "csrf": csrf})
+    assert done.status_code == 200 and "已收到 T1 汇报：进度 60%" in done.text
+    twice = client.post("/web/me/report", data={**form, "csrf": csrf})  # the same form sent again
+    assert "已收到 T1 汇报：进度 60%" in twice.text
+    bad = client.post("/web/me/report", data={**form, "csrf": csrf, "nonce": "other", "percent": "六十"})
+    assert "六十" in bad.text and "已收到" not in bad.text
+    with app.session() as s:
+        rows = s.exec(select(Report)).all()
+    assert [(r.percent, r.text, r.userid) for r in rows] == [(60, "完成实训基地主体验收", "li")]
+
+
+def test_duban_link_signs_in_once_within_ten_minutes(db_url, clock, fake, tmp_path):
+    from bot.cli import main
+
+    app = build(db_url, clock, fake)
+    (tmp_path / "config.toml").write_text(f'[database]\nurl = "{db_url}"\n[web]\nbase_url = "https://duban.example.edu.cn"\n')
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "config.toml"), "link", "--user", "li"])
+    assert result.exit_code == 0
+    link = result.output.strip()
+    assert re.fullmatch(r"https://duban\.example\.edu\.cn/web/login\?token=[\w-]{20,}", link)
+    unknown = CliRunner().invoke(main, ["--config", str(tmp_path / "config.toml"), "link", "--user", "ghost"])
+    assert unknown.exit_code == 1 and "ghost 不在花名册" in unknown.output
+    with ServerThread(build_asgi(app)) as server:
+        path = link.removeprefix("https://duban.example.edu.cn")
+        client = httpx.Client(base_url=server.base, timeout=10)
+        resp = client.get(path)
+        assert resp.status_code == 303 and resp.headers["location"] == "/web/"
+        assert "李四" in client.get("/web/").text
+        reused = httpx.get(server.base + path, timeout=10)
+        assert reused.status_code == 403 and "已用过" in reused.text
+        late = make_link(app, "zhang").removeprefix(f"http://{app.config.server.host}:{app.config.server.port}")
+        clock.set(clock.now() + timedelta(minutes=11))
+        assert httpx.get(server.base + late, timeout=10).status_code == 403
+        fresh = make_link(app, "zhang").split(":8080", 1)[1]
+        assert httpx.get(server.base + fresh, timeout=10).status_code == 303
+    app.engine.dispose()
+
+
+def test_an_admin_retries_a_failed_message_from_the_page(site, fake):
+    app, server = site
+    with app.session() as s:
+        for key in ("a", "b"):
+            s.add(Outbox(key=key, channel="app", target="li", msgtype="text", payload='{"content": "x"}',
+                         status="failed", attempts=30, last_error="errcode 40003: invalid userid",
+                         created_at=at(2026, 4, 10, 9)))
+    client = signed_in(server, fake, "admin")
+    page = client.get("/web/admin").text
+    assert "待开放" in page and "errcode 40003" in page and page.count('class="failed"') == 2
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert client.post("/web/admin/outbox/retry", data={"csrf": "x", "id": "1"}).status_code == 403
+    resp = client.post("/web/admin/outbox/retry", data={"csrf": csrf, "id": "1"}, follow_redirects=True)
+    assert "已将 1 条失败的消息放回待发送" in resp.text and resp.text.count('class="failed"') == 1
+    with app.session() as s:
+        assert {r.key: r.status for r in s.exec(select(Outbox))} == {"a": "pending", "b": "failed"}

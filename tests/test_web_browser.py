@@ -1,0 +1,122 @@
+"""The web pages in a real browser: Debian's headless Chromium driven by Playwright signs in
+through a fake OAuth code against the fake WeCom, opens each page as each role, submits a report
+by the form, and takes screenshots of 总览 at phone and desktop width (into DUBAN_SCREENSHOTS, or
+the test's temporary folder). Skipped, with the reason, where there is no browser."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from bot.wecom.callback import build_asgi
+from conftest import ServerThread
+from db.models import Report
+from test_web import XX_SECRETS, build, fill
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+if not Path(CHROMIUM).exists():
+    pytest.skip("no browser: Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]  # nothing but this machine is reached
+
+
+@pytest.fixture
+def clock():
+    from bot.clock import FixedClock
+    from conftest import at
+    return FixedClock(at(2026, 4, 10, 10, 0))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def site(tmp_path, clock, fake):
+    app = build(f"sqlite:///{tmp_path / 'duban.db'}", clock, fake)
+    ids = fill(app)
+    with ServerThread(build_asgi(app)) as server:
+        app.config.web.base_url = server.base
+        yield app, server, ids
+    app.engine.dispose()
+
+
+def open_as(browser, server, fake, userid: str, width: int = 390):
+    context = browser.new_context(viewport={"width": width, "height": 844}, locale="zh-CN")
+    page = context.new_page()
+    code = f"browser-{userid}-{width}"
+    fake.oauth_code(code, userid)
+    page.goto(f"{server.base}/web/?code={code}&state=duban")  # as WeCom opens the app's home page
+    assert page.url == f"{server.base}/web/"
+    return context, page
+
+
+@pytest.mark.parametrize("userid, role", [("li", "成员"), ("zhang", "负责人"), ("admin", "管理员")])
+def test_each_role_sees_its_pages_and_nothing_else(browser, site, fake, userid, role):
+    app, server, ids = site
+    context, page = open_as(browser, server, fake, userid)
+    admin = role == "管理员"
+    assert role in page.inner_text("header")
+    assert page.locator("nav >> text=管理").count() == (1 if admin else 0)
+    assert page.locator("#preview").count() == (1 if admin else 0)  # this month's 预览 is for admins
+    published = page.locator("#published table.ranking tbody tr")
+    assert published.count() == 4 and "2026-03 排名" in page.inner_text("#published")
+    assert page.locator("#trend svg text", has_text="4月").count() >= 1
+    assert "汇报截止" in page.inner_text("#calendar")
+
+    page.click("nav >> text=单位")
+    own = "党政办公室" if admin else "机电工程系"
+    assert own in page.inner_text("#tasks")
+    xx = page.goto(f"{server.base}/web/unit/{ids['信息工程系']}")
+    body = page.inner_text("body")
+    if admin:
+        assert xx.status == 200 and all(secret in body for secret in XX_SECRETS)
+        assert page.locator("tr.task[data-code=T3] .light-yellow, tr.task[data-code=T3] .light-green").count() == 1
+    else:
+        assert xx.status == 404 and "无权查看" in body and not any(secret in body for secret in XX_SECRETS)
+    admin_page = page.goto(f"{server.base}/web/admin")
+    assert admin_page.status == (200 if admin else 404)
+    if admin:
+        assert "待开放" in page.inner_text("#review")
+    context.close()
+
+
+def test_a_member_reports_by_the_form(browser, site, fake):
+    app, server, _ = site
+    context, page = open_as(browser, server, fake, "li")
+    page.click("nav >> text=我的")
+    assert "T1" in page.inner_text("#own")
+    page.select_option("#task", "T1")
+    page.fill("#percent", "60")
+    page.fill("#text", "完成实训基地主体验收")
+    page.click("text=提交汇报")
+    assert "已收到 T1 汇报：进度 60%" in page.inner_text("#reply")
+    assert "60%" in page.inner_text("#mine")
+    with app.session() as s:
+        latest = s.exec(select(Report).order_by(Report.id.desc())).first()
+    assert (latest.userid, latest.percent, latest.text) == ("li", 60, "完成实训基地主体验收")
+    context.close()
+
+
+def test_screenshots_of_the_overview_at_phone_and_desktop_width(browser, site, fake, tmp_path):
+    app, server, _ = site
+    folder = Path(os.environ.get("DUBAN_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    for width in (390, 1440):
+        context, page = open_as(browser, server, fake, "admin", width)
+        shot = folder / f"overview-{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        box = page.locator("#trend svg").bounding_box()
+        assert 0 < box["width"] <= width  # the chart fits the screen
+        context.close()
