@@ -90,7 +90,18 @@ def monthly_ranking(s: Session, config: Config, base: datetime, now: datetime) -
     month = Month.of(base).prev()
     scores = digest.rank(s, config, month, now)
     data = {"scores": scores, "month": month}
-    return _to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
+    pushes = _to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
+    return pushes + _ranking_image(config, month, now)
+
+
+def _ranking_image(config: Config, month: Month, now: datetime) -> list[Push]:
+    """The ranking as a picture, after the text, to the broadcast group (none without one). The PNG
+    is drawn at send time (bot/campaign/chart.py) from the ranking as of `now`."""
+    target = targets.broadcast_target(config)
+    if target is None:
+        return []
+    spec = {"kind": "ranking_image", "month": str(month), "at": now.isoformat()}
+    return [Push(target, "", file=spec, image=True, filename=f"争先督办-{month}排名.png", key="ranking:image")]
 
 
 def midyear_review(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
