@@ -175,7 +175,8 @@ class Application:
         now = self.clock.now()
         target = push.target
         if push.file is not None:
-            return int(queries.enqueue(s, key, target.channel, target.id, "file", push.file, now, push.filename))
+            msgtype = "image" if push.image else "file"
+            return int(queries.enqueue(s, key, target.channel, target.id, msgtype, push.file, now, push.filename))
         content = self.renderer.render(push.template, channel=target.channel, **push.data)
         msgtype = "markdown" if push.markdown else "text"
         limit = TEXT_LIMIT if msgtype == "text" else MARKDOWN_LIMIT

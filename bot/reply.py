@@ -32,6 +32,7 @@ class Push:
     markdown: bool = True  # False: plain text (2048-byte parts instead of 4096)
     file: dict | None = None  # a file message: how to generate it at send time (see bot/export.py)
     filename: str = ""
+    image: bool = False  # with `file`: an image message (a PNG generated at send time) instead of a file
     key: str = ""  # idempotency suffix; the caller's prefix makes it unique
 
 

@@ -86,7 +86,13 @@ def to_broadcast_or_admins(s: Session, config: Config, template: str, data: dict
 def ranking_broadcast(s: Session, config: Config, month: Month, scores: list, published_at: datetime) -> list[Push]:
     """公开亮晒: the month's (frozen) ranking to the broadcast group."""
     data = {"scores": scores, "month": month, "published_at": published_at}
-    return to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
+    pushes = to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
+    target = broadcast_target(config)
+    if target is not None:  # the picture after the text, drawn at send time (bot.charts.py)
+        spec = {"kind": "ranking_image", "month": str(month), "at": published_at.isoformat()}
+        pushes.append(Push(target, "", file=spec, image=True, filename=f"争先督办-{month}排名.png",
+                           key="ranking:image"))
+    return pushes
 
 
 def ranking_review(s: Session, config: Config, month: Month, scores: list, until: datetime) -> list[Push]:

@@ -4,6 +4,10 @@ Endpoints: gettoken, message/send (with WeCom's enable_duplicate_check), appchat
 media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media,
 auth/getuserinfo (OAuth2 codes registered with fake.oauth_code("code", "userid"), one use each).
 
+Image messages are checked as WeCom would: a robot's {"base64", "md5"} must decode to a PNG or JPG
+of at most 2 MB whose md5 matches; an app chat's or app message's media_id must be an uploaded
+image. images() gives each delivered image message with its bytes.
+
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
@@ -15,6 +19,8 @@ Faults, consumed in order by matching requests:
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
@@ -23,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 SEND_PATHS = ("message/send", "appchat/send", "webhook/send")
+IMAGE_LIMIT = 2 * 1024 * 1024
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPG
 
 
 @dataclass
@@ -50,6 +58,7 @@ class State:
     deliveries: list = field(default_factory=list)
     requests: list = field(default_factory=list)  # every (path, query, body) in arrival order
     uploads: dict = field(default_factory=dict)  # media_id -> (filename, bytes)
+    upload_types: dict = field(default_factory=dict)  # media_id -> "file" | "image" | ...
     faults: list = field(default_factory=list)
     webhook_times: dict = field(default_factory=dict)
     webhook_limit: int = 20
@@ -135,6 +144,20 @@ class FakeWeCom:
         with self.lock:
             return [d for d in self.state.deliveries if path is None or d.path == path]
 
+    def images(self) -> list[tuple[Delivery, bytes]]:
+        """Every delivered image message with the picture's bytes, in order."""
+        out = []
+        for d in self.deliveries():
+            if d.body.get("msgtype") != "image":
+                continue
+            image = d.body["image"]
+            if "base64" in image:
+                out.append((d, base64.b64decode(image["base64"])))
+            else:
+                with self.lock:
+                    out.append((d, self.state.uploads[image["media_id"]][1]))
+        return out
+
     def counts_by_target(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for d in self.deliveries():
@@ -209,10 +232,14 @@ class FakeWeCom:
 
         if path in ("media/upload", "webhook/upload_media"):
             filename, data = _multipart_file(h.headers.get("Content-Type", ""), raw)
+            kind = query.get("type", "")
+            if kind == "image" and (error := _image_error(data)):
+                return self._reply(h, 200, error)
             with self.lock:
                 media_id = f"media-{len(self.state.uploads) + 1}"
                 self.state.uploads[media_id] = (filename, data)
-            return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "type": "file", "media_id": media_id})
+                self.state.upload_types[media_id] = kind
+            return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id})
 
         if path == "auth/getuserinfo":
             with self.lock:
@@ -239,6 +266,8 @@ class FakeWeCom:
                 self.state.rejected = getattr(self.state, "rejected", 0) + 1
                 return self._reply(h, 200, {"errcode": 45009, "errmsg": "api freq out of limit"})
         body = json.loads(raw or b"{}")
+        if body.get("msgtype") == "image" and (error := self._bad_image(body.get("image") or {})):
+            return self._reply(h, 200, error)
         target = {"message/send": lambda: "user:" + body.get("touser", ""),
                   "appchat/send": lambda: "chat:" + body.get("chatid", ""),
                   "webhook/send": lambda: "robot:" + query.get("key", "")}[path]()
@@ -269,6 +298,20 @@ class FakeWeCom:
         self._record(path, target, body)
         return self._reply(h, 200, {"errcode": 0, "errmsg": "ok"})
 
+    def _bad_image(self, image: dict) -> dict | None:
+        """WeCom's answer to an image message it would refuse, else None."""
+        if "media_id" in image:
+            with self.lock:
+                ok = self.state.upload_types.get(image["media_id"]) == "image"
+            return None if ok else {"errcode": 40007, "errmsg": "invalid media_id"}
+        try:
+            data = base64.b64decode(image.get("base64", ""), validate=True)
+        except ValueError:
+            return {"errcode": 40005, "errmsg": "invalid image: not base64"}
+        if hashlib.md5(data).hexdigest() != image.get("md5"):
+            return {"errcode": 40005, "errmsg": "invalid image: md5 does not match"}
+        return _image_error(data)
+
     def _record(self, path: str, target: str, body: dict) -> None:
         with self.lock:
             if path == "message/send" and body.get("enable_duplicate_check"):
@@ -280,6 +323,14 @@ class FakeWeCom:
                     return  # WeCom's duplicate check: the same message again is not shown again
                 self.state.dedupe[key] = time.monotonic()
             self.state.deliveries.append(Delivery(path, target, body, time.monotonic()))
+
+
+def _image_error(data: bytes) -> dict | None:
+    if not data.startswith(IMAGE_MAGIC):
+        return {"errcode": 40005, "errmsg": "invalid image: not JPG or PNG"}
+    if len(data) > IMAGE_LIMIT:
+        return {"errcode": 40009, "errmsg": "invalid image size"}
+    return None
 
 
 def _multipart_file(content_type: str, raw: bytes) -> tuple[str, bytes]:

@@ -178,7 +178,7 @@ def test_ranking_job_broadcasts_last_month_with_scores_tiers_and_trend(app, q):
     app.clock.set(at(2026, 4, 1, 10))
     result = q.run("monthly_ranking", at(2026, 4, 1, 10))
     assert result.period == "2026-03"
-    (row,) = outbox(app, "job:monthly_ranking")
+    (row,) = outbox(app, "job:monthly_ranking:2026-03:ranking:broadcast")  # the picture follows (test_chart.py)
     assert (row.channel, row.target) == ("webhook", "key-all")
     text = content(row)
     assert "2026-03" in text
@@ -257,7 +257,7 @@ def test_ranking_of_300_units_is_split_within_limits_and_loses_no_unit(app, q):
     app.config.broadcast.chat_id = "chat-all"
     app.clock.set(at(2026, 4, 1, 10))
     q.run("monthly_ranking", at(2026, 4, 1, 10))
-    rows = outbox(app, "job:monthly_ranking")
+    rows = outbox(app, "job:monthly_ranking:2026-03:ranking:broadcast")
     assert len(rows) > 1 and all(len(content(r).encode()) <= 4096 for r in rows)
     lines = [line for r in rows for line in content(r).splitlines()]
     for i in range(300):

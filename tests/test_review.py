@@ -48,7 +48,8 @@ def rank_march(app) -> JobQueue:
 
 
 def broadcasts(app) -> list[Outbox]:
-    return [r for r in sent(app) if r.target == "chat-all"]
+    """The broadcast's text (its picture follows as an image row)."""
+    return [r for r in sent(app) if r.target == "chat-all" and r.msgtype != "image"]
 
 
 def test_the_ranking_goes_first_to_the_admins_and_each_units_leader(app):
@@ -83,6 +84,7 @@ def test_the_window_ends_and_the_ranking_is_published_once(app):
     assert q.publish_due() == []  # once
     (row,) = broadcasts(app)
     assert "2026-03 争先督办 公开亮晒" in text(row)
+    assert [r.msgtype for r in sent(app) if r.target == "chat-all"] == ["markdown", "image"]
     # an admin's 发布 afterwards sends nothing more
     assert "已于 04月02日 10:05 公布过，未重复发送" in say(app, "admin", "发布 2026-03", at(2026, 4, 2, 11))
     assert len(broadcasts(app)) == 1

@@ -138,8 +138,13 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict) -> by
 
 
 def generate(s: Session, config: Config, spec: dict) -> bytes:
-    """Build the workbook an outbox file message describes: {"kind": "month"|"year", ..., "at": ISO time}."""
+    """Build the workbook (or picture) an outbox file or image message describes:
+    {"kind": "month"|"year"|"ranking_image", ..., "at": ISO time}."""
     at = datetime.fromisoformat(spec["at"])
+    if spec["kind"] == "ranking_image":
+        from bot.charts import ranking_image
+
+        return ranking_image(s, config, Month.parse(spec["month"]), at)
     if spec["kind"] == "month":
         return month_workbook(s, config, Month.parse(spec["month"]), at)
     if spec["kind"] == "year":

@@ -6,6 +6,8 @@ where all three travel, is left out), and robot keys are shown by their last 4 c
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import threading
@@ -27,7 +29,8 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 TOKEN_ERRORS = {40001, 40014, 41001, 42001, 42009}  # the token is missing, invalid or expired: refresh it
 RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}  # busy or rate limited: try again later
 RATE_LIMITED = {45009, 45033}
-TOKEN_TRIES = 3  # a send whose fresh token is rejected too is tried again later, not failed
+TOKEN_TRIES = 3
+IMAGE_LIMIT = 2 * 1024 * 1024  # a robot's image message, and an uploaded image: JPG or PNG, at most 2 MB  # a send whose fresh token is rejected too is tried again later, not failed
 
 
 class SendError(Exception):
@@ -166,7 +169,9 @@ class WeComTransport:
         payload = json.loads(row.payload)
         msgtype = row.msgtype
         if msgtype == "file":
-            payload = {"media_id": self._upload(row, attachment)}
+            payload = {"media_id": self._upload(row, attachment, "file")}
+        elif msgtype == "image":
+            payload = self._image(row, attachment)
         if row.channel == "webhook":
             self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
         elif row.channel == "appchat":
@@ -179,12 +184,27 @@ class WeComTransport:
         else:
             raise SendError(f"unknown channel {row.channel}", retryable=False)
 
-    def _upload(self, row: Outbox, data: bytes | None) -> str:
+    def _image(self, row: Outbox, data: bytes | None) -> dict:
+        """A group robot takes the picture itself (base64 and the md5 of the bytes); an app chat or an
+        app message takes uploaded media. WeCom takes JPG or PNG of at most 2 MB."""
+        if not data:
+            raise SendError("image message without content", retryable=False)
+        if len(data) > IMAGE_LIMIT:
+            raise SendError(f"image of {len(data)} bytes is over WeCom's 2 MB", retryable=False)
+        if row.channel == "webhook":
+            return {"base64": base64.b64encode(data).decode("ascii"), "md5": hashlib.md5(data).hexdigest()}
+        return {"media_id": self._upload(row, data, "image")}
+
+    def _upload(self, row: Outbox, data: bytes | None, kind: str) -> str:
+        """Temporary media (media/upload, or a robot's upload_media) of `kind` "file" or "image"."""
         if data is None:
             raise SendError("file message without content", retryable=False)
-        files = {"media": (row.filename or "file.xlsx", data)}
-        if row.channel == "webhook":
-            result = self._webhook("upload_media", row.target, params={"type": "file"}, files=files)
+        if kind == "image":
+            files = {"media": (row.filename or "image.png", data, "image/png")}
         else:
-            result = self._api(lambda: self.client.post("media/upload", params={"type": "file"}, files=files))
+            files = {"media": (row.filename or "file.xlsx", data)}
+        if row.channel == "webhook":
+            result = self._webhook("upload_media", row.target, params={"type": kind}, files=files)
+        else:
+            result = self._api(lambda: self.client.post("media/upload", params={"type": kind}, files=files))
         return result["media_id"]

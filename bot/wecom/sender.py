@@ -40,18 +40,20 @@ class Transport(Protocol):
 
 
 class ConsoleTransport:
-    """No WeCom credentials: print what would be sent; files are written to a folder."""
+    """No WeCom credentials: print what would be sent; files and images are written to a folder."""
 
     def __init__(self, out: Callable[[str], None] = print, files_dir: str | Path = "exports"):
         self.out = out
         self.files_dir = Path(files_dir)
 
     def send(self, row: Outbox, attachment: bytes | None) -> None:
-        if row.msgtype == "file":
+        if row.msgtype in ("file", "image"):
             self.files_dir.mkdir(parents=True, exist_ok=True)
-            path = self.files_dir / (row.filename or f"outbox-{row.id}.xlsx")
+            suffix = ".png" if row.msgtype == "image" else ".xlsx"
+            path = self.files_dir / (row.filename or f"outbox-{row.id}{suffix}")
             path.write_bytes(attachment or b"")
-            self.out(f"[推送 → {show_target(row.channel, row.target)}] 文件 {path}")
+            kind = "图片" if row.msgtype == "image" else "文件"
+            self.out(f"[推送 → {show_target(row.channel, row.target)}] {kind} {path}")
             return
         content = json.loads(row.payload).get("content", "")
         self.out(f"[推送 → {show_target(row.channel, row.target)}]\n{content}\n")
@@ -157,7 +159,7 @@ class OutboxWorker:
                 return False
         attachment = None
         try:
-            if row.msgtype == "file":
+            if row.msgtype in ("file", "image"):
                 if self.file_source is None:
                     raise SendError("no file generator configured", retryable=False)
                 with Session(self.engine) as s:
