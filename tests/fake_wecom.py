@@ -1,7 +1,8 @@
 """A fake WeCom API on 127.0.0.1 that records what it receives and can fail on purpose.
 
 Endpoints: gettoken, message/send (with WeCom's enable_duplicate_check), appchat/send,
-media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media.
+media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media,
+aibot/response (a smart robot message's response_url; recorded with target "response:<code>").
 
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-SEND_PATHS = ("message/send", "appchat/send", "webhook/send")
+SEND_PATHS = ("message/send", "appchat/send", "webhook/send", "aibot/response")
 
 
 @dataclass
@@ -194,7 +195,7 @@ class FakeWeCom:
         if fault and fault.errcode:
             return self._reply(h, 200, {"errcode": fault.errcode, "errmsg": "injected"})
 
-        if not path.startswith("webhook/"):
+        if not path.startswith(("webhook/", "aibot/")):  # a response_url carries its own code
             with self.lock:
                 ok = query.get("access_token") in self.state.valid_tokens
             if not ok:
@@ -211,7 +212,7 @@ class FakeWeCom:
             return self._reply(h, 404, {"errcode": 404, "errmsg": "no such api"})
         if self.state.latency:
             time.sleep(self.state.latency)
-        if self.state.rate_per_second and not path.startswith("webhook/"):
+        if self.state.rate_per_second and path in ("message/send", "appchat/send"):
             now = time.monotonic()
             with self.lock:
                 times = [t for t in self.state.rate_times if now - t < 1.0]
@@ -225,7 +226,8 @@ class FakeWeCom:
         body = json.loads(raw or b"{}")
         target = {"message/send": lambda: "user:" + body.get("touser", ""),
                   "appchat/send": lambda: "chat:" + body.get("chatid", ""),
-                  "webhook/send": lambda: "robot:" + query.get("key", "")}[path]()
+                  "webhook/send": lambda: "robot:" + query.get("key", ""),
+                  "aibot/response": lambda: "response:" + query.get("response_code", "")}[path]()
 
         if path == "webhook/send":
             now = time.monotonic()

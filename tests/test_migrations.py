@@ -14,7 +14,7 @@ def test_migrations_reach_head_and_match_the_models(db_url):
     migrate(engine)
     migrate(engine)  # a second start changes nothing
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003_robot"
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
     assert {"unit", "member", "task", "report", "problem", "supervisionitem", "feedback", "processedmessage",
