@@ -222,3 +222,17 @@ def test_an_answer_not_ready_in_time_goes_to_the_response_url(db_url, clock, fak
     assert late.body["msgtype"] == "markdown" and "李四" in late.body["markdown"]["content"]
     assert "T1" in late.body["markdown"]["content"] and count(app, Report) == 1
     app.engine.dispose()
+
+
+def test_config_names_a_missing_smart_robot_key(tmp_path):
+    from bot.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[aibot]\nenabled = true\ntoken = "t"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^config error: aibot.encoding_aes_key: required when aibot.enabled"):
+        load_config(path, env={})
+    cfg = load_config(path, env={"DUBAN_AIBOT_ENCODING_AES_KEY": ROBOT_AES_KEY})
+    assert cfg.aibot.callback_path == "/wecom/aibot" and cfg.aibot.encoding_aes_key == ROBOT_AES_KEY
+    path.write_text('[aibot]\nencoding_aes_key = "short"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="aibot.encoding_aes_key: must be 43 characters"):
+        load_config(path, env={})
