@@ -85,8 +85,8 @@ class Application:
             raise result
         return result
 
-    def handle_batch(self, messages: list[tuple[str, str, str]], tries: int = 1) -> list[str | Exception]:
-        """Handle (userid, text, msg_id) messages in order in one write transaction (one commit for
+    def handle_batch(self, messages: list[tuple], tries: int = 1) -> list[str | Exception]:
+        """Handle (userid, text, msg_id[, chat, once]) messages in order in one write transaction (one commit for
         many messages), each in a savepoint of its own: a message that fails loses only its own
         writes. Returns the reply, or the exception, for each message; none is answered before
         the transaction is committed. A message that collided with a concurrent writer is handled
@@ -114,17 +114,20 @@ class Application:
                           RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes"))
         return [results[i] for i in range(len(messages))]
 
-    def handle_one(self, s: Session, userid: str, text: str, msg_id: str) -> str:
-        """One message inside the batch's transaction (the steps in the module docstring)."""
+    def handle_one(self, s: Session, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False) -> str:
+        """One message inside the batch's transaction (the steps in the module docstring).
+        `chat`: the group it was said in (the smart robot's chatid; "" in a 1:1 chat).
+        `once`: a msg_id answered before gets "" (nothing) instead of the stored answer."""
         now = self.clock.now()
         savepoint = s.begin_nested()
         try:
             if msg_id and (seen := queries.answered(s, userid, msg_id)) is not None:
-                reply = seen
+                reply = "" if once else seen
             elif (who := queries.sender(s, userid)) is None:
                 reply = self.renderer.render("unknown_user", userid=userid)  # nothing about them is stored
             else:
-                ctx = Context(session=s, member=who[0], unit=who[1], now=now, config=self.config, msg_id=msg_id)
+                ctx = Context(session=s, member=who[0], unit=who[1], now=now, config=self.config, msg_id=msg_id,
+                              chat=chat)
                 reply, refused = self._dispatch(s, ctx, text)
                 if refused:  # a wrong form: the answer is kept, none of the handler's writes
                     savepoint.rollback()
@@ -149,8 +152,10 @@ class Application:
         except UserError as err:
             # Rendered here, while what it names is still loaded; the caller drops the writes.
             return self.renderer.render(err.template, **err.data), True
-        rendered = self.renderer.render(reply.template, **reply.data)
-        prefix = f"reply:{ctx.msg_id or ctx.now.isoformat()}"
+        # Every reply knows where it is read: in a group it names the sender.
+        rendered = self.renderer.render(reply.template, **{"in_group": ctx.in_group, "sender": ctx.member,
+                                                           **reply.data})
+        prefix = f"reply:{ctx.member.userid}:{ctx.msg_id}" if ctx.msg_id else f"reply:{ctx.now.isoformat()}"
         rendered = self._fit_reply(s, rendered, ctx.member.userid, prefix)
         for i, push in enumerate(reply.pushes):
             self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
@@ -169,6 +174,13 @@ class Application:
         return f"{parts[0]}\n{note}"
 
     # ------------------------------------------------------------ outbound
+
+    def enqueue_response(self, url: str, text: str, key: str) -> bool:
+        """Put a smart-robot answer that missed its passive reply in the outbox, for the message's
+        response_url (markdown). True if added (a key is enqueued once)."""
+        with self.session() as s:
+            return queries.enqueue(s, f"response_url:{key}", "response_url", url, "markdown", {"content": text},
+                                   self.clock.now())
 
     def enqueue_push(self, s: Session, push: Push, key: str) -> int:
         """Render a push and put it in the outbox (split to fit WeCom's limits). Returns rows added."""

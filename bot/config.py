@@ -39,6 +39,8 @@ ENV_OVERRIDES = {
     "DUBAN_WECOM_API_BASE": ("wecom", "api_base"),
     "DUBAN_DATABASE_URL": ("database", "url"),
     "DUBAN_WEB_SESSION_SECRET": ("web", "session_secret"),
+    "DUBAN_AIBOT_TOKEN": ("aibot", "token"),
+    "DUBAN_AIBOT_ENCODING_AES_KEY": ("aibot", "encoding_aes_key"),
 }
 
 
@@ -99,6 +101,37 @@ class ServerConfig(_Section):
         if not v.startswith("/"):
             raise ValueError("must start with /")
         return v
+
+
+class AibotConfig(_Section):
+    """WeCom's 智能机器人 (smart robot) in API mode: people @ it in groups or talk to it 1:1."""
+
+    enabled: bool = False
+    token: str = ""
+    encoding_aes_key: str = ""
+    callback_path: str = "/wecom/aibot"
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes(cls, v: str) -> str:
+        if v and len(v) != 43:
+            raise ValueError("must be 43 characters")
+        return v
+
+    @field_validator("callback_path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+    def missing(self) -> str | None:
+        """The first key that is empty although the smart robot is enabled."""
+        if self.enabled:
+            for key in ("token", "encoding_aes_key"):
+                if not getattr(self, key):
+                    return key
+        return None
 
 
 class DatabaseConfig(_Section):
@@ -257,6 +290,13 @@ class Config(_Section):
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     sender: SenderConfig = Field(default_factory=SenderConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    aibot: AibotConfig = Field(default_factory=AibotConfig)
+
+    @model_validator(mode="after")
+    def _paths(self) -> "Config":
+        if self.aibot.enabled and self.aibot.callback_path == self.server.callback_path:
+            raise ValueError("aibot.callback_path must differ from server.callback_path")
+        return self
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -290,4 +330,7 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
     missing = config.wecom.missing()
     if missing:
         raise ConfigError(f"config error: wecom.{missing}: required when wecom.corp_id is set")
+    missing = config.aibot.missing()
+    if missing:
+        raise ConfigError(f"config error: aibot.{missing}: required when aibot.enabled is true")
     return config

@@ -44,4 +44,5 @@ class Renderer:
         """Render `template`. `channel` decides how @-mentions are written:
         robot markdown needs <@userid>; elsewhere the person's name is shown."""
         at = (lambda m: f"<@{m.userid}>") if channel == "webhook" else (lambda m: f"@{m.name}")
+        data.setdefault("in_group", False)  # said in a group (to the smart robot): the reply names the sender
         return self.env.get_template(f"{template}.j2").render(at=at, **data).strip()

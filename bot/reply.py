@@ -9,6 +9,8 @@ def show_target(channel: str, target: str) -> str:
     has it can post to the group), so only its last 4 characters are shown."""
     if channel == "webhook":
         return f"webhook:…{target[-4:] if len(target) > 4 else ''}"
+    if channel == "response_url":  # its query string is a one-use code: only the path is shown
+        return f"response_url:{target.split('?', 1)[0]}"
     return f"{channel}:{target}"
 
 
@@ -16,7 +18,7 @@ def show_target(channel: str, target: str) -> str:
 class Target:
     """Where an outbound message goes: a user (app), an app chat, or a group robot."""
 
-    channel: str  # "app" | "appchat" | "webhook"
+    channel: str  # "app" | "appchat" | "webhook" | "response_url" (the smart robot's answer to one message)
     id: str
 
     def __str__(self) -> str:

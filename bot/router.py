@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from bot.config import Config
-from bot.reply import Reply, UserError
+from bot.reply import Push, Reply, Target, UserError
 from bot.text import command_rest, normalize, normalize_map
 from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES
 from db.models import Member, Unit
@@ -24,6 +24,12 @@ from db.models import Member, Unit
 EVERYONE = frozenset(ROLES)
 LEADERS = frozenset({ROLE_LEADER, ROLE_ADMIN})
 ADMINS = frozenset({ROLE_ADMIN})
+
+# What a command does when it is said in a group (to the smart robot), where everyone reads the answer:
+IN_GROUP_REPLY = "reply"  # answered in the group
+IN_GROUP_PRIVATE = "private"  # the answer goes to the sender 1:1; the group gets a short note
+IN_GROUP_REFUSE = "refuse"  # not done; the sender is asked to say it 1:1 (请私聊)
+IN_GROUP_ONLY = "only"  # only makes sense in a group (绑定)
 
 
 @dataclass
@@ -35,6 +41,11 @@ class Context:
     config: Config
     msg_id: str = ""
     args: str = ""
+    chat: str = ""  # the group the message was said in (smart robot chatid); "" in a 1:1 chat
+
+    @property
+    def in_group(self) -> bool:
+        return bool(self.chat)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -48,6 +59,7 @@ class Command:
     roles: frozenset[str]
     group: str
     params: tuple[str, ...] = field(default=())
+    in_group: str = IN_GROUP_REPLY
 
     def allowed(self, member: Member) -> bool:
         return member.role in self.roles
@@ -66,8 +78,9 @@ class Router:
         self.name = name
         self.commands: list[Command] = []
 
-    def command(self, *names: str, roles: frozenset[str] = EVERYONE):
-        """Register a handler for these command words (usage text lives in templates/commands.j2)."""
+    def command(self, *names: str, roles: frozenset[str] = EVERYONE, in_group: str = IN_GROUP_REPLY):
+        """Register a handler for these command words (usage text lives in templates/commands.j2).
+        `in_group`: what it does when said in a group (IN_GROUP_*)."""
 
         def register(func: Callable[..., Reply]) -> Callable[..., Reply]:
             params = tuple(inspect.signature(func).parameters)
@@ -75,7 +88,7 @@ class Router:
                        and p not in Context.__dataclass_fields__]
             if unknown:
                 raise TypeError(f"{func.__name__}: cannot inject {unknown}")
-            self.commands.append(Command(names, func, roles, self.name, params))
+            self.commands.append(Command(names, func, roles, self.name, params, in_group))
             return func
 
         return register
@@ -111,8 +124,17 @@ class Dispatcher:
         if not cmd.allowed(ctx.member):
             raise UserError("not_allowed", command=cmd.names[0], member=ctx.member,
                             roles=[r for r in ROLES if r in cmd.roles])
+        if ctx.in_group and cmd.in_group == IN_GROUP_REFUSE:
+            raise UserError("group_refused", command=cmd.names[0], sender=ctx.member)
+        if not ctx.in_group and cmd.in_group == IN_GROUP_ONLY:
+            raise UserError("group_only", command=cmd.names[0])
         ctx.args = args
-        return cmd(ctx)
+        reply = cmd(ctx)
+        if ctx.in_group and cmd.in_group == IN_GROUP_PRIVATE:
+            # The whole answer goes to the sender 1:1 (plain text, as it would have been read there).
+            private = Push(Target("app", ctx.member.userid), reply.template, reply.data, markdown=False, key="private")
+            return Reply("group_moved", {"command": cmd.names[0]}, [private, *reply.pushes])
+        return reply
 
     def visible(self, member: Member) -> list[Command]:
         return [c for c in self.commands if c.allowed(member)]

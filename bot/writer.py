@@ -19,7 +19,7 @@ from bot.app import Application
 
 log = logging.getLogger("duban.writer")
 
-Message = tuple[str, str, str]  # userid, text, msg_id
+Message = tuple  # userid, text, msg_id[, chat, once]: Application.handle_one's arguments
 _STOP = object()
 
 
@@ -44,11 +44,12 @@ class MessageWriter:
             self._thread.join()
             self._thread = None
 
-    async def handle(self, userid: str, text: str, msg_id: str) -> str:
-        """Handle one message and return its reply; raises what handling raised."""
+    async def handle(self, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False) -> str:
+        """Handle one message and return its reply; raises what handling raised. `chat`: the group
+        it was said in ("" for 1:1); `once`: a repeated msg_id gets "" (see Application.handle_one)."""
         self.start()  # an app served without its lifespan (mounted elsewhere) still works
         future = asyncio.get_running_loop().create_future()
-        self._queue.put(((userid, text, msg_id), future))
+        self._queue.put(((userid, text, msg_id, chat, once), future))
         return await future
 
     def _run(self) -> None:

@@ -26,6 +26,7 @@ class Unit(SQLModel, table=True):
     leader_userid: str = Field(default="", max_length=64)
     chat_id: str = Field(default="", max_length=64)
     webhook_key: str = Field(default="", max_length=128)
+    aibot_chatid: str = Field(default="", max_length=64)  # the group where people @ the smart robot
 
 
 class Member(SQLModel, table=True):
@@ -120,8 +121,8 @@ class Outbox(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=255)
-    channel: str = Field(max_length=16)  # app | appchat | webhook
-    target: str = Field(max_length=255)
+    channel: str = Field(max_length=16)  # app | appchat | webhook | response_url
+    target: str = Field(sa_column=Column(Text, nullable=False))  # a response_url can be long
     msgtype: str = Field(max_length=16)  # text | markdown | file
     payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON; for a file, how to generate it
     filename: str = Field(default="", max_length=255)

@@ -511,3 +511,23 @@ def outbox_page(s: Session, statuses: tuple[str, ...], limit: int) -> list[Outbo
 def job_finished(s: Session, job: str, period: str) -> bool:
     q = select(JobRun.id).where(JobRun.job == job, JobRun.period == period, col(JobRun.finished_at).is_not(None))
     return s.exec(q).first() is not None
+
+
+# ---------------------------------------------------------------- smart robot groups
+
+
+def bind_group(s: Session, unit: Unit, chatid: str) -> list[Unit]:
+    """Make `chatid` the unit's smart-robot group: a group belongs to one unit, so any other unit
+    it was bound to loses it. Returns those units."""
+    others = list(s.exec(select(Unit).where(Unit.aibot_chatid == chatid, Unit.id != unit.id)))
+    for other in others:
+        other.aibot_chatid = ""
+        s.add(other)
+    unit.aibot_chatid = chatid
+    s.add(unit)
+    s.flush()
+    return others
+
+
+def unit_of_group(s: Session, chatid: str) -> Unit | None:
+    return s.exec(select(Unit).where(Unit.aibot_chatid == chatid)).first() if chatid else None

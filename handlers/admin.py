@@ -5,7 +5,7 @@ from bot import targets
 from bot.campaign import digest, scoring
 from db.month import Month
 from bot.reply import Push, Reply, Target
-from bot.router import ADMINS, Context, Router
+from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, Context, Router
 from bot.text import normalize_map, split_args
 from db import queries
 from db.models import LINES, Task, Unit
@@ -28,7 +28,7 @@ def _unit_arg(ctx: Context, command: str):
     return unit
 
 
-@router.command("状态", "status", roles=ADMINS)
+@router.command("状态", "status", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
 def status(ctx: Context) -> Reply:
     month = _this_month(ctx)
     unit = _unit_arg(ctx, "状态")
@@ -46,14 +46,14 @@ def status(ctx: Context) -> Reply:
                                 "total": sum(x.active_tasks for x in scores)})
 
 
-@router.command("未报", "unreported", roles=ADMINS)
+@router.command("未报", "unreported", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
 def unreported(ctx: Context) -> Reply:
     month = parse_month("未报", ctx.args, _this_month(ctx))
     dues = [d for d in digest.unit_dues(ctx.session, ctx.config, month, ctx.now) if d.unreported]
     return Reply("unreported", {"dues": dues, "month": month})
 
 
-@router.command("提醒", "remind", roles=ADMINS)
+@router.command("提醒", "remind", roles=ADMINS, in_group=IN_GROUP_REFUSE)
 def remind(ctx: Context) -> Reply:
     unit = _unit_arg(ctx, "提醒")
     month = _this_month(ctx)
@@ -70,7 +70,7 @@ def remind(ctx: Context) -> Reply:
     return Reply("remind_ok", {"count": len(pushes), "skipped": skipped, "unit": unit}, pushes)
 
 
-@router.command("导出", "export", roles=ADMINS)
+@router.command("导出", "export", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
 def export(ctx: Context) -> Reply:
     month = parse_month("导出", ctx.args, _this_month(ctx))
     spec = {"kind": "month", "month": str(month), "at": ctx.now.isoformat()}
@@ -78,7 +78,7 @@ def export(ctx: Context) -> Reply:
     return Reply("export_ok", {"month": month, "filename": push.filename}, [push])
 
 
-@router.command("新增任务", "addtask", roles=ADMINS)
+@router.command("新增任务", "addtask", roles=ADMINS, in_group=IN_GROUP_REFUSE)
 def add_task(ctx: Context) -> Reply:
     tokens, rest = split_args(ctx.args, 2)
     if len(tokens) < 2 or not rest:

@@ -2,7 +2,7 @@
 from bot import targets
 from bot.campaign import digest, release
 from bot.reply import Push, Reply, Target
-from bot.router import ADMINS, LEADERS, Context, Router
+from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, Context, Router
 from bot.text import blank, split_args
 from db import queries
 from db.models import RELEASE_PUBLISHED
@@ -16,7 +16,7 @@ def _this_month(ctx: Context) -> Month:
     return Month.of(ctx.now.astimezone(ctx.tz))
 
 
-@router.command("排名", "rank", "ranking", roles=ADMINS)
+@router.command("排名", "rank", "ranking", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
 def ranking(ctx: Context) -> Reply:
     """A published month shows what was published; otherwise the ranking as of now."""
     default = _this_month(ctx)
@@ -69,7 +69,7 @@ def _release_arg(ctx: Context, command: str, rest_required: bool):
     return month, frozen, rest
 
 
-@router.command("发布", "publish", roles=ADMINS)
+@router.command("发布", "publish", roles=ADMINS, in_group=IN_GROUP_REFUSE)
 def publish(ctx: Context) -> Reply:
     month, frozen, _ = _release_arg(ctx, "发布", rest_required=False)
     done = release.publish(ctx.session, month, ctx.now)
@@ -79,7 +79,7 @@ def publish(ctx: Context) -> Reply:
     return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes)
 
 
-@router.command("暂缓", "hold", roles=ADMINS)
+@router.command("暂缓", "hold", roles=ADMINS, in_group=IN_GROUP_REFUSE)
 def hold(ctx: Context) -> Reply:
     month, frozen, reason = _release_arg(ctx, "暂缓", rest_required=True)
     if frozen.status == RELEASE_PUBLISHED:

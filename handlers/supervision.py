@@ -1,7 +1,7 @@
 """反馈 / 督办: supervision items (督办单) and the units' answers."""
 from db.month import Month
 from bot.reply import Push, Reply, Target
-from bot.router import ADMINS, Context, Router
+from bot.router import ADMINS, IN_GROUP_REFUSE, Context, Router
 from bot.targets import unit_target
 from db import queries
 from db.models import Feedback, SupervisionItem
@@ -19,7 +19,7 @@ def feedback(ctx: Context) -> Reply:
     return Reply("feedback_ok", {"item": item, "late": late})
 
 
-@router.command("督办", "supervise", roles=ADMINS)
+@router.command("督办", "supervise", roles=ADMINS, in_group=IN_GROUP_REFUSE)
 def supervise(ctx: Context) -> Reply:
     (unit_name, deadline_token), text = need_args("督办", ctx.args, 2)
     s = ctx.session

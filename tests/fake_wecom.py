@@ -7,6 +7,7 @@ auth/getuserinfo (OAuth2 codes registered with fake.oauth_code("code", "userid")
 Image messages are checked as WeCom would: a robot's {"base64", "md5"} must decode to a PNG or JPG
 of at most 2 MB whose md5 matches; an app chat's or app message's media_id must be an uploaded
 image. images() gives each delivered image message with its bytes.
+aibot/response (a smart robot message's response_url; recorded with target "response:<code>").
 
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-SEND_PATHS = ("message/send", "appchat/send", "webhook/send")
+SEND_PATHS = ("message/send", "appchat/send", "webhook/send", "aibot/response")
 IMAGE_LIMIT = 2 * 1024 * 1024
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPG
 
@@ -224,7 +225,7 @@ class FakeWeCom:
         if fault and fault.errcode:
             return self._reply(h, 200, {"errcode": fault.errcode, "errmsg": "injected"})
 
-        if not path.startswith("webhook/"):
+        if not path.startswith(("webhook/", "aibot/")):  # a response_url carries its own code
             with self.lock:
                 ok = query.get("access_token") in self.state.valid_tokens
             if not ok:
@@ -254,7 +255,7 @@ class FakeWeCom:
             return self._reply(h, 404, {"errcode": 404, "errmsg": "no such api"})
         if self.state.latency:
             time.sleep(self.state.latency)
-        if self.state.rate_per_second and not path.startswith("webhook/"):
+        if self.state.rate_per_second and path in ("message/send", "appchat/send"):
             now = time.monotonic()
             with self.lock:
                 times = [t for t in self.state.rate_times if now - t < 1.0]
@@ -270,7 +271,8 @@ class FakeWeCom:
             return self._reply(h, 200, error)
         target = {"message/send": lambda: "user:" + body.get("touser", ""),
                   "appchat/send": lambda: "chat:" + body.get("chatid", ""),
-                  "webhook/send": lambda: "robot:" + query.get("key", "")}[path]()
+                  "webhook/send": lambda: "robot:" + query.get("key", ""),
+                  "aibot/response": lambda: "response:" + query.get("response_code", "")}[path]()
 
         if path == "webhook/send":
             now = time.monotonic()

@@ -182,7 +182,7 @@ def nginx_blocks(conf: str) -> dict[str, str]:
     return blocks
 
 
-def test_nginx_site_proxies_only_the_callback_over_https():
+def test_nginx_site_proxies_only_the_callbacks_over_https():
     conf = (DEPLOY / "nginx-duban.conf").read_text(encoding="utf-8")
     assert "listen 443 ssl" in conf and "ssl_certificate " in conf and "ssl_certificate_key " in conf
     assert "client_max_body_size 64k;" in conf
@@ -190,10 +190,11 @@ def test_nginx_site_proxies_only_the_callback_over_https():
         assert timeout in conf
     blocks = nginx_blocks(conf)
     assert "proxy_pass http://127.0.0.1:8080" in blocks["/wecom/callback"]
+    assert "proxy_pass http://127.0.0.1:8080" in blocks["/wecom/aibot"]  # the smart robot's
     assert "proxy_pass http://127.0.0.1:8080" in blocks["/healthz"]
     assert "allow 127.0.0.1;" in blocks["/healthz"] and "deny all;" in blocks["/healthz"]
     assert "return 404;" in blocks["/"] and "proxy_pass" not in blocks["/"]
-    assert conf.count("proxy_pass") == 3 and "proxy_pass http://127.0.0.1:8080" in blocks["/web/"]  # callback, health, pages
+    assert conf.count("proxy_pass") == 4 and "proxy_pass http://127.0.0.1:8080" in blocks["/web/"]  # callbacks, health, pages
 
 
 def test_nginx_accepts_the_site(tmp_path):

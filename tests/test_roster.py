@@ -259,3 +259,31 @@ def test_the_template_offers_drop_downs_and_marks_required_columns(empty_app, tm
     bad = {**GOOD, "单位": [["机电工程系", "车间", "zhang", "chat-jd", ""]] + GOOD["单位"][1:]}
     result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
     assert [(e.sheet, e.row, e.code) for e in result.errors] == [("单位", 2, "bad_category")]
+
+
+def test_the_smart_robot_group_column_binds_units_and_an_older_file_keeps_the_binding(empty_app, tmp_path):
+    """单位 sheet's optional 群ID: the smart robot's chatid of the unit's group (as 绑定 sets it)."""
+    app = empty_app
+    units = [["机电工程系", "系（部、院）", "zhang", "chat-jd", "", "wrkJd"],
+             ["信息工程系", "系（部、院）", "wang", "", "key-xx", ""]]
+    assert "群ID" in SHEETS["单位"]
+    assert not run_import(app, workbook(tmp_path / "a.xlsx", **{**GOOD, "单位": units})).errors
+    with Session(app.engine) as s:
+        assert {u.name: u.aibot_chatid for u in s.exec(select(Unit))} == {"机电工程系": "wrkJd", "信息工程系": ""}
+        s.exec(select(Unit).where(Unit.name == "信息工程系")).one().aibot_chatid = "wrkXx"  # bound in chat
+        s.commit()
+    old = tmp_path / "old.xlsx"  # a file made before the column existed
+    wb = Workbook()
+    wb.remove(wb.active)
+    for name, rows in GOOD.items():
+        ws = wb.create_sheet(name)
+        ws.append([c for c in SHEETS[name] if c != "群ID"])
+        for row in rows:
+            ws.append(row)
+    wb.save(old)
+    assert not run_import(app, old).errors
+    with Session(app.engine) as s:
+        assert {u.name: u.aibot_chatid for u in s.exec(select(Unit))} == {"机电工程系": "wrkJd", "信息工程系": "wrkXx"}
+    twice = [units[0], ["信息工程系", "系（部、院）", "wang", "", "key-xx", "wrkJd"]]
+    result = run_import(app, workbook(tmp_path / "b.xlsx", **{**GOOD, "单位": twice}))
+    assert [(e.sheet, e.row, e.code) for e in result.errors] == [("单位", 3, "duplicate")]

@@ -1,6 +1,7 @@
 """Talk to the bot as WeCom does: AES-encrypted, signed XML over real HTTP (wechatpy's crypto)."""
 from __future__ import annotations
 
+import json
 import secrets
 import time
 
@@ -59,6 +60,77 @@ class WeComSide:
 
     def verify_url(self, echo: str = "echo-123", ts: str | None = None) -> httpx.Response:
         encrypted = PrpCrypto(self.crypto.key).encrypt(echo, self.corp_id).decode()
+        nonce, ts = secrets.token_hex(5), ts or str(int(self.now()))
+        sig = _get_signature(self.token, ts, nonce, encrypted)
+        return self.http.get(self.url, params={"msg_signature": sig, "timestamp": ts, "nonce": nonce,
+                                               "echostr": encrypted})
+
+
+ROBOT_TOKEN = "duban-robot-token"
+ROBOT_AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"  # 43 characters
+ROBOT_NAME = "争先督办"
+
+
+class RobotSide:
+    """Talk to the bot as WeCom's 智能机器人 does: JSON callbacks {"encrypt": ...} signed and
+    AES-encrypted with the receive id "" (wechatpy's crypto), answered with encrypted JSON."""
+
+    def __init__(self, base_url: str, path: str = "/wecom/aibot", token: str = ROBOT_TOKEN,
+                 aes_key: str = ROBOT_AES_KEY, clock=None, response_base: str = "http://127.0.0.1:9"):
+        self.url = base_url + path
+        self.now = (lambda: clock.now().timestamp()) if clock is not None else time.time
+        self.token = token
+        self.prp = PrpCrypto(WeChatCrypto(token, aes_key, "").key)
+        self.response_base = response_base  # where response_urls point (the fake WeCom)
+        self.http = httpx.Client(timeout=10)
+
+    def message(self, userid: str, content: str, msg_id: str | None = None, chatid: str = "") -> dict:
+        """A text message: in the group `chatid` (with the robot @-mentioned first), else 1:1."""
+        msg_id = msg_id or secrets.token_urlsafe(18)
+        msg = {"msgid": msg_id, "aibotid": "AIBOTID", "chattype": "group" if chatid else "single",
+               "from": {"userid": userid}, "msgtype": "text",
+               "response_url": f"{self.response_base}/cgi-bin/aibot/response?response_code={msg_id}",
+               "text": {"content": f"@{ROBOT_NAME} {content}" if chatid else content}}
+        if chatid:
+            msg["chatid"] = chatid
+        return msg
+
+    def event(self, userid: str, eventtype: str = "enter_chat") -> dict:
+        return {"msgid": secrets.token_urlsafe(18), "create_time": int(self.now()), "aibotid": "AIBOTID",
+                "chattype": "single", "from": {"userid": userid}, "msgtype": "event",
+                "event": {"eventtype": eventtype, eventtype: {}}}
+
+    def encrypt(self, plain: dict | str, ts: str | None = None) -> tuple[str, dict]:
+        text = plain if isinstance(plain, str) else json.dumps(plain, ensure_ascii=False)
+        encrypted = self.prp.encrypt(text, "").decode()
+        nonce, ts = secrets.token_hex(5), ts or str(int(self.now()))
+        params = {"msg_signature": _get_signature(self.token, ts, nonce, encrypted), "timestamp": ts, "nonce": nonce}
+        return json.dumps({"encrypt": encrypted}), params
+
+    def post(self, plain: dict | str, ts: str | None = None) -> httpx.Response:
+        body, params = self.encrypt(plain, ts)
+        return self.post_raw(body, params)
+
+    def post_raw(self, body: str | bytes, params: dict) -> httpx.Response:
+        return self.http.post(self.url, params=params, content=body, headers={"Content-Type": "application/json"})
+
+    def decrypt_reply(self, resp: httpx.Response) -> dict:
+        """The passive answer: checks its signature and decrypts it."""
+        env = resp.json()
+        assert set(env) == {"encrypt", "msgsignature", "timestamp", "nonce"}, env
+        assert _get_signature(self.token, env["timestamp"], env["nonce"], env["encrypt"]) == env["msgsignature"]
+        return json.loads(self.prp.decrypt(env["encrypt"], ""))
+
+    def say(self, userid: str, content: str, msg_id: str | None = None, chatid: str = "") -> str:
+        """Send a text message and return the finished stream's markdown."""
+        resp = self.post(self.message(userid, content, msg_id, chatid))
+        assert resp.status_code == 200, resp.text
+        answer = self.decrypt_reply(resp)
+        assert answer["msgtype"] == "stream" and answer["stream"]["finish"] is True, answer
+        return answer["stream"]["content"]
+
+    def verify_url(self, echo: str = "echo-123", ts: str | None = None) -> httpx.Response:
+        encrypted = self.prp.encrypt(echo, "").decode()
         nonce, ts = secrets.token_hex(5), ts or str(int(self.now()))
         sig = _get_signature(self.token, ts, nonce, encrypted)
         return self.http.get(self.url, params={"msg_signature": sig, "timestamp": ts, "nonce": nonce,

@@ -16,20 +16,23 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from sqlmodel import Session, select
 
 from bot.excel.cells import literal_row
+from db import queries
 from db.models import LINES, ROLE_MEMBER, ROLES, UNIT_CATEGORIES, Member, Problem, Task, Unit
 
 SHEETS: dict[str, list[str]] = {
-    "单位": ["单位名称", "单位类别", "负责人账号", "群聊ID", "群机器人Key"],
+    "单位": ["单位名称", "单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID"],
     "人员": ["账号", "姓名", "单位名称", "角色"],
     "任务清单": ["编号", "单位名称", "行动", "任务内容", "责任领导", "责任人账号", "开始日期", "完成时限"],
     "问题清单": ["编号", "单位名称", "问题描述", "整改措施", "责任人账号", "整改时限"],
 }
-OPTIONAL = {"单位类别", "负责人账号", "群聊ID", "群机器人Key", "责任领导", "整改措施", "责任人账号", "整改时限", "角色"}
+OPTIONAL = {"单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID", "责任领导", "整改措施", "责任人账号", "整改时限", "角色"}
 REQUIRED_SHEETS = ("单位", "人员", "任务清单")  # 问题清单 may be left out
 # What the template says about a column in its header's note (the header text itself stays as is).
 NOTES = {
     "单位": {"单位名称": "必填", "单位类别": "从下拉列表选择", "群聊ID": "群聊ID与群机器人Key至少填一项",
-             "群机器人Key": "群聊ID与群机器人Key至少填一项", "负责人账号": "须在人员表中"},
+             "群机器人Key": "群聊ID与群机器人Key至少填一项", "负责人账号": "须在人员表中",
+             "群ID": "可选：智能机器人所在单位群的chatid，填写后可在群里 @争先督办；也可由管理员在群里发送“绑定 单位名称”。"
+                     "留空不改变已有绑定"},
     "人员": {"账号": "必填（企业微信账号）", "姓名": "必填", "单位名称": "必填，须在单位表中",
              "角色": "从下拉列表选择，空白为成员"},
     "任务清单": {"编号": "必填，如 T12", "单位名称": "必填", "行动": "必填，从下拉列表选择", "任务内容": "必填",
@@ -41,7 +44,7 @@ NOTES = {
 CHOICES = {("单位", "单位类别"): UNIT_CATEGORIES, ("人员", "角色"): ROLES, ("任务清单", "行动"): LINES}
 
 EXAMPLES = {
-    "单位": ["机电工程系", "系（部、院）", "zhangsan", "wrkSFfCgAAxxxx", ""],
+    "单位": ["机电工程系", "系（部、院）", "zhangsan", "wrkSFfCgAAxxxx", "", ""],
     "人员": ["zhangsan", "张三", "机电工程系", "负责人"],
     "任务清单": ["T1", "机电工程系", "敢为争先", "建成智能制造实训中心", "李副校长", "zhangsan", "2026-03-01", "2026-10-31"],
     "问题清单": ["P1", "机电工程系", "实训室消防通道堆放杂物", "一周内清理并张贴警示标识", "zhangsan", "2026-03-15"],
@@ -169,6 +172,7 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
     unit_names = {u.id: u.name for u in units.values()}
     members = {m.userid: m for m in session.exec(select(Member))}
     file_units: dict[str, tuple[int, dict]] = {}
+    groups: dict[str, int] = {}  # 群ID -> the row that gives it (a group belongs to one unit)
     named = set()  # units the file names, good rows or not: people in them are not reported again
     for n, v in sheets["单位"]:
         name, category = _text(v.get("单位名称")), _text(v.get("单位类别"))
@@ -181,7 +185,13 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
             err(RowError("单位", n, "no_target", {"value": name}))
         elif category and category not in UNIT_CATEGORIES:
             err(RowError("单位", n, "bad_category", {"value": category, "categories": UNIT_CATEGORIES}))
+        elif (group := _text(v.get("群ID"))) and group in groups:
+            err(RowError("单位", n, "duplicate", {"column": "群ID", "value": group, "first": groups[group]}))
+        elif len(group) > 64:
+            err(RowError("单位", n, "too_long", {"column": "群ID", "max": 64}))
         else:
+            if group:
+                groups[group] = n
             file_units[name] = (n, v)
     known_units = (set(units) | named) - {""}
 
@@ -319,6 +329,10 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
     session.flush()
     for name, (_, v) in file_units.items():
         unit_changed[name] |= _assign(units[name], leader_userid=_text(v.get("负责人账号")))
+        group = _text(v.get("群ID"))  # empty or no such column: the binding stays as it is
+        if group and units[name].aibot_chatid != group:
+            queries.bind_group(session, units[name], group)
+            unit_changed[name] = True
         count("单位", name in new_units, unit_changed[name])
         session.add(units[name])
     for _, t in tasks:

@@ -148,9 +148,12 @@ class WeComTransport:
 
     def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
         url = f"{self.cfg.api_base}/cgi-bin/webhook/{path}"
+        return self._post(url, params={"key": key, **(params or {})}, **kwargs)
+
+    def _post(self, url: str, **kwargs) -> dict:
+        """A plain HTTP POST to WeCom that answers {"errcode": ...} (group robots, response_url)."""
         try:
-            res = self.http.post(url, params={"key": key, **(params or {})}, timeout=self.cfg.timeout_seconds,
-                                 **kwargs)
+            res = self.http.post(url, timeout=self.cfg.timeout_seconds, **kwargs)
         except requests.RequestException as exc:
             raise SendError(describe_request_error(exc, url), retryable=True) from None
         if res.status_code >= 500 or res.status_code == 429:
@@ -174,6 +177,10 @@ class WeComTransport:
             payload = self._image(row, attachment)
         if row.channel == "webhook":
             self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
+        elif row.channel == "response_url":  # the smart robot's answer to one message, from its callback
+            if msgtype == "file":
+                raise SendError("a response_url takes no files", retryable=False)
+            self._post(row.target, json={"msgtype": msgtype, msgtype: payload})
         elif row.channel == "appchat":
             data = {"chatid": row.target, "msgtype": msgtype, msgtype: payload, "safe": 0}
             self._api(lambda: self.client.post("appchat/send", data=data))

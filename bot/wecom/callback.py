@@ -45,10 +45,35 @@ MAX_CONNECTIONS = 500
 MAX_MSG_ID = 2 ** 64  # WeCom's MsgId is an unsigned 64-bit integer
 
 
-def _params(request: Request) -> tuple[str, str, str] | None:
+def signed_params(request: Request) -> tuple[str, str, str] | None:
     q = request.query_params
     sig, ts, nonce = q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
     return (sig, ts, nonce) if sig and ts and nonce else None
+
+
+async def read_body(request: Request, timeout: float) -> bytes | Response:
+    """The request's body, or the 4xx that refuses it: larger than MAX_BODY, or slower than `timeout`."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        return PlainTextResponse("body too large", status_code=413)
+    body = b""
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return PlainTextResponse("body too large", status_code=413)
+    except TimeoutError:
+        return PlainTextResponse("body too slow", status_code=408, headers={"Connection": "close"})
+    return body
+
+
+def fresh(app: Application, ts: str) -> bool:
+    """Whether WeCom's timestamp lies within server.max_clock_skew of now (a replay does not)."""
+    try:
+        return abs(app.clock.now().timestamp() - int(ts)) <= app.config.server.max_clock_skew.total_seconds()
+    except ValueError:
+        return False
 
 
 class Callback:
@@ -56,12 +81,11 @@ class Callback:
         self.app = app
         self.writer = writer
         self.body_timeout = body_timeout
-        self.max_skew = app.config.server.max_clock_skew.total_seconds()
         wc = app.config.wecom
         self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
 
     async def verify_url(self, request: Request) -> Response:
-        params = _params(request)
+        params = signed_params(request)
         echostr = request.query_params.get("echostr", "")
         if self.crypto is None:
             return PlainTextResponse("console mode: no WeCom credentials configured", status_code=503)
@@ -82,21 +106,12 @@ class Callback:
     async def receive(self, request: Request) -> Response:
         if self.crypto is None:
             return PlainTextResponse("console mode: no WeCom credentials configured", status_code=503)
-        params = _params(request)
+        params = signed_params(request)
         if params is None:
             return PlainTextResponse("missing parameters", status_code=400)
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY:
-            return PlainTextResponse("body too large", status_code=413)
-        body = b""
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        return PlainTextResponse("body too large", status_code=413)
-        except TimeoutError:
-            return PlainTextResponse("body too slow", status_code=408, headers={"Connection": "close"})
+        body = await read_body(request, self.body_timeout)
+        if isinstance(body, Response):
+            return body
         sig, ts, nonce = params
         try:
             envelope = xmltodict.parse(body, disable_entities=True)["xml"]
@@ -145,11 +160,7 @@ class Callback:
 
 
     def _fresh(self, ts: str) -> bool:
-        """Whether WeCom's timestamp lies within max_clock_skew of now (a replay does not)."""
-        try:
-            return abs(self.app.clock.now().timestamp() - int(ts)) <= self.max_skew
-        except ValueError:
-            return False
+        return fresh(self.app, ts)
 
 
 class _TimedHttp(HttpToolsProtocol):
@@ -200,13 +211,24 @@ def health_problem(app: Application, worker: OutboxWorker | None) -> str | None:
     return None
 
 
-def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeout: float = BODY_TIMEOUT) -> Starlette:
-    """The callback server: WeCom's callback path, /healthz (which also watches `worker`, the
-    outbox sender running in this process, if given) and, unless [web] enabled = false, the
-    pages under /web/ (bot/web)."""
+def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeout: float = BODY_TIMEOUT,
+               aibot_reply_timeout: float | None = None) -> Starlette:
+    """The callback server: WeCom's callback path, the smart robot's (when [aibot] is enabled),
+    /healthz (which also watches `worker`, the outbox sender running in this process, if given)
+    and, unless [web] enabled = false, the pages under /web/ (bot/web).
+    `aibot_reply_timeout`: how long the smart robot's passive reply waits for the answer."""
+    from bot.wecom.aibot import REPLY_SECONDS, AibotCallback  # it builds on this module's helpers
+
     writer = MessageWriter(app)
     cb = Callback(app, writer, body_timeout)
     path = app.config.server.callback_path
+    robot_routes = []
+    if app.config.aibot.enabled:
+        robot = AibotCallback(app, writer, body_timeout,
+                              REPLY_SECONDS if aibot_reply_timeout is None else aibot_reply_timeout)
+        robot_path = app.config.aibot.callback_path
+        robot_routes = [Route(robot_path, robot.verify_url, methods=["GET"]),
+                        Route(robot_path, robot.receive, methods=["POST"])]
 
     async def healthz(_: Request) -> Response:
         # off the event loop: a hung database must not stop the server answering
@@ -230,6 +252,7 @@ def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeou
     routes = [
         Route(path, cb.verify_url, methods=["GET"]),
         Route(path, cb.receive, methods=["POST"]),
+        *robot_routes,
         Route("/healthz", healthz, methods=["GET"]),
     ]
     if app.config.web.enabled:
