@@ -508,11 +508,6 @@ def outbox_page(s: Session, statuses: tuple[str, ...], limit: int) -> list[Outbo
     return list(s.exec(q))
 
 
-def job_finished(s: Session, job: str, period: str) -> bool:
-    q = select(JobRun.id).where(JobRun.job == job, JobRun.period == period, col(JobRun.finished_at).is_not(None))
-    return s.exec(q).first() is not None
-
-
 # ---------------------------------------------------------------- smart robot groups
 
 

@@ -39,9 +39,11 @@ def fill(app: Application) -> dict[str, int]:
     for userid, text in (("li", "汇报 T1 30% 完成方案论证"), ("zhao", f"汇报 T3 50% {XX_SECRETS[0]}"),
                          ("zhao", f"问题 {XX_SECRETS[1]}"), ("admin", f"督办 信息工程系 2026-04-25 {XX_SECRETS[2]}")):
         app.handle_message(userid, text)
+    from jobs import JobQueue
+
+    app.config.ranking.review_hours = 0  # March's ranking published at once
+    JobQueue(app).run("monthly_ranking", at(2026, 4, 1, 10))
     with app.session() as s:
-        s.add(JobRun(job="monthly_ranking", period="2026-03", scheduled_for=at(2026, 4, 1, 10),
-                     claimed_at=at(2026, 4, 1, 10), claimed_by="test", finished_at=at(2026, 4, 1, 10)))
         return {u.name: u.id for u in s.exec(select(Unit))}
 
 

@@ -10,10 +10,10 @@ from datetime import datetime
 
 from sqlmodel import Session
 
-from bot.campaign import digest, scoring
+from bot.campaign import digest, release, scoring
 from bot.campaign.scoring import UnitScore
 from db import queries
-from db.models import PROBLEM_CLOSED, ROLE_ADMIN, Member, Unit
+from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, Unit
 from db.month import Month
 
 JOB_LABELS = {
@@ -114,8 +114,8 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         months.insert(0, months[0].prev())
     by_month = rankings.months(s, app, months, now)
     published_month = month.prev()
-    published = (by_month[published_month]
-                 if queries.job_finished(s, "monthly_ranking", str(published_month)) else None)
+    frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
+    published = release.thaw(frozen.data) if frozen is not None and frozen.status == RELEASE_PUBLISHED else None
     trend_unit = None if who.admin else who.unit.id
     points = [_trend_point(by_month[m], trend_unit) for m in months]
     mine = next((sc for sc in by_month[month] if sc.unit.id == who.unit.id), None)
