@@ -44,6 +44,13 @@ ENV_OVERRIDES = {
 }
 
 
+def _aes_key(v: str) -> str:
+    """An EncodingAESKey (the app's and the smart robot's): 43 characters, or empty."""
+    if v and len(v) != 43:
+        raise ValueError("must be 43 characters")
+    return v
+
+
 class ConfigError(Exception):
     """A configuration problem; str() is one line naming the key."""
 
@@ -71,9 +78,7 @@ class WeComConfig(_Section):
     @field_validator("encoding_aes_key")
     @classmethod
     def _aes(cls, v: str) -> str:
-        if v and len(v) != 43:
-            raise ValueError("must be 43 characters")
-        return v
+        return _aes_key(v)
 
     def missing(self) -> str | None:
         """The first credential key that is empty although corp_id is set."""
@@ -114,9 +119,7 @@ class AibotConfig(_Section):
     @field_validator("encoding_aes_key")
     @classmethod
     def _aes(cls, v: str) -> str:
-        if v and len(v) != 43:
-            raise ValueError("must be 43 characters")
-        return v
+        return _aes_key(v)
 
     @field_validator("callback_path")
     @classmethod

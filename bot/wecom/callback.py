@@ -98,7 +98,7 @@ class Callback:
             return PlainTextResponse("invalid signature", status_code=403)
         except Exception:  # undecryptable echostr
             return PlainTextResponse("invalid echostr", status_code=400)
-        if not self._fresh(ts):
+        if not fresh(self.app, ts):
             return PlainTextResponse("timestamp outside the replay window", status_code=403)
         body = echo.decode() if isinstance(echo, bytes) else echo
         return Response(body, media_type="text/plain")
@@ -127,7 +127,7 @@ class Callback:
             return PlainTextResponse("wrong receive id", status_code=400)
         except Exception:
             return PlainTextResponse("undecryptable body", status_code=400)
-        if not self._fresh(ts):
+        if not fresh(self.app, ts):
             return PlainTextResponse("timestamp outside the replay window", status_code=403)
         try:
             msg = parse_message(plain)
@@ -157,10 +157,6 @@ class Callback:
         stamp = str(int(self.app.clock.now().timestamp()))
         xml = self.crypto.encrypt_message(reply.render(), secrets.token_hex(8), stamp)
         return Response(xml, media_type="application/xml")
-
-
-    def _fresh(self, ts: str) -> bool:
-        return fresh(self.app, ts)
 
 
 class _TimedHttp(HttpToolsProtocol):
