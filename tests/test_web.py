@@ -233,10 +233,47 @@ def test_an_admin_retries_a_failed_message_from_the_page(site, fake):
                          created_at=at(2026, 4, 10, 9)))
     client = signed_in(server, fake, "admin")
     page = client.get("/web/admin").text
-    assert "待开放" in page and "errcode 40003" in page and page.count('class="failed"') == 2
+    assert "没有待审核的排名" in page and "errcode 40003" in page and page.count('class="failed"') == 2
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     assert client.post("/web/admin/outbox/retry", data={"csrf": "x", "id": "1"}).status_code == 403
     resp = client.post("/web/admin/outbox/retry", data={"csrf": csrf, "id": "1"}, follow_redirects=True)
     assert "已将 1 条失败的消息放回待发送" in resp.text and resp.text.count('class="failed"') == 1
     with app.session() as s:
         assert {r.key: r.status for r in s.exec(select(Outbox))} == {"a": "pending", "b": "failed"}
+
+
+def test_an_admin_reads_the_appeals_and_publishes_from_the_review_queue(db_url, clock, fake):
+    """The month's ranking in review: the admin page lists each 申诉; 暂缓 and 发布 are the chat's own
+    commands (same rules, same one broadcast)."""
+    from jobs import JobQueue
+
+    app = build(db_url, clock, fake)
+    app.config.broadcast.chat_id = "chat-all"
+    app.handle_message("li", "汇报 T1 30% 三月进展", "r0")
+    clock.set(at(2026, 4, 1, 10))
+    JobQueue(app).run("monthly_ranking", at(2026, 4, 1, 10))
+    clock.set(at(2026, 4, 1, 11))
+    app.handle_message("wang", "申诉 T4 已完成，请核实", "r1")
+    try:
+        with ServerThread(build_asgi(app)) as server:
+            app.config.web.base_url = server.base
+            admin = signed_in(server, fake, "admin")
+            page = admin.get("/web/admin").text
+            assert "2026-03 排名预览中" in page and "T4 已完成，请核实" in page and "信息工程系" in page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+            held = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "hold",
+                                                          "reason": "核实申诉"}, follow_redirects=True).text
+            assert "已暂缓公布：核实申诉" in held and "已暂缓" in held
+            member = signed_in(server, fake, "li")
+            assert member.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03"}).status_code == 404
+            done = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "publish"},
+                              follow_redirects=True).text
+            assert "排名已公布到通报群" in done and "没有待审核的排名" in done
+            again = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "publish"},
+                               follow_redirects=True).text
+            assert "公布过，未重复发送" in again
+        with app.session() as s:
+            texts = [r for r in s.exec(select(Outbox)) if r.target == "chat-all" and r.msgtype != "image"]
+        assert len(texts) == 1
+    finally:
+        app.engine.dispose()

@@ -87,7 +87,7 @@ def test_each_role_sees_its_pages_and_nothing_else(browser, site, fake, userid, 
     admin_page = page.goto(f"{server.base}/web/admin")
     assert admin_page.status == (200 if admin else 404)
     if admin:
-        assert "待开放" in page.inner_text("#review")
+        assert "排名审核" in page.inner_text("#review")
     context.close()
 
 

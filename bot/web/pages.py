@@ -195,8 +195,21 @@ def me_page(s: Session, app, who: Viewer, now: datetime) -> dict:
     return {"month": month, "own": own, "others": others, "reports": reports, "codes": codes}
 
 
+def review_queue(s: Session) -> dict:
+    """The month's ranking waiting for 发布 (in review or held), with the units' 申诉."""
+    frozen = release.latest_in_review(s)
+    if frozen is None:
+        return {"review": None, "appeals": []}
+    units = {u.id: u.name for u in queries.all_units(s)}
+    appeals = release.appeals(s, Month.parse(frozen.month))
+    names = queries.members_named(s, {a.userid for a in appeals})
+    return {"review": frozen, "appeals": [(units.get(a.unit_id, ""), names.get(a.userid, a.userid), a)
+                                          for a in appeals]}
+
+
 def outbox_page(s: Session, limit: int = 200) -> dict:
     return {
+        **review_queue(s),
         "counts": queries.outbox_counts(s),
         "failed": queries.outbox_page(s, ("failed",), limit),
         "pending": queries.outbox_page(s, ("pending", "sending"), limit),

@@ -206,6 +206,29 @@ def build_web(app: Application, writer) -> Starlette:
                                      else "没有可重试的失败消息。")
         return RedirectResponse("/web/admin", status_code=303)
 
+    async def ranking_action(request: Request) -> Response:
+        """发布 / 暂缓 from the review queue: the chat's own commands, through the same writer."""
+        who = await anyio.to_thread.run_sync(current, request)
+        if isinstance(who, Response):
+            return who
+        if not who.admin:
+            return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+        form = await request.form()
+        if not csrf_ok(request, form):
+            return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/admin")
+        month = str(form.get("month", "")).strip()
+        if form.get("action") == "hold":
+            line = f"暂缓 {month} {str(form.get('reason', '')).strip()}"
+        else:
+            line = f"发布 {month}"
+        try:
+            request.session["notice"] = await writer.handle(who.member.userid, line,
+                                                            f"web:{secrets.token_hex(12)}")
+        except Exception:
+            log.exception("web ranking action from %s failed", who.member.userid)
+            request.session["notice"] = app.renderer.render("server_error")
+        return RedirectResponse("/web/admin", status_code=303)
+
     def logout(request: Request) -> Response:
         request.session.clear()
         return message(request, 200, "已退出登录", "再次查看请从企业微信工作台打开本应用。")
@@ -219,6 +242,7 @@ def build_web(app: Application, writer) -> Starlette:
         Route("/me/report", report, methods=["POST"]),
         Route("/admin", admin),
         Route("/admin/outbox/retry", retry, methods=["POST"]),
+        Route("/admin/ranking", ranking_action, methods=["POST"]),
     ]
     middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="duban_session",
                              max_age=int(cfg.session_hours * 3600), path="/web", same_site="lax",
