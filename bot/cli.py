@@ -65,7 +65,8 @@ def _worker(app: Application, out=click.echo):
     def file_source(s, row):
         return generate(s, app.config, json.loads(row.payload))
 
-    return OutboxWorker(app.engine, transport, app.clock, app.config.sender, file_source=file_source)
+    return OutboxWorker(app.engine, transport, app.clock, app.config.sender, file_source=file_source,
+                        tz=app.config.schedule.tz)
 
 
 def _moment(at: str | None, tz) -> datetime:
