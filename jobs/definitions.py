@@ -15,7 +15,7 @@ from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
-from jobs.calendar import EARLIER, LATER, Workdays
+from jobs.calendar import EARLIER, LATER, SKIP, Workdays
 
 log = logging.getLogger("duban.jobs")
 
@@ -26,7 +26,7 @@ class JobDef:
     period: Callable[[datetime], str]  # local base moment -> period key, e.g. "2026-03"
     build: Callable[[Session, Config, datetime, datetime], list[Push]]  # (s, config, base, now)
     # On a rest day: EARLIER for a job that comes before a deadline (its text names the real one),
-    # LATER for one that reports on a period, which must have ended first.
+    # LATER for one that reports on a period, which must have ended first; SKIP for a daily one.
     moves: str = EARLIER
 
 
@@ -163,6 +163,6 @@ JOBS: dict[str, JobDef] = {
         JobDef("monthly_ranking", _month_before, monthly_ranking, moves=LATER),
         JobDef("midyear_review", lambda b: f"{b.year}-H1", midyear_review),
         JobDef("annual_summary", lambda b: str(b.year), annual_summary),
-        JobDef("item_watch", lambda b: b.date().isoformat(), item_watch),
+        JobDef("item_watch", lambda b: b.date().isoformat(), item_watch, moves=SKIP),
     )
 }

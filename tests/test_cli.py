@@ -206,6 +206,7 @@ backoff_seconds = 0.05
 backoff_max_seconds = 0.1
 max_attempts = {max_attempts}
 poll_seconds = 0.05
+quiet_hours = ""  # the test must not depend on the hour it runs at
 [database]
 url = "sqlite:///{tmp_path / 'duban.db'}"
 """)
