@@ -8,7 +8,7 @@ from sqlmodel import Session
 from bot.reply import UserError
 from bot.text import parse_code, parse_date_text, parse_month_text, parse_percent, split_args
 from db import queries
-from db.models import ROLE_ADMIN, Member, Problem, SupervisionItem
+from db.models import ROLE_ADMIN, Member, Problem
 from db.month import Month
 from db.queries import TaskRow
 
@@ -43,10 +43,6 @@ def task_by_code(s: Session, command: str, token: str, member: Member, lock: boo
 
 def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:
     return _owned(s, command, token, member, "P", queries.get_problem, "problem")
-
-
-def item_by_code(s: Session, command: str, token: str, member: Member) -> SupervisionItem:
-    return _owned(s, command, token, member, "D", queries.get_item, "item")
 
 
 def percent(command: str, token: str) -> int:
