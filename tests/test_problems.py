@@ -75,3 +75,14 @@ def test_closing_is_asked_with_evidence_then_confirmed_or_sent_back(app, clock):
     assert [k for k, _, _ in notes(app)] == ["申请销号", "退回", "申请销号", "确认销号"]
     assert "已销号，无需再操作" in say(app, "li", "整改 P1 还想补充")
     assert "没有找到问题" in say(app, "admin", "退回 P9 意见")
+
+
+def test_a_problem_past_its_deadline_is_shown_in_the_units_prompt(app, clock):
+    say(app, "li", "问题 实训室消防通道堆放杂物 时限=3月25日")
+    say(app, "li", "问题 另一个问题 时限=5月30日")
+    say(app, "admin", "提醒 机电工程系")
+    assert not any("整改超期" in c for c in pushes(app, "chat-jd"))
+    clock.set(at(2026, 3, 26, 9))
+    say(app, "admin", "提醒 机电工程系")
+    (prompt,) = [c for c in pushes(app, "chat-jd") if "整改超期" in c]
+    assert "P1" in prompt and "整改时限 2026-03-25" in prompt and "P2" not in prompt
