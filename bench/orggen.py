@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import insert
 
 from bot.app import Application
-from db.models import Member, Report, SupervisionItem, Task, Unit, Feedback
+from db.models import ItemEvent, Member, Report, SupervisionItem, Task, Unit
 
 LINES = ("深学争优", "敢为争先", "实干争效")
 TASKS_PER_UNIT = 10
@@ -61,15 +61,18 @@ def generate(app: Application, units: int, year: int = 2026, seed: int = 7) -> d
                 iid = len(items) + 1
                 items.append({"id": iid, "code": f"D{iid}", "unit_id": i + 1, "content": "督办事项",
                               "deadline": date(year, month, 25), "month": f"{year}-{month:02d}",
-                              "created_by": "admin", "created_at": datetime(year, month, 5, 9, tzinfo=tz).astimezone(UTC)})
-                if rng.random() < 0.8:
-                    feedback.append({"item_id": iid, "userid": f"u{i}-0", "text": "已办理",
-                                     "created_at": datetime(year, month, rng.randint(6, 28), 9, tzinfo=tz).astimezone(UTC)})
+                              "created_by": "admin", "created_at": datetime(year, month, 5, 9, tzinfo=tz).astimezone(UTC),
+                              "status": "下发", "answered_at": None, "closed_at": None})
+                if rng.random() < 0.8:  # answered, and accepted (办结) the same day
+                    answered = datetime(year, month, rng.randint(6, 28), 9, tzinfo=tz).astimezone(UTC)
+                    items[-1].update(status="办结", answered_at=answered, closed_at=answered + timedelta(hours=3))
+                    feedback.append({"item_id": iid, "kind": "反馈", "userid": f"u{i}-0", "text": "已办理",
+                                     "created_at": answered})
         conn.execute(insert(SupervisionItem), items)
-        conn.execute(insert(Feedback), feedback)
+        conn.execute(insert(ItemEvent), feedback)
     if app.engine.dialect.name == "postgresql":
         with app.engine.begin() as conn:
-            for table in ("unit", "task", "report", "supervisionitem", "feedback"):
+            for table in ("unit", "task", "report", "supervisionitem", "itemevent"):
                 conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                      f"(SELECT COALESCE(MAX(id), 1) FROM {table}))")
             conn.exec_driver_sql("ANALYZE")

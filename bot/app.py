@@ -158,7 +158,11 @@ class Application:
         prefix = f"reply:{ctx.member.userid}:{ctx.msg_id}" if ctx.msg_id else f"reply:{ctx.now.isoformat()}"
         rendered = self._fit_reply(s, rendered, ctx.member.userid, prefix)
         for i, push in enumerate(reply.pushes):
-            self.enqueue_push(s, push, f"{prefix}:{push.key or i}")
+            # What goes back to the sender (1:1 answers, files they asked for) is a reply; what goes to
+            # others (a 督办 to a unit's group, a notice to the admins) is a push: [sender]
+            # quiet_hours hold pushes only (the outbox worker tells them apart by the key).
+            own = push.target.channel == "app" and push.target.id == ctx.member.userid
+            self.enqueue_push(s, push, f"{prefix if own else 'push' + prefix[len('reply'):]}:{push.key or i}")
         return rendered, False
 
     def _fit_reply(self, s: Session, text: str, userid: str, prefix: str) -> str:

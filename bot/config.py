@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +20,7 @@ JOB_NAMES = (
     "monthly_ranking",
     "midyear_review",
     "annual_summary",
+    "item_watch",
 )
 
 DEFAULT_CRONS = {
@@ -29,6 +30,7 @@ DEFAULT_CRONS = {
     "monthly_ranking": "0 10 1 4-12,1 *",
     "midyear_review": "0 16 30 6 *",
     "annual_summary": "0 16 31 12 *",
+    "item_watch": "30 8 * * *",  # daily: 督办 items turning yellow or red, overdue items to the admins
 }
 
 ENV_OVERRIDES = {
@@ -265,6 +267,35 @@ class SenderConfig(_Section):
     rate_limit_retry_seconds: float = Field(default=1.0, gt=0)  # after 45009
     lease_seconds: float = Field(default=60.0, gt=0)  # a claimed message not marked sent by then is retried
     stuck_seconds: float = Field(default=600.0, gt=0)  # no send finished for this long: /healthz answers 503
+    # Local time ("HH:MM-HH:MM", may run past midnight; "" for none) when pushes that answer nobody's
+    # message (reminders, items issued late, job catch-ups) wait; replies are never held.
+    quiet_hours: str = "22:00-07:30"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, v: str) -> str:
+        if v.strip():
+            _quiet_span(v)
+        return v.strip()
+
+    def quiet(self) -> tuple[time, time] | None:
+        """(start, end) of the quiet hours, or None."""
+        return _quiet_span(self.quiet_hours) if self.quiet_hours else None
+
+
+def _quiet_span(text: str) -> tuple[time, time]:
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a span of local time HH:MM-HH:MM") from None
+    if start == end:
+        raise ValueError(f"{text!r}: start and end must differ")
+    return start, end
+
+
+class SupervisionConfig(_Section):
+    # An open 督办 item due within this many workdays turns yellow and its unit is reminded.
+    warn_days: int = Field(default=3, ge=0, le=30)
 
 
 class WebConfig(_Section):
@@ -293,6 +324,7 @@ class Config(_Section):
     ranking: RankingConfig = Field(default_factory=RankingConfig)
     sender: SenderConfig = Field(default_factory=SenderConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     aibot: AibotConfig = Field(default_factory=AibotConfig)
 
     @model_validator(mode="after")

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import date
+
+from db.month import Month
 
 _PREFIX = re.compile(r"^[/#\s]+")
 _SEPARATORS = re.compile(r"[\s,;:、，；：]+")
@@ -80,6 +83,57 @@ def parse_code(token: str, prefix: str) -> str | None:
     """Accept t12, T12 or 12 for a T-code (nine digits at most: no code is longer)."""
     m = re.fullmatch(rf"(?i:{prefix})?\s*(\d{{1,9}})", token.strip())
     return f"{prefix}{int(m.group(1))}" if m else None
+
+
+# Dates and months as people type them: 2026-03-28 (or / .), 2026年3月28日, 3月28日 (日 or 号), 3.28.
+_DATE_YMD = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*[日号]?")
+_DATE_MD = re.compile(r"(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*[日号]?")
+_MONTH_YM = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*月?")
+_MONTH_M = re.compile(r"(\d{1,2})\s*月")
+
+
+def parse_date_text(token: str, today: date) -> date | None:
+    """A date in one of the forms above; without a year, in today's year. None if it is not one,
+    or not a real day, or outside the campaign's years 2000-2100."""
+    text = normalize(token)
+    if m := _DATE_YMD.fullmatch(text):
+        y, mo, d = (int(x) for x in m.groups())
+    elif m := _DATE_MD.fullmatch(text):
+        y, (mo, d) = today.year, (int(x) for x in m.groups())
+    else:
+        return None
+    if not 2000 <= y <= 2100:
+        return None
+    try:
+        return date(y, mo, d)
+    except ValueError:
+        return None
+
+
+def parse_month_text(token: str, year: int) -> Month | None:
+    """2026-03 (or / .), 2026年3月, or 3月 (in `year`). None if it is not a month."""
+    text = normalize(token)
+    if m := _MONTH_YM.fullmatch(text):
+        y, mo = (int(x) for x in m.groups())
+    elif m := _MONTH_M.fullmatch(text):
+        y, mo = year, int(m.group(1))
+    else:
+        return None
+    if not 1 <= mo <= 12 or not 2000 <= y <= 2100:
+        return None
+    return Month(y, mo)
+
+
+def split_repeated(text: str, word: re.Pattern) -> list[str]:
+    """Cut a message where `word` (a pattern over the normalised text) starts a new command of the
+    same kind: "T1 30% a 汇报 T2 20% b" -> ["T1 30% a", "T2 20% b"]. Pieces keep the user's text."""
+    norm, index = normalize_map(text)
+    pieces, start = [], 0
+    for m in word.finditer(norm):
+        pieces.append(text[index[start]:index[m.start()]])
+        start = m.end()
+    pieces.append(text[index[start]:])
+    return [p.strip() for p in pieces]
 
 
 def split_message(content: str, limit: int) -> list[str]:

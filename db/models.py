@@ -16,7 +16,14 @@ UNIT_CATEGORIES = ("党总支", "直属党支部", "系（部、院）", "处室
 
 PROBLEM_OPEN = "open"
 PROBLEM_RECTIFYING = "整改中"
+PROBLEM_ASKED = "待销号"  # the 负责人 asked to close it (销号); an admin confirms or sends it back
 PROBLEM_CLOSED = "已销号"
+
+# ProblemProgress.kind: a 整改 note, or a step of closing it.
+PROGRESS_NOTE = "整改"
+PROGRESS_ASK = "申请销号"
+PROGRESS_CONFIRM = "确认销号"
+PROGRESS_RETURN = "退回"
 
 
 class Unit(SQLModel, table=True):
@@ -82,12 +89,35 @@ class Problem(SQLModel, table=True):
 class ProblemProgress(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     problem_id: int = Field(foreign_key="problem.id", index=True)
+    kind: str = Field(default=PROGRESS_NOTE, max_length=8)
     userid: str = Field(max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
 
 
+# A 督办 item's states: 下发 -> 签收 -> 已反馈 -> 办结, or 已反馈 -> 退回 -> (反馈 again) 已反馈.
+ITEM_ISSUED = "下发"
+ITEM_SIGNED = "签收"
+ITEM_ANSWERED = "已反馈"
+ITEM_RETURNED = "退回"
+ITEM_DONE = "办结"
+
+# The steps of its timeline (ItemEvent.kind).
+EVENT_ISSUE = "下发"
+EVENT_SIGN = "签收"
+EVENT_FEEDBACK = "反馈"
+EVENT_RETURN = "退回"
+EVENT_EXTEND_ASK = "延期申请"
+EVENT_EXTEND_YES = "同意延期"
+EVENT_EXTEND_NO = "不同意延期"
+EVENT_DONE = "办结"
+
+
 class SupervisionItem(SQLModel, table=True):
+    """A 督办单. `unit_id` is the 牵头单位 (scored on it); `partner_ids` the 配合单位 ("3,7").
+    `deadline` is the current one (an agreed 延期 moves it); `ask_deadline` a 延期 asked for and
+    not yet answered. `answered_at`: when the 反馈 that was accepted (办结) came."""
+
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, index=True, max_length=32)
     unit_id: int = Field(foreign_key="unit.id", index=True)
@@ -96,11 +126,24 @@ class SupervisionItem(SQLModel, table=True):
     month: str = Field(max_length=7, index=True)
     created_by: str = Field(max_length=64)
     created_at: datetime
+    status: str = Field(default=ITEM_ISSUED, max_length=8)
+    partner_ids: str = Field(default="", max_length=255)
+    ask_deadline: date | None = None
+    answered_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def partners(self) -> list[int]:
+        return [int(x) for x in self.partner_ids.split(",") if x]
 
 
-class Feedback(SQLModel, table=True):
+class ItemEvent(SQLModel, table=True):
+    """One step in a 督办 item's life (下发, 签收, 反馈, 退回, 延期申请, 同意延期, 不同意延期, 办结):
+    who, when, and their words. Never updated."""
+
     id: int | None = Field(default=None, primary_key=True)
     item_id: int = Field(foreign_key="supervisionitem.id", index=True)
+    kind: str = Field(max_length=8)
     userid: str = Field(max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime

@@ -14,7 +14,12 @@ from sqlmodel import Session, col, select
 from db.month import Month
 from db.models import (
     ROLE_ADMIN,
-    Feedback,
+    ITEM_ANSWERED,
+    PROGRESS_ASK,
+    PROGRESS_NOTE,
+    ITEM_DONE,
+    EVENT_FEEDBACK,
+    ItemEvent,
     JobRun,
     Member,
     Outbox,
@@ -196,6 +201,18 @@ def unreported_count(s: Session, unit_id: int, month: Month) -> int:
     return s.connection().execute(_UNREPORTED, {"unit_id": unit_id, "month": str(month), "last_day": month.last_day}).scalar()
 
 
+def open_task_codes(s: Session, userid: str, month: Month) -> list[str]:
+    """The codes of the person's own tasks that are open in `month`: started by its end and not
+    finished (their latest report is under 100 %)."""
+    tasks = s.exec(select(Task.id, Task.code).where(Task.owner_userid == userid, Task.start_date <= month.last_day))
+    codes = []
+    for task_id, code in tasks:
+        last = latest_report(s, task_id)
+        if last is None or last.percent < 100:
+            codes.append(code)
+    return sorted(codes, key=code_key)
+
+
 def report_history(s: Session, task_id: int) -> list[Report]:
     return list(s.exec(select(Report).where(Report.task_id == task_id).order_by(Report.id)))
 
@@ -256,11 +273,21 @@ def get_problem(s: Session, code: str) -> Problem | None:
     return s.exec(select(Problem).where(Problem.code == code)).first()
 
 
-def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, now: datetime) -> ProblemProgress:
-    row = ProblemProgress(problem_id=problem.id, userid=userid, text=text, created_at=now)
+def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, now: datetime,
+                         kind: str = PROGRESS_NOTE) -> ProblemProgress:
+    row = ProblemProgress(problem_id=problem.id, kind=kind, userid=userid, text=text, created_at=now)
     s.add(row)
     s.flush()
     return row
+
+
+def all_problems(s: Session) -> list[Problem]:
+    return sorted(s.exec(select(Problem)), key=lambda p: code_key(p.code))
+
+
+def last_close_request(s: Session, problem_id: int) -> ProblemProgress | None:
+    q = select(ProblemProgress).where(ProblemProgress.problem_id == problem_id, ProblemProgress.kind == PROGRESS_ASK)
+    return s.exec(q.order_by(col(ProblemProgress.id).desc()).limit(1)).first()
 
 
 # ---------------------------------------------------------------- supervision
@@ -275,24 +302,49 @@ def _due_in(month: Month):
     return SupervisionItem.deadline.between(month.first_day, month.last_day)
 
 
-def first_feedback_times(s: Session, month: Month) -> dict[int, datetime]:
-    """item id -> when its first 反馈 came, for the items due in the month."""
-    q = (
-        select(Feedback.item_id, func.min(Feedback.created_at))
-        .join(SupervisionItem, SupervisionItem.id == Feedback.item_id)
-        .where(_due_in(month))
-        .group_by(Feedback.item_id)
-    )
-    return dict(_plain(s, q))
+class Accepted(NamedTuple):
+    answered_at: datetime  # when the answer that was accepted came
+    closed_at: datetime  # when it was accepted (办结)
+
+
+def accepted_answers(s: Session, month: Month) -> dict[int, Accepted]:
+    """item id -> its accepted answer, for the items due in the month that are 办结."""
+    q = select(SupervisionItem.id, SupervisionItem.answered_at, SupervisionItem.closed_at).where(
+        _due_in(month), col(SupervisionItem.closed_at).is_not(None))
+    return {item_id: Accepted(answered, closed) for item_id, answered, closed in _plain(s, q)}
 
 
 def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[SupervisionItem]:
-    """Supervision items issued by `as_of` that nobody had answered by then."""
-    answered = select(Feedback.item_id).where(Feedback.created_at <= as_of)
-    q = select(SupervisionItem).where(col(SupervisionItem.id).not_in(answered), SupervisionItem.created_at <= as_of)
+    """Supervision items issued by `as_of` that wait for the unit: not answered (or sent back) and
+    not 办结. An item whose 牵头单位 or 配合单位 is `unit_id`, if given."""
+    q = select(SupervisionItem).where(col(SupervisionItem.status).not_in((ITEM_ANSWERED, ITEM_DONE)),
+                                      SupervisionItem.created_at <= as_of)
+    items = sorted(s.exec(q), key=lambda i: code_key(i.code))
     if unit_id is not None:
-        q = q.where(SupervisionItem.unit_id == unit_id)
+        items = [i for i in items if i.unit_id == unit_id or unit_id in i.partners]
+    return items
+
+
+def unfinished_items(s: Session) -> list[SupervisionItem]:
+    """Every item not yet 办结, for the daily reminders."""
+    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE)
     return sorted(s.exec(q), key=lambda i: code_key(i.code))
+
+
+def add_item_event(s: Session, item: SupervisionItem, kind: str, userid: str, text: str, now: datetime) -> ItemEvent:
+    row = ItemEvent(item_id=item.id, kind=kind, userid=userid, text=text, created_at=now)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def item_events(s: Session, item_id: int) -> list[ItemEvent]:
+    return list(s.exec(select(ItemEvent).where(ItemEvent.item_id == item_id).order_by(ItemEvent.id)))
+
+
+def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
+    q = select(ItemEvent).where(ItemEvent.item_id == item_id, ItemEvent.kind == EVENT_FEEDBACK)
+    return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
 
 
 def month_items_full(s: Session, month: Month) -> list[SupervisionItem]:
@@ -392,14 +444,16 @@ def _due(now: datetime):
     )
 
 
-def due_outbox_ids(s: Session, now: datetime, limit: int) -> list[int]:
-    q = (
-        select(Outbox.id)
-        .where(_due(now))
-        .order_by(Outbox.id)
-        .limit(limit)
-    )
-    return list(s.exec(q))
+REPLY_KEYS = ("reply:", "response_url:")  # outbox keys of answers to a person's own message
+
+
+def due_outbox_ids(s: Session, now: datetime, limit: int, replies_only: bool = False) -> list[int]:
+    """The due messages, oldest first; `replies_only` (quiet hours): answers to people's messages only."""
+    q = select(Outbox.id).where(_due(now))
+    if replies_only:
+        key = col(Outbox.key)
+        q = q.where(key.startswith(REPLY_KEYS[0], autoescape=True) | key.startswith(REPLY_KEYS[1], autoescape=True))
+    return list(s.exec(q.order_by(Outbox.id).limit(limit)))
 
 
 def outbox_by_ids(s: Session, ids: list[int]) -> list[Outbox]:
@@ -496,10 +550,12 @@ def unit_items(s: Session, unit_id: int) -> list[SupervisionItem]:
                   key=lambda i: code_key(i.code), reverse=True)
 
 
-def feedback_of(s: Session, item_ids: list[int]) -> list[Feedback]:
+def feedback_of(s: Session, item_ids: list[int]) -> list[ItemEvent]:
+    """The 反馈 steps of these items, oldest first."""
     if not item_ids:
         return []
-    return list(s.exec(select(Feedback).where(col(Feedback.item_id).in_(item_ids)).order_by(Feedback.id)))
+    q = select(ItemEvent).where(col(ItemEvent.item_id).in_(item_ids), ItemEvent.kind == EVENT_FEEDBACK)
+    return list(s.exec(q.order_by(ItemEvent.id)))
 
 
 def outbox_page(s: Session, statuses: tuple[str, ...], limit: int) -> list[Outbox]:

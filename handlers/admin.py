@@ -100,9 +100,9 @@ def add_task(ctx: Context) -> Reply:
     if member.unit_id != unit.id:  # a member reports only on their own unit's tasks (admins included)
         raise fail("新增任务", "owner_other_unit", member=member, unit=unit,
                    owner_unit=ctx.session.get(Unit, member.unit_id))
-    due_date = parse_date("新增任务", due)
     today = ctx.now.astimezone(ctx.tz).date()
-    start = parse_date("新增任务", fields["开始"]) if "开始" in fields else today
+    due_date = parse_date("新增任务", due, today)
+    start = parse_date("新增任务", fields["开始"], today) if "开始" in fields else today
     if due_date < start:
         raise fail("新增任务", "due_before_start", value=due)
     task = Task(

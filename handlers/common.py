@@ -6,9 +6,9 @@ from datetime import date
 from sqlmodel import Session
 
 from bot.reply import UserError
-from bot.text import parse_code, parse_percent, split_args
+from bot.text import parse_code, parse_date_text, parse_month_text, parse_percent, split_args
 from db import queries
-from db.models import ROLE_ADMIN, Member, Problem, SupervisionItem
+from db.models import ROLE_ADMIN, Member, Problem
 from db.month import Month
 from db.queries import TaskRow
 
@@ -45,10 +45,6 @@ def problem_by_code(s: Session, command: str, token: str, member: Member) -> Pro
     return _owned(s, command, token, member, "P", queries.get_problem, "problem")
 
 
-def item_by_code(s: Session, command: str, token: str, member: Member) -> SupervisionItem:
-    return _owned(s, command, token, member, "D", queries.get_item, "item")
-
-
 def percent(command: str, token: str) -> int:
     value = parse_percent(token)
     if value is None:
@@ -56,23 +52,19 @@ def percent(command: str, token: str) -> int:
     return value
 
 
-def parse_date(command: str, token: str) -> date:
-    """YYYY-MM-DD (or with / or .), in the campaign's years 2000-2100."""
-    text = token.strip().replace("/", "-").replace(".", "-")
-    try:
-        y, m, d = (int(x) for x in text.split("-"))
-        if not 2000 <= y <= 2100:
-            raise ValueError(token)
-        return date(y, m, d)
-    except ValueError:
-        raise fail(command, "bad_date", value=token) from None
+def parse_date(command: str, token: str, today: date) -> date:
+    """2026-03-28 (or / .), 2026年3月28日, 3月28日, 3.28 (no year: today's), in the years 2000-2100."""
+    found = parse_date_text(token, today)
+    if found is None:
+        raise fail(command, "bad_date", value=token)
+    return found
 
 
 def parse_month(command: str, token: str, default: Month) -> Month:
-    token = token.strip().replace("/", "-").replace(".", "-")
-    if not token:
+    """2026-03 (or / .), 2026年3月, 3月 (in the default's year); nothing: the default."""
+    if not token.strip():
         return default
-    try:
-        return Month.parse(token)
-    except ValueError:
-        raise fail(command, "bad_month", value=token) from None
+    found = parse_month_text(token, default.year)
+    if found is None:
+        raise fail(command, "bad_month", value=token.strip())
+    return found

@@ -3,7 +3,7 @@ from bot import targets
 from bot.campaign import digest, release
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, Context, Router
-from bot.text import blank, split_args
+from bot.text import blank, parse_month_text, split_args
 from db import queries
 from db.models import RELEASE_PUBLISHED
 from db.month import Month
@@ -54,9 +54,8 @@ def _release_arg(ctx: Context, command: str, rest_required: bool):
     tokens, rest = split_args(ctx.args, 1)
     month = None
     if tokens:
-        try:
-            month = Month.parse(tokens[0].replace("/", "-").replace(".", "-"))
-        except ValueError:
+        month = parse_month_text(tokens[0], _this_month(ctx).year)
+        if month is None:
             rest = ctx.args.strip()
     if month is None:
         latest = release.latest_in_review(ctx.session)

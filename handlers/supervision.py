@@ -1,55 +1,266 @@
-"""反馈 / 督办: supervision items (督办单) and the units' answers."""
-from db.month import Month
-from bot.reply import Push, Reply, Target
-from bot.router import ADMINS, IN_GROUP_REFUSE, Context, Router
-from bot.targets import unit_target
+"""督办 / 签收 / 反馈 / 延期 / 办结 / 退回 / 同意延期 / 不同意延期: a supervision item's life.
+
+    下发 -> 签收 (or the first 反馈) -> 反馈 (one or more) -> 办结 by an admin
+                                                     -> 退回 by an admin: the unit answers again
+    延期: the unit asks before the deadline; an admin agrees (the deadline moves) or not.
+
+Every step is a row in the item's timeline (ItemEvent); `督办 D3` shows it."""
+import re
+
+from bot import targets
+from bot.campaign import items as lights
+from bot.reply import Push, Reply, Target, UserError
+from bot.router import ADMINS, EVERYONE, IN_GROUP_REFUSE, Context, Router
+from bot.text import parse_code, parse_date_text, split_args
 from db import queries
-from db.models import Feedback, SupervisionItem
-from handlers.common import fail, item_by_code, need_args, parse_date
+from db.models import (
+    EVENT_DONE, EVENT_EXTEND_ASK, EVENT_EXTEND_NO, EVENT_EXTEND_YES, EVENT_FEEDBACK, EVENT_ISSUE, EVENT_RETURN,
+    EVENT_SIGN, ITEM_ANSWERED, ITEM_DONE, ITEM_ISSUED, ITEM_RETURNED, ITEM_SIGNED, ROLE_ADMIN, SupervisionItem, Unit,
+)
+from db.month import Month
+from handlers import problems
+from handlers.common import fail, need_args, parse_date
+from jobs.calendar import Workdays
 
 router = Router("supervision")
+
+_ITEM_CODE = re.compile(r"(?i:d)\s*\d{1,9}")
+
+
+def _today(ctx: Context):
+    return ctx.now.astimezone(ctx.tz).date()
+
+
+def _workdays(ctx: Context) -> Workdays:
+    return Workdays(ctx.config.schedule.days("holidays"), ctx.config.schedule.days("workdays"))
+
+
+def _item(ctx: Context, command: str, token: str) -> SupervisionItem:
+    """The item a code names, if it was issued to the member's unit (牵头 or 配合; admins: any)."""
+    code = parse_code(token, "D")
+    item = queries.get_item(ctx.session, code) if code else None
+    if item is None:
+        raise fail(command, "item_not_found", code=token)
+    if ctx.member.role != ROLE_ADMIN and ctx.member.unit_id != item.unit_id \
+            and ctx.member.unit_id not in item.partners:
+        raise fail(command, "item_not_yours", code=item.code)
+    return item
+
+
+def _units(ctx: Context, item: SupervisionItem) -> list[Unit]:
+    """The 牵头单位, then the 配合单位."""
+    return [u for u in (ctx.session.get(Unit, i) for i in [item.unit_id, *item.partners]) if u is not None]
+
+
+def _to_units(ctx: Context, item: SupervisionItem, template: str, data: dict, key: str) -> list[Push]:
+    """A notice about the item to each of its units' groups (else their 负责人), @ the 负责人."""
+    pushes = []
+    for unit in _units(ctx, item):
+        target = targets.group_or_leader(ctx.session, unit)
+        if target is None:
+            continue
+        leader = queries.get_member(ctx.session, unit.leader_userid) if unit.leader_userid else None
+        mentions = [leader] if leader else []
+        pushes.append(Push(target, template, {"item": item, "unit": unit, "mentions": mentions, **data},
+                           mentions=[m.userid for m in mentions], key=f"{key}:{unit.id}"))
+    return pushes
+
+
+def _to_admins(ctx: Context, item: SupervisionItem, kind: str, text: str) -> list[Push]:
+    data = {"item": item, "unit": ctx.session.get(Unit, item.unit_id), "kind": kind, "text": text,
+            "member": ctx.member, "sender_unit": ctx.unit}
+    return [Push(Target("app", a.userid), "item_admin_push", data, markdown=False, key=f"admin:{a.userid}")
+            for a in queries.admins(ctx.session) if a.userid != ctx.member.userid]
+
+
+# ---------------------------------------------------------------- 督办: issue, list, timeline
+
+
+@router.command("督办", "supervise", roles=EVERYONE, in_group=IN_GROUP_REFUSE)
+def supervise(ctx: Context) -> Reply:
+    args = ctx.args.strip()
+    if not args:
+        return _list(ctx)
+    tokens, rest = split_args(args, 1)
+    if len(tokens) == 1 and not rest and _ITEM_CODE.fullmatch(tokens[0]):
+        return _timeline(ctx, tokens[0])
+    if ctx.member.role != ROLE_ADMIN:
+        raise UserError("not_allowed", command="督办", member=ctx.member, roles=[ROLE_ADMIN])
+    return _issue(ctx)
+
+
+def _list(ctx: Context) -> Reply:
+    """Open items: the unit's own (admins: every unit's), with their lights."""
+    unit_id = None if ctx.member.role == ROLE_ADMIN else ctx.unit.id
+    items = [i for i in queries.unfinished_items(ctx.session)
+             if unit_id is None or i.unit_id == unit_id or unit_id in i.partners]
+    today, workdays = _today(ctx), _workdays(ctx)
+    units = {u.id: u for u in queries.all_units(ctx.session)}
+    rows = [(i, lights.light(i, today, ctx.config.supervision.warn_days, workdays), units.get(i.unit_id))
+            for i in items]
+    return Reply("items_list", {"rows": rows, "unit": None if unit_id is None else ctx.unit})
+
+
+def _timeline(ctx: Context, token: str) -> Reply:
+    item = _item(ctx, "督办", token)
+    events = queries.item_events(ctx.session, item.id)
+    light = lights.light(item, _today(ctx), ctx.config.supervision.warn_days, _workdays(ctx))
+    return Reply("item_timeline", {"item": item, "units": _units(ctx, item), "events": events, "light": light,
+                                   "people": queries.members_by_id(ctx.session)})
+
+
+def _issue(ctx: Context) -> Reply:
+    """督办 <单位>[,<配合单位>…] <期限> <内容>: the units run until the first token that is a date."""
+    s = ctx.session
+    today = _today(ctx)
+    tokens, _ = split_args(ctx.args, 12)
+    if len(tokens) < 2:
+        raise fail("督办", "missing_args")
+    units: list[Unit] = []
+    for i, token in enumerate(tokens):
+        if i > 0 and parse_date_text(token, today) is not None:
+            break
+        unit = queries.find_unit(s, token)
+        if unit is None:
+            if i == 0:
+                raise fail("督办", "unit_not_found", name=token)
+            parse_date("督办", token, today)  # neither a unit nor a date: say what a date looks like
+        if unit not in units:
+            units.append(unit)
+    else:
+        raise fail("督办", "missing_args")
+    (*_, deadline_token), text = need_args("督办", ctx.args, i + 1)
+    deadline = parse_date("督办", deadline_token, today)
+    if deadline < today:
+        raise fail("督办", "deadline_past", value=deadline_token)
+    lead, partners = units[0], units[1:]
+    item = SupervisionItem(
+        code=queries.next_code(s, SupervisionItem, "D"), unit_id=lead.id, content=text, deadline=deadline,
+        month=str(Month.of(today)), created_by=ctx.member.userid, created_at=ctx.now,
+        partner_ids=",".join(str(u.id) for u in partners),
+    )
+    s.add(item)
+    s.flush()
+    queries.add_item_event(s, item, EVENT_ISSUE, ctx.member.userid, text, ctx.now)
+    pushes = _to_units(ctx, item, "supervision_push", {"lead": lead, "partners": partners}, item.code)
+    reached = {p.data["unit"].id for p in pushes}
+    return Reply("supervise_ok", {"item": item, "lead": lead, "partners": partners,
+                                  "unreached": [u for u in units if u.id not in reached]}, pushes)
+
+
+# ---------------------------------------------------------------- the unit's steps
+
+
+@router.command("签收", "sign")
+def sign(ctx: Context) -> Reply:
+    (code,), _ = need_args("签收", ctx.args, 1, content=False)
+    item = _item(ctx, "签收", code)
+    if item.status != ITEM_ISSUED:
+        raise fail("签收", "item_signed", item=item)
+    item.status = ITEM_SIGNED
+    ctx.session.add(item)
+    queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
+    return Reply("item_ok", {"kind": "签收", "item": item})
 
 
 @router.command("反馈", "feedback")
 def feedback(ctx: Context) -> Reply:
     (code,), text = need_args("反馈", ctx.args, 1)
-    item = item_by_code(ctx.session, "反馈", code, ctx.member)
-    ctx.session.add(Feedback(item_id=item.id, userid=ctx.member.userid, text=text, created_at=ctx.now))
-    late = ctx.now.astimezone(ctx.tz).date() > item.deadline
-    return Reply("feedback_ok", {"item": item, "late": late})
+    item = _item(ctx, "反馈", code)
+    if item.status == ITEM_DONE:
+        raise fail("反馈", "item_done", code=item.code)
+    if item.status == ITEM_ISSUED:  # the first answer signs for it, too
+        queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
+    queries.add_item_event(ctx.session, item, EVENT_FEEDBACK, ctx.member.userid, text, ctx.now)
+    item.status = ITEM_ANSWERED
+    ctx.session.add(item)
+    late = _today(ctx) > item.deadline
+    return Reply("feedback_ok", {"item": item, "late": late}, _to_admins(ctx, item, "反馈", text))
 
 
-@router.command("督办", "supervise", roles=ADMINS, in_group=IN_GROUP_REFUSE)
-def supervise(ctx: Context) -> Reply:
-    (unit_name, deadline_token), text = need_args("督办", ctx.args, 2)
-    s = ctx.session
-    unit = queries.find_unit(s, unit_name)
-    if unit is None:
-        raise fail("督办", "unit_not_found", name=unit_name)
-    deadline = parse_date("督办", deadline_token)
-    today = ctx.now.astimezone(ctx.tz).date()
-    if deadline < today:
-        raise fail("督办", "deadline_past", value=deadline_token)
-    item = SupervisionItem(
-        code=queries.next_code(s, SupervisionItem, "D"),
-        unit_id=unit.id,
-        content=text,
-        deadline=deadline,
-        month=str(Month.of(today)),
-        created_by=ctx.member.userid,
-        created_at=ctx.now,
-    )
-    s.add(item)
-    s.flush()
-    target = unit_target(unit)
-    leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
-    mentions = [leader] if leader else []
-    if target is None and leader is not None:
-        target = Target("app", leader.userid)
-    pushes = []
-    if target is not None:
-        pushes.append(
-            Push(target, "supervision_push", {"item": item, "unit": unit, "mentions": mentions},
-                 mentions=[m.userid for m in mentions], key=item.code)
-        )
-    return Reply("supervise_ok", {"item": item, "unit": unit, "target": target}, pushes)
+@router.command("延期", "extend")
+def extend(ctx: Context) -> Reply:
+    (code, date_token), reason = need_args("延期", ctx.args, 2)
+    item = _item(ctx, "延期", code)
+    today = _today(ctx)
+    if item.status == ITEM_DONE:
+        raise fail("延期", "item_done", code=item.code)
+    if today > item.deadline:
+        raise fail("延期", "extend_too_late", item=item)
+    new = parse_date("延期", date_token, today)
+    if new <= item.deadline:
+        raise fail("延期", "extend_not_later", item=item, value=date_token)
+    item.ask_deadline = new
+    ctx.session.add(item)
+    text = f"{item.deadline} → {new}：{reason}"
+    queries.add_item_event(ctx.session, item, EVENT_EXTEND_ASK, ctx.member.userid, text, ctx.now)
+    return Reply("item_ok", {"kind": "延期", "item": item}, _to_admins(ctx, item, "延期", text))
+
+
+# ---------------------------------------------------------------- the admins' steps
+
+
+@router.command("办结", "done", roles=ADMINS, in_group=IN_GROUP_REFUSE)
+def done(ctx: Context) -> Reply:
+    (code,), remark = need_args("办结", ctx.args, 1, content=False)
+    item = _item(ctx, "办结", code)
+    if item.status == ITEM_DONE:
+        raise fail("办结", "item_done", code=item.code)
+    answer = queries.last_feedback(ctx.session, item.id)
+    if item.status != ITEM_ANSWERED or answer is None:
+        raise fail("办结", "item_not_answered", code=item.code)
+    item.status, item.answered_at, item.closed_at = ITEM_DONE, answer.created_at, ctx.now
+    ctx.session.add(item)
+    queries.add_item_event(ctx.session, item, EVENT_DONE, ctx.member.userid, remark, ctx.now)
+    on_time = answer.created_at.astimezone(ctx.tz).date() <= item.deadline
+    data = {"kind": "办结", "remark": remark, "on_time": on_time}
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, "done"))
+
+
+@router.command("退回", "return", roles=ADMINS, in_group=IN_GROUP_REFUSE)
+def send_back(ctx: Context) -> Reply:
+    """退回 D3 <意见> (an answer to a 督办 item) or 退回 P3 <意见> (a problem's 销号 request)."""
+    (code,), remark = need_args("退回", ctx.args, 1)
+    if re.fullmatch(r"(?i:p)\s*\d{1,9}", code):
+        return problems.send_back(ctx, code, remark)
+    item = _item(ctx, "退回", code)
+    if item.status == ITEM_DONE:
+        raise fail("退回", "item_done", code=item.code)
+    if item.status != ITEM_ANSWERED:
+        raise fail("退回", "item_not_answered", code=item.code)
+    item.status = ITEM_RETURNED
+    ctx.session.add(item)
+    event = queries.add_item_event(ctx.session, item, EVENT_RETURN, ctx.member.userid, remark, ctx.now)
+    data = {"kind": "退回", "remark": remark}
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"return{event.id}"))
+
+
+@router.command("同意延期", "extendok", roles=ADMINS, in_group=IN_GROUP_REFUSE)
+def extend_yes(ctx: Context) -> Reply:
+    (code,), remark = need_args("同意延期", ctx.args, 1, content=False)
+    item = _pending_extension(ctx, "同意延期", code)
+    old = item.deadline
+    item.deadline, item.ask_deadline = item.ask_deadline, None
+    ctx.session.add(item)
+    event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_YES, ctx.member.userid,
+                                   f"{old} → {item.deadline}" + (f"：{remark}" if remark else ""), ctx.now)
+    data = {"kind": "同意延期", "remark": remark, "old": old}
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"))
+
+
+@router.command("不同意延期", "extendno", roles=ADMINS, in_group=IN_GROUP_REFUSE)
+def extend_no(ctx: Context) -> Reply:
+    (code,), remark = need_args("不同意延期", ctx.args, 1)
+    item = _pending_extension(ctx, "不同意延期", code)
+    asked, item.ask_deadline = item.ask_deadline, None
+    ctx.session.add(item)
+    event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_NO, ctx.member.userid, remark, ctx.now)
+    data = {"kind": "不同意延期", "remark": remark, "asked": asked}
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"))
+
+
+def _pending_extension(ctx: Context, command: str, code: str) -> SupervisionItem:
+    item = _item(ctx, command, code)
+    if item.ask_deadline is None or item.status == ITEM_DONE:
+        raise fail(command, "no_extension", code=item.code)
+    return item

@@ -1,10 +1,14 @@
 """任务 / 汇报 / 修改: the unit's task list and progress reports."""
+import re
+
 from db.month import Month
 from bot.reply import Reply
 from bot.router import Context, Router
 from bot.campaign import scoring
 from db import queries
+from bot.text import split_args, split_repeated
 from db.models import Unit
+from db.queries import TaskRow
 from handlers.common import fail, need_args, percent, task_by_code
 
 router = Router("tasks")
@@ -36,26 +40,58 @@ def list_tasks(ctx: Context) -> Reply:
     )
 
 
-@router.command("汇报", "report")
-def report(ctx: Context) -> Reply:
-    (code, pct_token), text = need_args("汇报", ctx.args, 2)
-    task = task_by_code(ctx.session, "汇报", code, ctx.member, lock=True)
-    pct = percent("汇报", pct_token)
+# A second 汇报 in one message: the word after a space or a mark, followed by [code] and a percent.
+_NEXT_REPORT = re.compile(r"(?<=[\s,;.!?。、])(?:汇报|report)(?=[\s,;:、]*(?:[tT]?\d{1,9}[\s,;:、]+)?\d{1,3}\s*%)",
+                          re.IGNORECASE)
+_PERCENT_FIRST = re.compile(r"\d{1,3}(?:\.\d+)?%")  # a (normalised) token that starts with a percent
+_GLUED = re.compile(r"(\d\s*[%％])(?=[^\s%％])")  # "30%完成方案": the percent runs on into the text
+
+
+def _code_percent_text(ctx: Context, command: str, args: str) -> tuple[TaskRow, int, str]:
+    """<code> <percent> <text>, as people type it: the text may follow the percent without a space;
+    the code may be left out by someone with exactly one open task of their own."""
+    tokens, _ = split_args(args, 2)
+    code_given = not (tokens and _PERCENT_FIRST.match(tokens[0]))
+    count = 2 if code_given else 1
+    if len(tokens) >= count and re.fullmatch(r"\d{1,3}(?:\.\d+)?%.+", tokens[count - 1]):
+        args = _GLUED.sub(r"\1 ", args, count=1)
+    tokens, text = need_args(command, args, count)
+    if code_given:
+        code = tokens[0]
+    else:
+        codes = queries.open_task_codes(ctx.session, ctx.member.userid, _month(ctx))
+        if len(codes) != 1:
+            raise fail(command, "need_code", codes=codes)
+        code = codes[0]
+    task = task_by_code(ctx.session, command, code, ctx.member, lock=True)
+    return task, percent(command, tokens[-1]), text
+
+
+def _report_one(ctx: Context, args: str) -> dict:
+    task, pct, text = _code_percent_text(ctx, "汇报", args)
     rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz)
     # The count is the task's own unit's (an admin may report for another unit).
     unit = ctx.unit if task.unit_id == ctx.unit.id else ctx.session.get(Unit, task.unit_id)
     month = _month(ctx)
     left = queries.unreported_count(ctx.session, unit.id, month)
     deadline = month.first_day.replace(day=ctx.config.schedule.report_deadline_day)
-    return Reply("report_ok", {"task": task, "report": rep, "left": left, "unit": unit,
-                               "late": rep.local_day > deadline.day, "deadline": deadline})
+    return {"task": task, "report": rep, "left": left, "unit": unit, "late": rep.local_day > deadline.day,
+            "deadline": deadline}
+
+
+@router.command("汇报", "report")
+def report(ctx: Context) -> Reply:
+    """One report, or several in one message (汇报 T1 30% … 汇报 T2 20% …), each answered; a wrong
+    one refuses the whole message, so nothing is half-stored."""
+    entries = [_report_one(ctx, piece) for piece in split_repeated(ctx.args, _NEXT_REPORT)]
+    if len(entries) == 1:
+        return Reply("report_ok", entries[0])
+    return Reply("reports_ok", {"entries": entries})
 
 
 @router.command("修改", "amend")
 def amend(ctx: Context) -> Reply:
-    (code, pct_token), text = need_args("修改", ctx.args, 2)
-    task = task_by_code(ctx.session, "修改", code, ctx.member, lock=True)
-    pct = percent("修改", pct_token)
+    task, pct, text = _code_percent_text(ctx, "修改", ctx.args)
     month = _month(ctx)
     previous = queries.latest_report(ctx.session, task.id, month)
     if previous is None:

@@ -16,6 +16,7 @@ log = logging.getLogger("duban.jobs")
 _warned: set[int] = set()
 
 EARLIER, LATER = "earlier", "later"
+SKIP = "skip"  # a daily job: a run that falls on a rest day is not made up
 
 
 class Workdays:
@@ -63,7 +64,8 @@ class Workdays:
 
 class WorkdayCronTrigger(BaseTrigger):
     """A cron trigger whose fire times that fall on a rest day move to a workday: EARLIER for a job
-    that comes before a deadline, LATER for one that reports on a period that must have ended."""
+    that comes before a deadline, LATER for one that reports on a period that must have ended;
+    SKIP (a daily job) leaves them out."""
 
     LOOKBACK = timedelta(days=40)  # longer than any run of rest days in China
 
@@ -82,7 +84,11 @@ class WorkdayCronTrigger(BaseTrigger):
         """(base, adjusted) fire times with base in [start, end)."""
         base = self.cron.get_next_fire_time(None, start)
         while base is not None and base < end:
-            yield base, self.adjust(base)
+            if self.direction == SKIP and self.workdays_only:
+                if self.workdays(base.date()):
+                    yield base, base
+            else:
+                yield base, self.adjust(base)
             base = self.cron.get_next_fire_time(base, base + timedelta(seconds=1))
 
     def get_next_fire_time(self, previous_fire_time, now):

@@ -10,12 +10,12 @@ from typing import Callable
 from sqlmodel import Session
 
 from bot import targets
-from bot.campaign import digest, release
+from bot.campaign import digest, items, release
 from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
-from jobs.calendar import EARLIER, LATER
+from jobs.calendar import EARLIER, LATER, SKIP, Workdays
 
 log = logging.getLogger("duban.jobs")
 
@@ -26,7 +26,7 @@ class JobDef:
     period: Callable[[datetime], str]  # local base moment -> period key, e.g. "2026-03"
     build: Callable[[Session, Config, datetime, datetime], list[Push]]  # (s, config, base, now)
     # On a rest day: EARLIER for a job that comes before a deadline (its text names the real one),
-    # LATER for one that reports on a period, which must have ended first.
+    # LATER for one that reports on a period, which must have ended first; SKIP for a daily one.
     moves: str = EARLIER
 
 
@@ -116,6 +116,44 @@ def annual_summary(s: Session, config: Config, base: datetime, now: datetime) ->
     return pushes
 
 
+def item_watch(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
+    """Every workday: an open 督办 item that turns yellow today (due within [supervision] warn_days
+    workdays) reminds its units; one that turned red (its deadline passed) tells its units, @ the
+    负责人; the admins get one line of every overdue item, when there are any."""
+    today = base.date()
+    workdays = Workdays(config.schedule.days("holidays"), config.schedule.days("workdays"))
+    warn = config.supervision.warn_days
+    units = {u.id: u for u in queries.all_units(s)}
+    pushes, overdue = [], []
+    for item in queries.unfinished_items(s):
+        if item.created_at > now:
+            continue
+        if items.turns_yellow_today(item, today, warn, workdays):
+            kind = "yellow"
+        elif items.turns_red_today(item, today, workdays):
+            kind = "red"
+        else:
+            kind = ""
+        if kind:
+            left = items.workdays_left(today, item.deadline, workdays)
+            for unit_id in (item.unit_id, *item.partners):
+                unit = units.get(unit_id)
+                target = targets.group_or_leader(s, unit) if unit else None
+                if target is None:
+                    continue
+                leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
+                mentions = [leader] if leader else []
+                pushes.append(Push(target, "item_push", {"kind": kind, "item": item, "unit": unit, "left": left,
+                                                         "remark": "", "mentions": mentions},
+                                   mentions=[m.userid for m in mentions], key=f"{item.code}:{kind}:{unit_id}"))
+        if items.owed(item) and today > item.deadline and item.unit_id in units:
+            overdue.append((item, units[item.unit_id]))
+    if overdue:
+        pushes += [Push(Target("app", a.userid), "items_overdue_admin", {"rows": overdue, "today": today},
+                        markdown=False, key=f"admin:{a.userid}") for a in queries.admins(s)]
+    return pushes
+
+
 JOBS: dict[str, JobDef] = {
     j.name: j
     for j in (
@@ -125,5 +163,6 @@ JOBS: dict[str, JobDef] = {
         JobDef("monthly_ranking", _month_before, monthly_ranking, moves=LATER),
         JobDef("midyear_review", lambda b: f"{b.year}-H1", midyear_review),
         JobDef("annual_summary", lambda b: str(b.year), annual_summary),
+        JobDef("item_watch", lambda b: b.date().isoformat(), item_watch, moves=SKIP),
     )
 }

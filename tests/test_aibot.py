@@ -104,7 +104,9 @@ def test_a_msgid_longer_than_64_characters_is_refused_at_the_wire(robot):
 
 
 @pytest.mark.parametrize("command", ["督办 信息工程系 2026-03-28 报送材料", "提醒 信息工程系",
-                                     "新增任务 机电工程系 敢为争先 建设 责任人=li 期限=2026-10-31"])
+                                     "新增任务 机电工程系 敢为争先 建设 责任人=li 期限=2026-10-31",
+                                     "办结 D1 材料齐全", "退回 D1 请补充", "同意延期 D1", "不同意延期 D1 按期完成",
+                                     "确认销号 P1"])
 def test_an_admin_command_about_other_units_is_refused_in_a_group(robot, fake, command):
     app, wecom = robot
     reply = wecom.say("admin", command, chatid=GROUP)

@@ -91,7 +91,7 @@ def test_jobs_list_run_dry_run_export_and_outbox(tmp_path):
     assert listing.returncode == 0
     names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
     assert names == ["deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
-                     "annual_summary"]
+                     "annual_summary", "item_watch"]
     dry = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0 and "[预览]" in dry.stdout and "T1" in dry.stdout
     assert "发件箱：空" in duban("outbox", "--all", cwd=tmp_path).stdout
@@ -206,6 +206,7 @@ backoff_seconds = 0.05
 backoff_max_seconds = 0.1
 max_attempts = {max_attempts}
 poll_seconds = 0.05
+quiet_hours = ""  # the test must not depend on the hour it runs at
 [database]
 url = "sqlite:///{tmp_path / 'duban.db'}"
 """)

@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from conftest import add_units, at
-from db.models import Feedback, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task, Unit
+from db.models import ItemEvent, Outbox, Problem, ProblemProgress, Report, SupervisionItem, Task, Unit
 
 _ids = itertools.count(1)
 
@@ -120,13 +120,16 @@ def test_problem_list_commands(app):
     reply = say(app, "li", "问题 实训室消防通道堆放杂物")
     assert "P1" in reply
     assert "整改中" in say(app, "li", "整改 P1 已清理一半")
-    assert "负责人或管理员" in say(app, "li", "销号 P1")
+    assert "负责人或管理员" in say(app, "li", "销号 P1 清理完了")
     assert rows(app, Problem)[0].status == "整改中"
-    assert "已销号" in say(app, "zhang", "销号 p1")
-    assert "已销号，无需再操作" in say(app, "zhang", "销号 P1")
+    assert "格式不完整" in say(app, "zhang", "销号 p1")  # what was done must be said
+    assert "待管理员审核" in say(app, "zhang", "销号 p1 通道已清理")
+    assert "正在等待管理员审核" in say(app, "zhang", "销号 P1 再申请一次")
+    assert "已确认销号" in say(app, "admin", "确认销号 P1")
+    assert "已销号，无需再操作" in say(app, "zhang", "销号 P1 通道已清理")
     assert "不属于您所在单位" in say(app, "zhao", "整改 P1 不是我的")
-    assert n(app, ProblemProgress) == 1
-    assert "格式不完整" in say(app, "li", "问题")
+    assert [p.kind for p in rows(app, ProblemProgress)] == ["整改", "申请销号", "确认销号"]
+    assert "P1" in say(app, "li", "问题")  # alone: the list
 
 
 def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
@@ -137,11 +140,11 @@ def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
     assert (push.channel, push.target, push.msgtype) == ("appchat", "chat-jd", "markdown")
     content = json.loads(push.payload)["content"]
     assert "D1" in content and "报送实训基地建设进度" in content and "@张三" in content
-    assert "按时" in say(app, "li", "反馈 D1 已报送")
+    assert "在期限 2026-03-28 内" in say(app, "li", "反馈 D1 已报送")
     clock.set(at(2026, 3, 29, 9))
     assert "逾期" in say(app, "zhang", "反馈 D1 补充材料")
     assert "不是下发给您所在单位" in say(app, "zhao", "反馈 D1 我来答")
-    assert n(app, Feedback) == 2
+    assert [e.kind for e in rows(app, ItemEvent)] == ["下发", "签收", "反馈", "反馈"]
 
 
 def test_supervision_to_a_robot_group_mentions_with_userid_markup(app):
@@ -168,7 +171,7 @@ def test_wrong_supervision_forms_store_and_push_nothing(app, text, expected):
 @pytest.mark.parametrize("text, expected", [
     ("新增任务 机电工程系 敢为争先 内容 责任人=li 期限=9999999999-01-01", "日期“9999999999-01-01”无效"),
     ("新增任务 机电工程系 敢为争先 内容 责任人=li 期限=2026-10-01 开始=99999999999-1-1", "无效"),
-    ("问题 \u200b\u2060 ", "格式不完整"),
+    ("问题 \u200b\u2060 措施=清理通道", "格式不完整"),  # (问题 with nothing at all lists the problems)
 ])
 def test_absurd_dates_and_invisible_content_get_the_format_help(app, text, expected):
     reply = say(app, "admin" if text.startswith("新增") else "li", text)
@@ -188,12 +191,13 @@ def test_help_lists_what_each_role_may_use_with_examples(app):
     member_help = say(app, "li", "帮助")
     admin_help = say(app, "admin", "help")
     assert "汇报 T12 60%" in member_help and "督办 <单位>" not in member_help and "导出" not in member_help
-    assert "督办 机电工程系" in admin_help and "导出" in admin_help
+    assert "督办 <牵头单位>" in admin_help and "导出" in admin_help and "其余部分" not in admin_help
+    assert "另可用：帮助、任务、汇报" in admin_help  # everyone's commands by name: one message is enough
 
 
 def test_unknown_command_shows_the_right_form(app):
     reply = say(app, "li", "你好")
-    assert "没有看懂" in reply and "帮助" in reply
+    assert "无法识别该指令" in reply and "帮助" in reply
 
 
 def test_status_unreported_and_ranking_for_admins(app):

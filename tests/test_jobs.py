@@ -219,10 +219,10 @@ def test_dry_run_prints_and_sends_and_records_nothing(app, q):
 def test_a_missed_run_is_caught_up_within_the_grace_period_only(app):
     app.clock.set(at(2026, 3, 20, 15))  # six hours after 09:00: caught up
     ran = {r.job: r.period for r in JobQueue(app).catch_up()}
-    assert ran == {"monthly_prompt": "2026-03"}
+    assert ran == {"monthly_prompt": "2026-03", "item_watch": "2026-03-20"}  # (the daily 督办 watch, 08:30)
     assert JobQueue(app).catch_up() == []  # already done
     app.clock.set(at(2026, 3, 26, 18))  # escalation was 25th 17:00: 25 h ago, beyond 24 h
-    assert JobQueue(app).catch_up() == []
+    assert [r.job for r in JobQueue(app).catch_up()] == ["item_watch"]
 
 
 def test_a_disabled_job_is_neither_scheduled_nor_caught_up(db_url, clock):
@@ -231,7 +231,7 @@ def test_a_disabled_job_is_neither_scheduled_nor_caught_up(db_url, clock):
     seed(app)
     app.clock.set(at(2026, 3, 20, 15))
     q = JobQueue(app)
-    assert q.catch_up() == []
+    assert [r.job for r in q.catch_up()] == ["item_watch"]
     rows = {name: (enabled, nxt) for name, enabled, nxt, _ in q.next_runs()}
     assert rows["monthly_prompt"] == (False, None) and rows["escalation"][1] == at(2026, 3, 25, 17)
 
@@ -242,7 +242,7 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
     try:
         jobs = {j.id: j for j in q.scheduler.get_jobs()}
         assert set(jobs) == {"deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
-                             "annual_summary", "daily", "publish"}
+                             "annual_summary", "item_watch", "daily", "publish"}
         assert jobs["monthly_prompt"].misfire_grace_time == 24 * 3600 and jobs["monthly_prompt"].coalesce
     finally:
         q.shutdown()

@@ -374,3 +374,37 @@ def test_concurrent_senders_fetch_and_refresh_the_token_once(wired):
     assert fake.state.token_requests == 2
     assert len(fake.deliveries("message/send")) == 32
     assert {r.status for r in outbox(app)} == {"sent"}
+
+
+def test_quiet_hours_hold_pushes_but_never_replies(db_url, fake):
+    """[sender] quiet_hours (22:00-07:30 local): a reminder waits for the morning; the answer to a
+    person's own message goes out at once."""
+    from bot.clock import FixedClock
+    from conftest import at
+
+    clock = FixedClock(at(2026, 3, 20, 23, 0))
+    app = Application(make_config(db_url, api_base=fake.base, sender={"quiet_hours": "22:00-07:30"}), clock=clock)
+    app.migrate()
+    seed(app)
+    worker = _worker(app)
+    try:
+        reply = app.handle_message("admin", "督办 机电工程系 3月28日 报送进度", "late1")  # pushes to the unit's group
+        assert "D1" in reply
+        app.handle_message("admin", "状态", "late2")
+        with app.session() as s:  # a long answer's follow-up parts are replies, too
+            from db import queries
+            queries.enqueue(s, "reply:admin:late2:part2", "app", "admin", "text", {"content": "第二部分"}, clock.now())
+        worker.run_once()
+        by_key = {r.key: r for r in outbox(app)}
+        assert by_key["reply:admin:late2:part2"].status == "sent"
+        assert by_key["push:admin:late1:D1:2"].status == "pending"  # the 督办 push to the group waits
+        assert fake.deliveries("/cgi-bin/appchat/send") == []
+        clock.set(at(2026, 3, 21, 7, 29))
+        worker.run_once()
+        assert by_key["push:admin:late1:D1:2"].key in {r.key for r in outbox(app) if r.status == "pending"}
+        clock.set(at(2026, 3, 21, 7, 30))
+        worker.run_once()
+        assert all(r.status == "sent" for r in outbox(app))
+    finally:
+        worker.stop()
+        app.engine.dispose()

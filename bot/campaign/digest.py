@@ -4,7 +4,7 @@ Each reads through db/ and returns plain data; bot/targets.py turns it into push
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from bot.campaign import scoring
 from bot.campaign.scoring import TaskSnapshot, UnitScore
 from db import queries
-from db.models import LINES, Member, Problem, Task, Unit
+from db.models import LINES, PROBLEM_CLOSED, Member, Problem, Task, Unit
 from db.month import Month
 
 if TYPE_CHECKING:
@@ -40,10 +40,11 @@ class UnitDue:
     overdue: list[TaskSnapshot]
     items: list
     people: list[Member]
+    problems: list = field(default_factory=list)  # its problems past their 整改时限, not 销号'd
 
     @property
     def empty(self) -> bool:
-        return not (self.unreported or self.overdue or self.items)
+        return not (self.unreported or self.overdue or self.items or self.problems)
 
 
 def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: list[Unit] | None = None) -> list[UnitDue]:
@@ -59,6 +60,11 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
     items_by_unit: dict[int, list] = {}
     for it in queries.open_items(s, now):
         items_by_unit.setdefault(it.unit_id, []).append(it)
+    today = now.astimezone(tz).date()
+    late_problems: dict[int, list[Problem]] = {}
+    for p in queries.all_problems(s):
+        if p.deadline is not None and p.deadline < today and p.status != PROBLEM_CLOSED and p.created_at <= now:
+            late_problems.setdefault(p.unit_id, []).append(p)
     out = []
     for u in units:
         mine = sorted(by_unit.get(u.id, []), key=lambda x: queries.code_key(x.task.code))
@@ -72,7 +78,7 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
         for uid in ids:
             if uid in people and uid not in seen:
                 seen[uid] = people[uid]
-        out.append(UnitDue(u, unreported, overdue, items, list(seen.values())))
+        out.append(UnitDue(u, unreported, overdue, items, list(seen.values()), late_problems.get(u.id, [])))
     return out
 
 

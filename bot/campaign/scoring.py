@@ -170,11 +170,15 @@ def year_reports(s: Session, months: list[Month], now: datetime, tz: ZoneInfo):
         yield month, (latest, first_days)
 
 
-def item_on_time(item, answered: datetime | None, cutoff: datetime, tz: ZoneInfo) -> bool | None:
-    """True answered on time, False late or missed, None not due yet and not answered."""
+def item_on_time(item, accepted, cutoff: datetime, tz: ZoneInfo) -> bool | None:
+    """True answered on time, False late or missed, None not due yet and not done.
+
+    `accepted` (queries.Accepted, or None): an item counts only once it is 办结, by the time of the
+    answer that was accepted, against its deadline as (possibly) extended; an answer that was sent
+    back does not count, nor one that came after `cutoff`."""
     deadline_end = local_midnight_utc(item.deadline + timedelta(days=1), tz)
-    if answered is not None and answered < cutoff:
-        return answered < deadline_end
+    if accepted is not None and accepted.answered_at < cutoff:
+        return accepted.answered_at < deadline_end
     return None if cutoff < deadline_end else False
 
 
@@ -214,10 +218,10 @@ def ranking(
         t[5][light] += 1
     cutoff = evaluation_moment(month, now, tz)
     items = queries.month_items(s, month)
-    answered = queries.first_feedback_times(s, month)
+    accepted = queries.accepted_answers(s, month)
     items_by_unit: dict[int, list[bool | None]] = defaultdict(list)
     for it in items:
-        items_by_unit[it.unit_id].append(item_on_time(it, answered.get(it.id), cutoff, tz))
+        items_by_unit[it.unit_id].append(item_on_time(it, accepted.get(it.id), cutoff, tz))
     last_report = queries.unit_last_report_times(s, month, cutoff)
 
     scores = []

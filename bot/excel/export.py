@@ -109,15 +109,16 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
             "未整改" if p.status == "open" else p.status,
         ]))
 
-    ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "反馈时间", "按时"])
-    answered = queries.first_feedback_times(s, month)
+    ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "状态", "办结答复时间", "按时"])
+    accepted = queries.accepted_answers(s, month)
     cutoff = scoring.evaluation_moment(month, now, tz)
     verdicts = {True: "是", False: "否", None: "未到期"}
     for it in queries.month_items_full(s, month):
-        at = answered.get(it.id)
-        verdict = scoring.item_on_time(it, at, cutoff, tz)
+        done = accepted.get(it.id)
+        verdict = scoring.item_on_time(it, done, cutoff, tz)
         ws.append(literal_row(ws, [
-            it.code, units[it.unit_id].name, it.content, it.deadline, _local(at, config), verdicts[verdict],
+            it.code, units[it.unit_id].name, it.content, it.deadline, it.status,
+            _local(done.answered_at if done else None, config), verdicts[verdict],
         ]))
     return _save(wb)
 

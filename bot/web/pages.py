@@ -123,7 +123,8 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     deadline = month.first_day.replace(day=deadline_day)
     local = now.astimezone(app.tz)
     calendar = [(JOB_LABELS[name], nxt.date(), f"{nxt:%H:%M}")
-                for name, enabled, nxt, _ in JobQueue(app).next_runs(now) if enabled and nxt is not None]
+                for name, enabled, nxt, _ in JobQueue(app).next_runs(now)
+                if enabled and nxt is not None and name in JOB_LABELS]  # (not the daily 督办 watch)
     if local.date() <= deadline:
         calendar.append(("本月汇报截止", deadline, ""))
     calendar.sort(key=lambda row: (row[1], row[2]))

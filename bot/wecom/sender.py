@@ -19,9 +19,10 @@ import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -95,8 +96,11 @@ class PassResult:
 
 class OutboxWorker:
     def __init__(self, engine, transport: Transport, clock, cfg: SenderConfig,
-                 file_source: Callable[[Session, Outbox], bytes] | None = None):
+                 file_source: Callable[[Session, Outbox], bytes] | None = None, tz: ZoneInfo | None = None,
+                 quiet_hours: bool = True):
         self.engine = engine
+        self.tz = tz or ZoneInfo("Asia/Shanghai")  # the quiet hours are local time
+        self.quiet_hours = quiet_hours  # False: deliver everything now (an operator's `duban jobs run`)
         self.transport = transport
         self.clock = clock
         self.cfg = cfg
@@ -112,8 +116,9 @@ class OutboxWorker:
 
     def run_once(self, limit: int = 500) -> PassResult:
         """One pass over what is due now: each target's messages in order, targets in parallel."""
+        now = self.clock.now()
         with Session(self.engine) as s:
-            rows = queries.outbox_by_ids(s, queries.due_outbox_ids(s, self.clock.now(), limit))
+            rows = queries.outbox_by_ids(s, queries.due_outbox_ids(s, now, limit, replies_only=self.quiet(now)))
             s.expunge_all()
         by_target: dict[tuple[str, str], list[Outbox]] = defaultdict(list)
         for row in rows:
@@ -123,6 +128,15 @@ class OutboxWorker:
         for f in futures:
             total.add(f.result())
         return total
+
+    def quiet(self, now: datetime) -> bool:
+        """Within [sender] quiet_hours: only replies to people's own messages go out; pushes wait."""
+        span = self.cfg.quiet()
+        if span is None or not self.quiet_hours:
+            return False
+        start, end = span
+        local = now.astimezone(self.tz).time()
+        return (start <= local < end) if start < end else (local >= start or local < end)
 
     def _send_target(self, rows: list[Outbox]) -> PassResult:
         result = PassResult()  # one per thread; run_once adds them up
