@@ -196,7 +196,9 @@ def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | Non
             worker.run_once()
         else:
             with Session(app.engine) as s:
-                rows = s.exec(select(Outbox).where(col(Outbox.key).startswith(f"reply:{msg_id}"))).all()
+                mine = (f"reply:{userid}:{msg_id}", f"push:{userid}:{msg_id}")  # keys built in bot/app.py
+                rows = s.exec(select(Outbox).where(col(Outbox.key).startswith(mine[0]) |
+                                                   col(Outbox.key).startswith(mine[1]))).all()
             for row in rows:
                 click.echo(f"[待发送 → {show_target(row.channel, row.target)}] {row.payload}")
         click.echo("")
