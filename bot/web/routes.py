@@ -185,7 +185,8 @@ def build_web(app: Application, writer) -> Starlette:
             data = pages.outbox_page(s)
         return html(request, "admin", who=who, notice=request.session.pop("notice", ""), **data)
 
-    async def retry(request: Request) -> Response:
+    async def admin_form(request: Request):
+        """(who, form) of an admin's CSRF-checked POST from the admin page, or the Response refusing it."""
         who = await anyio.to_thread.run_sync(current, request)
         if isinstance(who, Response):
             return who
@@ -194,6 +195,13 @@ def build_web(app: Application, writer) -> Starlette:
         form = await request.form()
         if not csrf_ok(request, form):
             return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/admin")
+        return who, form
+
+    async def retry(request: Request) -> Response:
+        checked = await admin_form(request)
+        if isinstance(checked, Response):
+            return checked
+        who, form = checked
         ids = None if form.get("all") else [int(v) for v in form.getlist("id") if str(v).isdigit()]
 
         def run() -> int:
@@ -208,14 +216,10 @@ def build_web(app: Application, writer) -> Starlette:
 
     async def ranking_action(request: Request) -> Response:
         """发布 / 暂缓 from the review queue: the chat's own commands, through the same writer."""
-        who = await anyio.to_thread.run_sync(current, request)
-        if isinstance(who, Response):
-            return who
-        if not who.admin:
-            return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
-        form = await request.form()
-        if not csrf_ok(request, form):
-            return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/admin")
+        checked = await admin_form(request)
+        if isinstance(checked, Response):
+            return checked
+        who, form = checked
         month = str(form.get("month", "")).strip()
         if form.get("action") == "hold":
             line = f"暂缓 {month} {str(form.get('reason', '')).strip()}"
