@@ -7,11 +7,11 @@ for chat messages; jobs use enqueue_push() with the same templates and outbox.
 A batch of chat messages is one write transaction (handle_batch); each message in it runs through
 the same short list of steps (handle_one):
 
-    1. dedupe      a MsgId this person sent before gets the stored answer, word for word
-    2. who         the sender and their unit; someone not on the roster is told whom to ask
-    3. savepoint   everything the message writes is kept apart from the other messages
-    4. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
-    5. remember    the answer is stored under the MsgId, in the same savepoint
+    1. who, dedupe the sender and their unit (someone not on the roster is told whom to ask), and
+                   the answer their MsgId got before, if any: given again, word for word
+    2. savepoint   everything the message writes is kept apart from the other messages
+    3. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
+    4. remember    the answer is stored under the MsgId, in the same savepoint
 """
 from __future__ import annotations
 
@@ -121,12 +121,13 @@ class Application:
         now = self.clock.now()
         savepoint = s.begin_nested()
         try:
-            if msg_id and (seen := queries.answered(s, userid, msg_id)) is not None:
-                reply = "" if once else seen
-            elif (who := queries.sender(s, userid)) is None:
+            who = queries.sender(s, userid, msg_id)
+            if who is None:
                 reply = self.renderer.render("unknown_user", userid=userid)  # nothing about them is stored
+            elif msg_id and who.reply is not None:
+                reply = "" if once else who.reply
             else:
-                ctx = Context(session=s, member=who[0], unit=who[1], now=now, config=self.config, msg_id=msg_id,
+                ctx = Context(session=s, member=who.member, unit=who.unit, now=now, config=self.config, msg_id=msg_id,
                               chat=chat)
                 reply, refused = self._dispatch(s, ctx, text)
                 if refused:  # a wrong form: the answer is kept, none of the handler's writes

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import namedtuple
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -101,14 +102,25 @@ def all_tasks(s: Session) -> list[TaskRow]:
 
 
 _TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"))
-_TASK_BY_CODE_LOCKED = _TASK_BY_CODE.with_for_update()
 
 
-def get_task(s: Session, code: str, lock: bool = False) -> TaskRow | None:
-    """The task with this code. `lock`: to report on it (add_report), the task's row stays locked
-    until the transaction ends (PostgreSQL's FOR UPDATE; SQLite serialises writers anyway)."""
-    row = s.connection().execute(_TASK_BY_CODE_LOCKED if lock else _TASK_BY_CODE, {"code": code}).first()
+def get_task(s: Session, code: str) -> TaskRow | None:
+    row = s.connection().execute(_TASK_BY_CODE, {"code": code}).first()
     return TaskRow(*row) if row else None
+
+
+# A task about to be reported on: its row, and how many of its unit's other active tasks have no
+# report in the month yet (after this report, the unit's count of tasks still to report).
+ReportTarget = namedtuple("ReportTarget", (*TaskRow._fields, "others_unreported"))
+
+
+def task_to_report(s: Session, code: str, month: Month):
+    """The task with this code as ReportTarget, in one query. Its row stays locked until the
+    transaction ends (PostgreSQL's FOR UPDATE; SQLite serialises writers anyway), so two reports
+    on one task cannot take the same version number (add_report)."""
+    row = s.connection().execute(_TASK_TO_REPORT, {"code": code, "month": str(month),
+                                                    "last_day": month.last_day}).first()
+    return ReportTarget(*row) if row else None
 
 
 def code_key(code: str) -> tuple:
@@ -168,31 +180,50 @@ def add_report(
     same version number (were the lock missed, the unique (task_id, month, version) turns the race
     into an IntegrityError, and the message is handled again)."""
     local_now = now.astimezone(tz)
-    month = str(Month.of(local_now))
-    conn = s.connection()
-    last = conn.execute(_LAST_VERSION, {"task_id": task.id, "month": month}).scalar()
     values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
-              "created_at": now, "month": month, "local_day": local_now.day, "version": (last or 0) + 1,
+              "created_at": now, "month": str(Month.of(local_now)), "local_day": local_now.day,
               "supersedes_id": supersedes.id if supersedes else None}
-    return ReportRow(id=conn.execute(_INSERT_REPORT, values).scalar_one(), **values)
+    report_id, version = s.connection().execute(_INSERT_REPORT, values).one()
+    return ReportRow(id=report_id, version=version, **values)
+
+
+def _insert_report_statement():
+    """INSERT … SELECT: the version is the month's last one plus one, taken in the same statement."""
+    given = [c for c in Report.__table__.c if c.name not in ("id", "version")]
+    version = func.coalesce(func.max(Report.version), 0) + 1
+    latest = select(*(bindparam(c.name, type_=c.type) for c in given), version) \
+        .where(Report.task_id == bindparam("task_id"), Report.month == bindparam("month"))
+    return insert(Report).from_select([*given, Report.__table__.c.version], latest) \
+        .returning(Report.id, Report.version)
 
 
 # The hot path's statements are built once: building one costs far more than running it.
-_LAST_VERSION = select(func.max(Report.version)).where(Report.task_id == bindparam("task_id"),
-                                                       Report.month == bindparam("month"))
-_INSERT_REPORT = insert(Report).returning(Report.id)
+_INSERT_REPORT = _insert_report_statement()
 
 
-def _unreported_statement():
+def _unreported(task):
+    """`task` (a task table or alias) is active by the month's end (bind `last_day`), has no report
+    in the month (bind `month`) and was not finished earlier: the rule of scoring.snapshots."""
     r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
-    reported = select(r.c.id).where(r.c.task_id == Task.id, r.c.month == bindparam("month")).exists()
-    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == Task.id).correlate(Task).scalar_subquery()
+    reported = select(r.c.id).where(r.c.task_id == task.c.id, r.c.month == bindparam("month")).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == task.c.id).correlate(task).scalar_subquery()
     finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
-    return select(func.count()).select_from(Task).where(
-        Task.unit_id == bindparam("unit_id"), Task.start_date <= bindparam("last_day"), ~reported, ~finished)
+    return (task.c.start_date <= bindparam("last_day")) & ~reported & ~finished
 
 
-_UNREPORTED = _unreported_statement()  # built once: building it costs far more than running it
+def _task_to_report_statement():
+    other = Task.__table__.alias("other")
+    others = select(func.count()).select_from(other) \
+        .where(other.c.unit_id == Task.unit_id, other.c.id != Task.id, _unreported(other)) \
+        .correlate(Task).scalar_subquery()
+    return select(*(getattr(Task, f) for f in TaskRow._fields), others) \
+        .where(Task.code == bindparam("code")).with_for_update(of=Task)
+
+
+# Built once: building these costs far more than running them.
+_UNREPORTED = select(func.count()).select_from(Task.__table__) \
+    .where(Task.unit_id == bindparam("unit_id"), _unreported(Task.__table__))
+_TASK_TO_REPORT = _task_to_report_statement()
 
 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
@@ -367,21 +398,40 @@ def month_items(s: Session, month: Month) -> list[ItemRow]:
 # ---------------------------------------------------------------- inbound dedupe
 
 
-_ANSWERED = select(ProcessedMessage.reply).where(ProcessedMessage.userid == bindparam("userid"),
-                                                 ProcessedMessage.msg_id == bindparam("msg_id"))
-_SENDER = select(Member, Unit).join(Unit, col(Unit.id) == Member.unit_id).where(Member.userid == bindparam("userid"))
+def _row_type(model) -> type:
+    """A read-only row with the model's column names (a message's sender: no ORM object to build)."""
+    return namedtuple(f"{model.__name__}Row", [c.name for c in model.__table__.columns])
+
+
+MemberRow = _row_type(Member)
+UnitRow = _row_type(Unit)
+
+
+class Sender(NamedTuple):
+    member: MemberRow  # type: ignore[valid-type]
+    unit: UnitRow  # type: ignore[valid-type]
+    reply: str | None  # the answer already given to this MsgId (WeCom retries what got no answer)
+
+
+def _sender_statement():
+    m, u, p = Member.__table__, Unit.__table__, ProcessedMessage.__table__
+    seen = (p.c.userid == m.c.userid) & (p.c.msg_id == bindparam("msg_id"))
+    return select(*m.c, *u.c, p.c.reply).select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(p, seen)) \
+        .where(m.c.userid == bindparam("userid"))
+
+
+_SENDER = _sender_statement()
+_MEMBER_FIELDS = len(MemberRow._fields)
 _RECORD_PROCESSED = insert(ProcessedMessage)
 
 
-def answered(s: Session, userid: str, msg_id: str) -> str | None:
-    """The answer already given to this person's MsgId (WeCom retries a callback it got no answer to)."""
-    return s.connection().execute(_ANSWERED, {"userid": userid, "msg_id": msg_id}).scalar()
-
-
-def sender(s: Session, userid: str) -> tuple[Member, Unit] | None:
-    """Who sent a message, with their unit; None if they are not on the roster."""
-    row = s.execute(_SENDER, {"userid": userid}).first()
-    return (row[0], row[1]) if row else None
+def sender(s: Session, userid: str, msg_id: str = "") -> Sender | None:
+    """Who sent a message, with their unit and the answer their MsgId already got, in one query;
+    None if they are not on the roster (nothing is ever stored for them)."""
+    row = s.connection().execute(_SENDER, {"userid": userid, "msg_id": msg_id}).first()
+    if row is None:
+        return None
+    return Sender(MemberRow(*row[:_MEMBER_FIELDS]), UnitRow(*row[_MEMBER_FIELDS:-1]), row[-1])
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:

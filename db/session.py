@@ -51,8 +51,20 @@ def make_engine(url: str) -> Engine:
         # SQLite has one writer at a time. Queue this process's writers on a lock, which wakes the
         # next one at once, instead of on SQLite's busy handler, which sleeps up to 100 ms a try.
         _WRITE_LOCKS[engine] = threading.RLock()
-        return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return _plain_savepoints(engine)
+    return _plain_savepoints(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
+
+
+def _plain_savepoints(engine: Engine) -> Engine:
+    """Every chat message runs in a savepoint of its own. SQLAlchemy names each savepoint anew
+    (sa_savepoint_1, _2, ...) and, the name being part of the statement's cache key, compiles
+    every SAVEPOINT and RELEASE afresh: a sixth of a 汇报's time. This engine's dialect sends
+    them as the plain SQL they are instead (same statements, same names)."""
+    dialect = engine.dialect
+    dialect.do_savepoint = lambda conn, name: conn.exec_driver_sql(f"SAVEPOINT {name}")
+    dialect.do_release_savepoint = lambda conn, name: conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+    dialect.do_rollback_to_savepoint = lambda conn, name: conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+    return engine
 
 
 def _set_wal(cur) -> None:  # noqa: ANN001

@@ -36,9 +36,13 @@ def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lo
     return found
 
 
-def task_by_code(s: Session, command: str, token: str, member: Member, lock: bool = False) -> TaskRow:
-    """`lock`: to report on it (queries.get_task)."""
-    return _owned(s, command, token, member, "T", lambda s, code: queries.get_task(s, code, lock), "task")
+def task_by_code(s: Session, command: str, token: str, member: Member) -> TaskRow:
+    return _owned(s, command, token, member, "T", queries.get_task, "task")
+
+
+def task_to_report(s: Session, command: str, token: str, member: Member, month: Month):
+    """The task a 汇报 / 修改 names, locked for the report (queries.task_to_report)."""
+    return _owned(s, command, token, member, "T", lambda s, code: queries.task_to_report(s, code, month), "task")
 
 
 def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:

@@ -8,8 +8,7 @@ from bot.campaign import scoring
 from db import queries
 from bot.text import split_args, split_repeated
 from db.models import Unit
-from db.queries import TaskRow
-from handlers.common import fail, need_args, percent, task_by_code
+from handlers.common import fail, need_args, percent, task_by_code, task_to_report
 
 router = Router("tasks")
 
@@ -47,7 +46,7 @@ _PERCENT_FIRST = re.compile(r"\d{1,3}(?:\.\d+)?%")  # a (normalised) token that 
 _GLUED = re.compile(r"(\d\s*[%％])(?=[^\s%％])")  # "30%完成方案": the percent runs on into the text
 
 
-def _code_percent_text(ctx: Context, command: str, args: str) -> tuple[TaskRow, int, str]:
+def _code_percent_text(ctx: Context, command: str, args: str) -> tuple[queries.ReportTarget, int, str]:
     """<code> <percent> <text>, as people type it: the text may follow the percent without a space;
     the code may be left out by someone with exactly one open task of their own."""
     tokens, _ = split_args(args, 2)
@@ -63,7 +62,7 @@ def _code_percent_text(ctx: Context, command: str, args: str) -> tuple[TaskRow, 
         if len(codes) != 1:
             raise fail(command, "need_code", codes=codes)
         code = codes[0]
-    task = task_by_code(ctx.session, command, code, ctx.member, lock=True)
+    task = task_to_report(ctx.session, command, code, ctx.member, _month(ctx))
     return task, percent(command, tokens[-1]), text
 
 
@@ -72,10 +71,9 @@ def _report_one(ctx: Context, args: str) -> dict:
     rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, ctx.now, ctx.tz)
     # The count is the task's own unit's (an admin may report for another unit).
     unit = ctx.unit if task.unit_id == ctx.unit.id else ctx.session.get(Unit, task.unit_id)
-    month = _month(ctx)
-    left = queries.unreported_count(ctx.session, unit.id, month)
-    deadline = month.first_day.replace(day=ctx.config.schedule.report_deadline_day)
-    return {"task": task, "report": rep, "left": left, "unit": unit, "late": rep.local_day > deadline.day,
+    deadline = _month(ctx).first_day.replace(day=ctx.config.schedule.report_deadline_day)
+    return {"task": task, "report": rep, "left": task.others_unreported, "unit": unit,
+            "late": rep.local_day > deadline.day,
             "deadline": deadline}
 
 

@@ -18,6 +18,7 @@ from bot.router import Dispatcher, Router
 from bot.wecom.callback import build_asgi
 from conftest import ServerThread, make_config, seed
 from db import queries
+from db.month import Month
 from db.models import Outbox, ProcessedMessage, Report
 from handlers import ROUTERS
 from handlers import common
@@ -65,7 +66,7 @@ def crashing_app(db_url, clock, fail: str) -> Application:
 
     @extra.command("写坏")
     def broken(ctx) -> Reply:
-        task = queries.get_task(ctx.session, "T1", lock=True)
+        task = queries.task_to_report(ctx.session, "T1", Month.of(ctx.now.astimezone(ctx.tz)))
         queries.add_report(ctx.session, task, ctx.member.userid, 99, "不该留下", ctx.now, ctx.tz)
         calls.append(1)
         if fail == "crash":

@@ -26,6 +26,7 @@ from bot.wecom.callback import build_asgi
 from bot.writer import MessageWriter
 from conftest import ServerThread, make_config, seed
 from db import queries
+from db.month import Month
 from db.models import Problem, ProcessedMessage, Report, Task
 from db.session import write_lock
 from handlers import ROUTERS
@@ -202,7 +203,7 @@ def test_a_msgid_in_two_batches_at_once_is_stored_once_and_answered_alike(db_url
     @extra.command("慢")
     def slow(ctx, args) -> Reply:
         calls.append(ctx.msg_id)
-        task = queries.get_task(ctx.session, "T1", lock=True)
+        task = queries.task_to_report(ctx.session, "T1", Month.of(ctx.now.astimezone(ctx.tz)))
         rep = queries.add_report(ctx.session, task, ctx.member.userid, 10, "慢", ctx.now, ctx.tz)
         time.sleep(0.3)  # the other batch reaches the same MsgId meanwhile
         return Reply("report_ok", {"task": task, "report": rep, "left": 0, "unit": ctx.unit})

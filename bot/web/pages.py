@@ -51,7 +51,7 @@ class Viewer:
 
 def viewer(s: Session, userid: str) -> Viewer | None:
     found = queries.sender(s, userid)
-    return Viewer(*found) if found else None
+    return Viewer(found.member, found.unit) if found else None
 
 
 def this_month(app, now: datetime) -> Month:
