@@ -73,17 +73,22 @@ class MessageWriter:
             except Exception as exc:  # handle_batch reports per message; this is a bug guard
                 log.exception("writer batch of messages %s failed", " ".join(m[2] for m, _ in batch))
                 results = [exc] * len(batch)
+            # One wake-up of the event loop for the whole batch, not one a message.
+            by_loop: dict = {}
             for (_, future), result in zip(batch, results):
+                by_loop.setdefault(future.get_loop(), []).append((future, result))
+            for loop, settled in by_loop.items():
                 try:
-                    future.get_loop().call_soon_threadsafe(_settle, future, result)
+                    loop.call_soon_threadsafe(_settle, settled)
                 except RuntimeError:  # the event loop is gone (server shut down): nobody waits
                     pass
 
 
-def _settle(future: asyncio.Future, result) -> None:
-    if future.cancelled():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _settle(settled: list[tuple[asyncio.Future, object]]) -> None:
+    for future, result in settled:
+        if future.cancelled():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
