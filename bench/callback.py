@@ -5,6 +5,8 @@ Starlette) and the same database, as keep-alive clients on 127.0.0.1 post encryp
   peer      the least a durable bot does, written the usual way: the same, plus one SQLAlchemy INSERT
             and one commit a message in Starlette's thread pool (bench/peer_server.py)
   duban     `duban serve` on a generated organisation of 200 units
+  robot     the same duban process, through its smart-robot path: JSON callbacks, each an @-mention
+            in the sender's unit group (bench/callback.py binds a group to every unit)
 
     python bench/callback.py [--levels 1,16,64] [--requests 2000] [--rounds 3] [--db sqlite,postgres] [--quick]
 
@@ -35,7 +37,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from serving import free_port, wait_healthy  # noqa: E402
-from wecom_client import AES_KEY, CORP_ID, TOKEN, WeComSide, text_xml  # noqa: E402
+from wecom_client import (AES_KEY, CORP_ID, ROBOT_AES_KEY, ROBOT_TOKEN, TOKEN, RobotSide,  # noqa: E402
+                          WeComSide, text_xml)
 
 UNITS = 200
 SCRATCH_PG = "duban_bench_cb"
@@ -61,6 +64,8 @@ def prepare_db(kind: str, work: Path) -> str:
     app = Application(Config.model_validate({"database": {"url": url}}))
     app.migrate()
     generate(app, UNITS)
+    with app.engine.begin() as conn:  # every unit's group talks to the smart robot
+        conn.exec_driver_sql("UPDATE unit SET aibot_chatid = 'group' || id")
     app.engine.dispose()
     return app.config.database.url  # postgresql+psycopg://...
 
@@ -85,13 +90,18 @@ secret = "unused"
 token = "{TOKEN}"
 encoding_aes_key = "{AES_KEY}"
 api_base = "http://127.0.0.1:9"
+[aibot]
+enabled = true
+token = "{ROBOT_TOKEN}"
+encoding_aes_key = "{ROBOT_AES_KEY}"
 [database]
 url = "{url}"
 {jobs}""", encoding="utf-8")
 
 
-def bodies(side: WeComSide, n: int, offset: int) -> list[tuple[str, dict]]:
-    """n encrypted `汇报` messages with distinct MsgIds, spread over units and tasks."""
+def bodies(side: WeComSide | RobotSide, n: int, offset: int) -> list[tuple[str, dict]]:
+    """n encrypted `汇报` messages with distinct MsgIds, spread over units and tasks (to the smart
+    robot: said in the unit's group)."""
     out = []
     for i in range(n):
         k = offset + i
@@ -99,20 +109,25 @@ def bodies(side: WeComSide, n: int, offset: int) -> list[tuple[str, dict]]:
         task = unit * 10 + (k // UNITS) % 10 + 1
         user = f"u{unit}-{(task - 1) % 5}"
         text = f"汇报 T{task} {k % 100}% 第{k}次压测汇报"
-        out.append(side.encrypt(text_xml(user, text, str(10_000_000 + k))))
+        if isinstance(side, RobotSide):
+            out.append(side.encrypt(side.message(user, text, f"m{10_000_000 + k}", chatid=f"group{unit + 1}")))
+        else:
+            out.append(side.encrypt(text_xml(user, text, str(10_000_000 + k))))
     return out
 
 
-def raw_request(port: int, body: str, params: dict) -> bytes:
+def raw_request(port: int, path: str, body: str, params: dict) -> bytes:
     """A pre-built HTTP/1.1 request, so the load generator spends its CPU on nothing but sockets."""
     data = body.encode()
-    return (f"POST /wecom/callback?{urlencode(params)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: text/xml\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+    kind = "application/json" if path.endswith("aibot") else "text/xml"
+    return (f"POST {path}?{urlencode(params)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: {kind}\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
 
 
-async def load(port: int, work: list[tuple[str, dict]], concurrency: int):
+async def load(port: int, path: str, work: list[tuple[str, dict]], concurrency: int):
     """`concurrency` keep-alive connections, each sending its next request when the answer is in."""
-    requests = [raw_request(port, body, params) for body, params in work]
+    requests = [raw_request(port, path, body, params) for body, params in work]
+    answered = b'"encrypt"' if path.endswith("aibot") else b"<Encrypt>"
     latencies: list[float] = []
     errors = 0
 
@@ -126,7 +141,7 @@ async def load(port: int, work: list[tuple[str, dict]], concurrency: int):
             length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
             payload = await reader.readexactly(length)
             latencies.append(time.perf_counter() - t0)
-            if not head.startswith(b"HTTP/1.1 200") or b"<Encrypt>" not in payload:
+            if not head.startswith(b"HTTP/1.1 200") or answered not in payload:
                 errors += 1
         writer.close()
 
@@ -159,6 +174,8 @@ def postgres_ticks() -> dict[int, int]:
 class Server:
     """A running server under test; `measure` runs one round at one number of clients."""
 
+    path = "/wecom/callback"
+
     def __init__(self, name: str, cmd: list[str], offset: int, postgres: bool, work: Path):
         """Start `cmd` + [a free port] and wait until it answers /healthz."""
         self.name, self.offset, self.postgres = name, offset, postgres
@@ -170,16 +187,16 @@ class Server:
         if not wait_healthy(self.port, self.proc, timeout=30):
             self.proc.kill()
             raise RuntimeError(f"{name} did not start: " + log.read_text(errors="replace"))
-        self.side = WeComSide(f"http://127.0.0.1:{self.port}")
+        self.side: WeComSide | RobotSide = WeComSide(f"http://127.0.0.1:{self.port}")
         self.rounds: dict[int, list] = {}
 
     def measure(self, c: int, requests: int) -> None:
         n = requests if c > 1 else requests // 4
         work = bodies(self.side, 50 + n, self.offset)  # MsgIds never repeat: duban would answer from its dedupe
         self.offset += 50 + n
-        asyncio.run(load(self.port, work[:50], min(c, 50)))  # warm up
+        asyncio.run(load(self.port, self.path, work[:50], min(c, 50)))  # warm up
         cpu0, pg0 = ticks(self.proc.pid), postgres_ticks() if self.postgres else {}
-        wall, lat, errors = asyncio.run(load(self.port, work[50:], c))
+        wall, lat, errors = asyncio.run(load(self.port, self.path, work[50:], c))
         cpu1, pg1 = ticks(self.proc.pid), postgres_ticks() if self.postgres else {}
         # A backend that started meanwhile counts whole; one that ended meanwhile is lost.
         pg = sum(t - pg0.get(pid, 0) for pid, t in pg1.items())
@@ -204,6 +221,21 @@ class Server:
         self.proc.wait()
 
 
+class RobotPath(Server):
+    """The smart-robot path of a running duban server (its own MsgIds and rounds, the same process)."""
+
+    path = "/wecom/aibot"
+
+    def __init__(self, duban: Server, offset: int):
+        self.name, self.offset, self.postgres = "robot", offset, duban.postgres
+        self.port, self.proc = duban.port, duban.proc
+        self.side = RobotSide(f"http://127.0.0.1:{self.port}")
+        self.rounds = {}
+
+    def stop(self) -> None:
+        pass  # the duban server's
+
+
 def machine() -> str:
     model = platform.processor() or "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -225,6 +257,7 @@ def run(kind: str, levels: list[int], requests: int, rounds: int, work: Path) ->
         servers["peer"] = Server("peer", [py, str(ROOT / "bench" / "peer_server.py"), url], 1_000_000, pg, work)
         servers["duban"] = Server("duban", [py, "-m", "bot.cli", "serve", "--config", str(config), "--port"],
                                   2_000_000, pg, work)
+        servers["robot"] = RobotPath(servers["duban"], 3_000_000)
         print(f"\n## {kind}\n{'server':<9}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   "
               f"{'CPU µs/req' + (' + PostgreSQL' if pg else ''):<24}{'errors':>6}", flush=True)
         for c in levels:
@@ -244,17 +277,18 @@ def run(kind: str, levels: list[int], requests: int, rounds: int, work: Path) ->
 def floors(kind: str, s: dict[str, Server], levels: list[int]) -> list[str]:
     """The lines judging duban on one database: figure, floor, met / MISSED (void if any request failed)."""
     ratio_floor, p99_floor = FLOORS[kind]
-    duban = s["duban"].figures
     checks = []
-    if 64 in levels:
-        ratio = duban(64)["rps"] / s["peer"].figures(64)["rps"]
-        checks.append(("duban ÷ peer throughput, 64 clients", f"×{ratio:.2f}", f"≥ ×{ratio_floor}",
-                       ratio >= ratio_floor))
-        checks.append(("duban p99, 64 clients", f"{duban(64)['p99']:.1f} ms", f"< {p99_floor} ms",
-                       duban(64)["p99"] < p99_floor))
-    if 1 in levels:
-        checks.append(("duban p50, 1 client", f"{duban(1)['p50']:.1f} ms", f"< {P50_FLOOR_MS} ms",
-                       duban(1)["p50"] < P50_FLOOR_MS))
+    for name in ("duban", "robot"):
+        figures = s[name].figures
+        if 64 in levels:
+            ratio = figures(64)["rps"] / s["peer"].figures(64)["rps"]
+            checks.append((f"{name} ÷ peer throughput, 64 clients", f"×{ratio:.2f}", f"≥ ×{ratio_floor}",
+                           ratio >= ratio_floor))
+            checks.append((f"{name} p99, 64 clients", f"{figures(64)['p99']:.1f} ms", f"< {p99_floor} ms",
+                           figures(64)["p99"] < p99_floor))
+        if 1 in levels:
+            checks.append((f"{name} p50, 1 client", f"{figures(1)['p50']:.1f} ms", f"< {P50_FLOOR_MS} ms",
+                           figures(1)["p50"] < P50_FLOOR_MS))
     errors = sum(server.figures(c)["errors"] for server in s.values() for c in levels)
     return [f"{kind:<9} {what:<37} {value:>10}   floor {floor:<9} "
             f"{f'void: {errors} requests failed' if errors else 'met' if ok else 'MISSED'}"
