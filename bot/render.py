@@ -41,8 +41,9 @@ class Renderer:
         return v.astimezone(self.tz).strftime(fmt) if v else "—"
 
     def render(self, template: str, /, channel: str = "text", **data) -> str:
-        """Render `template`. `channel` decides how @-mentions are written:
-        robot markdown needs <@userid>; elsewhere the person's name is shown."""
+        """Render `template`. `channel` (where it is read: "app" 1:1, "appchat" / "webhook" a group,
+        "text" a reply) decides how @-mentions are written (robot markdown needs <@userid>;
+        elsewhere the person's name is shown) and how a push says to answer (_answer.j2)."""
         at = (lambda m: f"<@{m.userid}>") if channel == "webhook" else (lambda m: f"@{m.name}")
         data.setdefault("in_group", False)  # said in a group (to the smart robot): the reply names the sender
-        return self.env.get_template(f"{template}.j2").render(at=at, **data).strip()
+        return self.env.get_template(f"{template}.j2").render(at=at, channel=channel, **data).strip()

@@ -222,6 +222,24 @@ class Appeal(SQLModel, table=True):
     created_at: datetime
 
 
+COMMENT_ADMIN = "点评"  # an admin's comment on a unit for a review
+COMMENT_SELF = "自评"  # the unit's own, from its 负责人
+
+
+class ReviewComment(SQLModel, table=True):
+    """A 点评 of a unit or its 自评 for one review: `period` is the review's, "2026-H1" (the mid-year
+    review, June) or "2026" (the annual one, December). Never updated: the latest of a kind is the
+    one the review shows, the earlier ones stay as history."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    period: str = Field(max_length=8, index=True)
+    kind: str = Field(max_length=4)
+    userid: str = Field(max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
 class WebLink(SQLModel, table=True):
     """A one-time sign-in link (`duban link`): kept by the SHA-256 of its token, used at most once."""
 

@@ -136,5 +136,5 @@ def _to_unit(ctx: Context, row: Problem, kind: str, remark: str) -> list[Push]:
     userid = asked.userid if asked else unit.leader_userid
     if not userid or queries.get_member(ctx.session, userid) is None:
         return []
-    return [Push(Target("app", userid), "problem_push", {"problem": row, "kind": kind, "remark": remark},
-                 markdown=False, key=f"problem:{kind}")]
+    data = {"problem": row, "kind": kind, "remark": remark, "unit": unit}
+    return [Push(Target("app", userid), "problem_push", data, markdown=False, key=f"problem:{kind}")]

@@ -10,7 +10,7 @@ from typing import Callable
 from sqlmodel import Session
 
 from bot import targets
-from bot.campaign import digest, items, release
+from bot.campaign import digest, items, release, reviews
 from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
@@ -98,7 +98,7 @@ def midyear_review(s: Session, config: Config, base: datetime, now: datetime) ->
     year_scores, monthly = digest.year_ranking(s, config, year, now, last_month=6)
     june = Month(year, 6)
     data = {"year": year, "scores": year_scores, "lines": digest.line_summaries(s, config, june, now),
-            "months": list(monthly)}
+            "months": list(monthly), "comments": reviews.latest(s, reviews.midyear(year), until=now)}
     return targets.to_broadcast_or_admins(s, config, "midyear_review", data, "midyear", admins_too=True)
 
 
@@ -107,7 +107,7 @@ def annual_summary(s: Session, config: Config, base: datetime, now: datetime) ->
     year_scores, monthly = digest.year_ranking(s, config, year, now)
     december = Month(year, 12)
     data = {"year": year, "scores": year_scores, "lines": digest.line_summaries(s, config, december, now),
-            "months": list(monthly)}
+            "months": list(monthly), "comments": reviews.latest(s, reviews.annual(year), until=now)}
     pushes = targets.to_broadcast_or_admins(s, config, "annual_summary", data, "annual", admins_too=True)
     spec = {"kind": "year", "year": year, "at": now.isoformat()}
     for admin in queries.admins(s):
@@ -161,8 +161,8 @@ JOBS: dict[str, JobDef] = {
         JobDef("monthly_prompt", _month_of, monthly_prompt),
         JobDef("escalation", _month_of, escalation),
         JobDef("monthly_ranking", _month_before, monthly_ranking, moves=LATER),
-        JobDef("midyear_review", lambda b: f"{b.year}-H1", midyear_review),
-        JobDef("annual_summary", lambda b: str(b.year), annual_summary),
+        JobDef("midyear_review", lambda b: reviews.midyear(b.year), midyear_review),
+        JobDef("annual_summary", lambda b: reviews.annual(b.year), annual_summary),
         JobDef("item_watch", lambda b: b.date().isoformat(), item_watch, moves=SKIP),
     )
 }

@@ -14,9 +14,9 @@ from db.month import Month
 from bot.config import Config
 from bot.excel.cells import literal_row
 from bot.campaign.digest import rank
-from bot.campaign import release, scoring
+from bot.campaign import release, reviews, scoring
 from db import queries
-from db.models import RELEASE_PUBLISHED, Problem, Report
+from db.models import COMMENT_ADMIN, COMMENT_SELF, RELEASE_PUBLISHED, Problem, Report
 
 LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
 TIER_FILLS = {"先进": "C6EFCE", "滞后": "FFC7CE"}  # 达标 stays white
@@ -123,15 +123,22 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
     return _save(wb)
 
 
-def annual_workbook(config: Config, year: int, year_scores, monthly: dict) -> bytes:
-    """The year table first, then one ranking sheet per campaign month (March to December)."""
+def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comments: dict) -> bytes:
+    """The year table first, with each unit's 点评 and 自评 of the mid-year and the annual review
+    (`comments`: period -> reviews.latest()), then one ranking sheet per campaign month (March to December)."""
     wb = _new_workbook()
-    ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度"])
+    periods = [reviews.midyear(year), reviews.annual(year)]
+    ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度",
+                                         "上半年点评", "上半年自评", "年度点评", "年度自评"])
     _tier_colours(ws, "D", len(year_scores))
     for ys in year_scores:
+        texts = []
+        for period in periods:
+            mine = comments.get(period, {}).get(ys.unit.id, {})
+            texts += [mine[kind].text if kind in mine else "" for kind in (COMMENT_ADMIN, COMMENT_SELF)]
         ws.append(literal_row(ws, [
             ys.rank or "", ys.unit.name, ys.score, ys.tier, ys.top_months,
-            ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1),
+            ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1), *texts,
         ]))
     for month, scores in monthly.items():
         _ranking_sheet(wb, f"{month.month}月", scores)
@@ -151,8 +158,10 @@ def generate(s: Session, config: Config, spec: dict) -> bytes:
     if spec["kind"] == "year":
         from bot.campaign.digest import year_ranking
 
-        year_scores, monthly = year_ranking(s, config, int(spec["year"]), at)
-        return annual_workbook(config, int(spec["year"]), year_scores, monthly)
+        year = int(spec["year"])
+        year_scores, monthly = year_ranking(s, config, year, at)
+        comments = {p: reviews.latest(s, p, until=at) for p in (reviews.midyear(year), reviews.annual(year))}
+        return annual_workbook(config, year, year_scores, monthly, comments)
     raise ValueError(f"unknown workbook kind {spec['kind']!r}")
 
 
