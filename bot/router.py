@@ -18,11 +18,13 @@ from sqlmodel import Session
 from bot.config import Config
 from bot.reply import Push, Reply, Target, UserError
 from bot.text import command_rest, normalize, normalize_map
-from db.models import ROLE_ADMIN, ROLE_LEADER, ROLES
+from db.models import ROLE_ADMIN, ROLE_LEADER, ROLE_OVERSEER, ROLES
 from db.models import Member, Unit
 
 EVERYONE = frozenset(ROLES)
-LEADERS = frozenset({ROLE_LEADER, ROLE_ADMIN})
+LEADERS = frozenset({ROLE_LEADER, ROLE_ADMIN})  # a unit's 负责人 (and admins): 销号, 申诉
+OVERSIGHT = frozenset({ROLE_OVERSEER, ROLE_ADMIN})  # across units: admins all, a 分管领导 theirs (未报, 排名)
+HEADS = frozenset({ROLE_LEADER, ROLE_OVERSEER, ROLE_ADMIN})  # 状态: also a 负责人, of their own unit
 ADMINS = frozenset({ROLE_ADMIN})
 
 # What a command does when it is said in a group (to the smart robot), where everyone reads the answer:

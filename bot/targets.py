@@ -12,7 +12,7 @@ from bot.campaign.digest import UnitDue
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
-from db.models import Unit
+from db.models import Member, SupervisionItem, Unit
 from db.month import Month
 
 log = logging.getLogger("duban.jobs")
@@ -106,3 +106,29 @@ def ranking_review(s: Session, config: Config, month: Month, scores: list, until
                                {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank])},
                                key=f"unit:{sc.unit.id}"))
     return pushes
+
+
+def leader_lines(s: Session, config: Config, dues: list[UnitDue], month: Month) -> list[Push]:
+    """The monthly prompt's line for each 分管领导: how each of their units stands (1:1)."""
+    by_unit = {d.unit.id: d for d in dues}
+    mine: dict[str, tuple[Member, list[UnitDue]]] = {}
+    for unit_id, leaders in queries.overseers(s).items():
+        for leader in leaders:
+            if unit_id in by_unit:
+                mine.setdefault(leader.userid, (leader, []))[1].append(by_unit[unit_id])
+    deadline = month.first_day.replace(day=config.schedule.report_deadline_day)
+    return [Push(Target("app", userid), "leader_monthly",
+                 {"leader": leader, "dues": sorted(rows, key=lambda d: d.unit.name), "month": month,
+                  "deadline": deadline}, markdown=False, key=f"leader:{userid}")
+            for userid, (leader, rows) in sorted(mine.items())]
+
+
+def item_to_leaders(item: SupervisionItem, units: list[Unit], overseers: dict[int, list[Member]]) -> list[Push]:
+    """A 督办 item that went red, to the 分管领导 of its units (one message each, naming their units)."""
+    mine: dict[str, tuple[Member, list[Unit]]] = {}
+    for unit in units:
+        for leader in overseers.get(unit.id, ()):
+            mine.setdefault(leader.userid, (leader, []))[1].append(unit)
+    return [Push(Target("app", userid), "item_leader_push", {"item": item, "leader": leader, "units": rows},
+                 markdown=False, key=f"{item.code}:red:leader:{userid}")
+            for userid, (leader, rows) in sorted(mine.items())]

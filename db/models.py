@@ -8,8 +8,9 @@ from sqlmodel import Field, SQLModel
 
 ROLE_MEMBER = "成员"
 ROLE_LEADER = "负责人"
+ROLE_OVERSEER = "分管领导"  # a school leader over some units (LeaderUnit, and tasks' 责任领导)
 ROLE_ADMIN = "管理员"
-ROLES = (ROLE_MEMBER, ROLE_LEADER, ROLE_ADMIN)
+ROLES = (ROLE_MEMBER, ROLE_LEADER, ROLE_OVERSEER, ROLE_ADMIN)
 
 LINES = ("深学争优", "敢为争先", "实干争效")
 UNIT_CATEGORIES = ("党总支", "直属党支部", "系（部、院）", "处室", "中心", "馆")
@@ -41,6 +42,14 @@ class Member(SQLModel, table=True):
     name: str = Field(max_length=64)
     unit_id: int = Field(foreign_key="unit.id", index=True)
     role: str = Field(default=ROLE_MEMBER, max_length=8)
+
+
+class LeaderUnit(SQLModel, table=True):
+    """A unit a 分管领导 is over, from the roster's 分管单位. (A task whose 责任领导 is the person's
+    userid or name puts its unit under them too: db/queries.py oversight, computed when asked.)"""
+
+    userid: str = Field(foreign_key="member.userid", primary_key=True, max_length=64)
+    unit_id: int = Field(foreign_key="unit.id", primary_key=True)
 
 
 class Task(SQLModel, table=True):

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 from db.month import Month
 from db.models import (
     ROLE_ADMIN,
+    ROLE_OVERSEER,
     ITEM_ANSWERED,
     PROGRESS_ASK,
     PROGRESS_NOTE,
@@ -22,6 +23,7 @@ from db.models import (
     EVENT_FEEDBACK,
     ItemEvent,
     JobRun,
+    LeaderUnit,
     Member,
     Outbox,
     Problem,
@@ -71,6 +73,66 @@ def members_by_id(s: Session) -> dict[str, Member]:
 
 def admins(s: Session) -> list[Member]:
     return list(s.exec(select(Member).where(Member.role == ROLE_ADMIN).order_by(Member.userid)))
+
+
+# A 责任领导 cell may name several people: 李明、王强 / 李明,王强.
+LEADER_SEPARATORS = re.compile(r"[、,，;；/\s]+")
+
+
+def leader_names(cell: str) -> list[str]:
+    return [x for x in LEADER_SEPARATORS.split(cell) if x]
+
+
+def oversight(s: Session, leaders: list[Member]) -> dict[str, set[int]]:
+    """userid -> the ids of the units each of these 分管领导 is over: the roster's 分管单位 (LeaderUnit),
+    and the unit of every task whose 责任领导 names their userid or their name. Computed when asked,
+    so a task added or changed (新增任务 … 责任领导=…, a new import) counts at once."""
+    out: dict[str, set[int]] = {m.userid: set() for m in leaders}
+    if not out:
+        return out
+    for userid, unit_id in _plain(s, select(LeaderUnit.userid, LeaderUnit.unit_id)
+                                  .where(col(LeaderUnit.userid).in_(list(out)))):
+        out[userid].add(unit_id)
+    by_word: dict[str, list[str]] = {}
+    for m in leaders:
+        by_word.setdefault(m.userid, []).append(m.userid)
+        by_word.setdefault(m.name, []).append(m.userid)
+    for cell, unit_id in _plain(s, select(Task.leader_in_charge, Task.unit_id).distinct()
+                                .where(Task.leader_in_charge != "")):
+        for word in leader_names(cell):
+            for userid in by_word.get(word, ()):
+                out[userid].add(unit_id)
+    return out
+
+
+def overseen_units(s: Session, member: Member) -> set[int]:
+    """The units a 分管领导 is over (none for anyone else)."""
+    return oversight(s, [member])[member.userid] if member.role == ROLE_OVERSEER else set()
+
+
+def overseers(s: Session) -> dict[int, list[Member]]:
+    """unit id -> the 分管领导 over it."""
+    leaders = list(s.exec(select(Member).where(Member.role == ROLE_OVERSEER).order_by(Member.userid)))
+    by_id = {m.userid: m for m in leaders}
+    out: dict[int, list[Member]] = {}
+    for userid, units in oversight(s, leaders).items():
+        for unit_id in units:
+            out.setdefault(unit_id, []).append(by_id[userid])
+    return out
+
+
+def leader_units(s: Session) -> dict[str, set[int]]:
+    """userid -> unit ids of the roster's 分管单位 (LeaderUnit rows only)."""
+    out: dict[str, set[int]] = {}
+    for userid, unit_id in _plain(s, select(LeaderUnit.userid, LeaderUnit.unit_id)):
+        out.setdefault(userid, set()).add(unit_id)
+    return out
+
+
+def set_leader_units(s: Session, userid: str, unit_ids: set[int]) -> None:
+    """Replace the person's 分管单位 with these."""
+    s.exec(delete(LeaderUnit).where(LeaderUnit.userid == userid))  # type: ignore[call-overload]
+    s.add_all(LeaderUnit(userid=userid, unit_id=u) for u in sorted(unit_ids))
 
 
 # ---------------------------------------------------------------- tasks

@@ -1,15 +1,16 @@
-"""Admin commands: 状态 未报 排名 提醒 导出 新增任务."""
+"""Admin commands: 状态 未报 提醒 导出 新增任务. 状态 and 未报 also serve a 分管领导 (their units)
+and 状态 a 负责人 (their own unit)."""
 import re
 
 from bot import targets
 from bot.campaign import digest, scoring
 from db.month import Month
 from bot.reply import Push, Reply, Target
-from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, Context, Router
+from bot.router import ADMINS, HEADS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, OVERSIGHT, Context, Router
 from bot.text import normalize_map, split_args
 from db import queries
-from db.models import LINES, Task, Unit
-from handlers.common import fail, parse_date, parse_month
+from db.models import LINES, ROLE_LEADER, Task, Unit
+from handlers.common import fail, parse_date, parse_month, units_in_view
 
 router = Router("admin")
 
@@ -28,10 +29,17 @@ def _unit_arg(ctx: Context, command: str):
     return unit
 
 
-@router.command("状态", "status", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
+@router.command("状态", "status", roles=HEADS, in_group=IN_GROUP_PRIVATE)
 def status(ctx: Context) -> Reply:
+    """Admins: every unit, or one in detail. A 分管领导: their units, or one of them in detail.
+    A 负责人: their own unit in detail."""
     month = _this_month(ctx)
     unit = _unit_arg(ctx, "状态")
+    if unit is None and ctx.member.role == ROLE_LEADER:
+        unit = ctx.unit
+    scope = units_in_view(ctx.session, "状态", ctx.member, ctx.unit)
+    if unit is not None and scope is not None and unit.id not in {u.id for u in scope}:
+        raise fail("状态", "unit_not_in_view", unit=unit, units=scope)
     if unit is not None:
         snaps = scoring.snapshots(
             ctx.session, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=unit.id
@@ -41,16 +49,21 @@ def status(ctx: Context) -> Reply:
         return Reply("status_unit", {"unit": unit, "snaps": [x for x in snaps if x.active], "month": month,
                                      "people": people, "items": items})
     scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
-    return Reply("status_all", {"scores": scores, "month": month,
+    rated = sum(1 for x in scores if x.rank)
+    if scope is not None:  # a 分管领导's units, each with its place among all units
+        ids = {u.id for u in scope}
+        scores = [x for x in scores if x.unit.id in ids]
+    return Reply("status_all", {"scores": scores, "month": month, "scoped": scope is not None, "rated": rated,
                                 "reported": sum(x.reported for x in scores),
                                 "total": sum(x.active_tasks for x in scores)})
 
 
-@router.command("未报", "unreported", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
+@router.command("未报", "unreported", roles=OVERSIGHT, in_group=IN_GROUP_PRIVATE)
 def unreported(ctx: Context) -> Reply:
     month = parse_month("未报", ctx.args, _this_month(ctx))
-    dues = [d for d in digest.unit_dues(ctx.session, ctx.config, month, ctx.now) if d.unreported]
-    return Reply("unreported", {"dues": dues, "month": month})
+    scope = units_in_view(ctx.session, "未报", ctx.member, ctx.unit)
+    dues = [d for d in digest.unit_dues(ctx.session, ctx.config, month, ctx.now, scope) if d.unreported]
+    return Reply("unreported", {"dues": dues, "month": month, "scoped": scope is not None})
 
 
 @router.command("提醒", "remind", roles=ADMINS, in_group=IN_GROUP_REFUSE)

@@ -8,7 +8,7 @@ from sqlmodel import Session
 from bot.reply import UserError
 from bot.text import parse_code, parse_date_text, parse_month_text, parse_percent, split_args
 from db import queries
-from db.models import ROLE_ADMIN, Member, Problem
+from db.models import ROLE_ADMIN, ROLE_OVERSEER, Member, Problem, Unit
 from db.month import Month
 from db.queries import TaskRow
 
@@ -25,24 +25,41 @@ def need_args(command: str, args: str, count: int, content: bool = True) -> tupl
     return tokens, rest
 
 
-def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lookup, kind: str):
-    """The task / problem / 督办 a code names, if it belongs to the member's unit (admins: any)."""
+def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lookup, kind: str,
+           also: set[int] = frozenset()):
+    """The task / problem / 督办 a code names, if it belongs to the member's unit or to one of `also`
+    (a 分管领导's units, to look at); admins: any."""
     code = parse_code(token, prefix)
     found = lookup(s, code) if code else None
     if found is None:
         raise fail(command, f"{kind}_not_found", code=token)
-    if member.role != ROLE_ADMIN and found.unit_id != member.unit_id:
-        raise fail(command, f"{kind}_not_yours", code=found.code)
+    if member.role != ROLE_ADMIN and found.unit_id != member.unit_id and found.unit_id not in also:
+        raise fail(command, f"{kind}_not_yours", code=found.code, overseer=member.role == ROLE_OVERSEER)
     return found
 
 
-def task_by_code(s: Session, command: str, token: str, member: Member) -> TaskRow:
-    return _owned(s, command, token, member, "T", queries.get_task, "task")
+def task_by_code(s: Session, command: str, token: str, member: Member, also: set[int] = frozenset()) -> TaskRow:
+    """`also`: other units whose tasks may be looked at."""
+    return _owned(s, command, token, member, "T", queries.get_task, "task", also)
 
 
 def task_to_report(s: Session, command: str, token: str, member: Member, month: Month):
     """The task a 汇报 / 修改 names, locked for the report (queries.task_to_report)."""
     return _owned(s, command, token, member, "T", lambda s, code: queries.task_to_report(s, code, month), "task")
+
+
+def units_in_view(s: Session, command: str, member: Member, unit: Unit) -> list[Unit] | None:
+    """The units a person looks across with 状态, 未报 and 排名: None for an admin (every unit), a
+    分管领导's units (db/queries.py oversight; none: they are told where units come from), a
+    负责人's own unit."""
+    if member.role == ROLE_ADMIN:
+        return None
+    if member.role != ROLE_OVERSEER:
+        return [unit]
+    ids = queries.overseen_units(s, member)
+    if not ids:
+        raise UserError("no_units", command=command, member=member)
+    return [u for u in queries.all_units(s) if u.id in ids]
 
 
 def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:

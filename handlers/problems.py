@@ -81,11 +81,9 @@ def rectify(ctx: Context) -> Reply:
     return Reply("rectify_ok", {"problem": row, "text": text})
 
 
-@router.command("销号", "close")
+@router.command("销号", "close", roles=LEADERS)
 def close(ctx: Context) -> Reply:
     """The 负责人 asks for closing with what was done; an admin confirms or sends it back."""
-    if ctx.member.role not in LEADERS:
-        raise fail("销号", "leader_only")
     (code,), text = need_args("销号", ctx.args, 1)
     row = problem_by_code(ctx.session, "销号", code, ctx.member)
     if row.status == PROBLEM_CLOSED:

@@ -2,12 +2,12 @@
 from bot import targets
 from bot.campaign import digest, release
 from bot.reply import Push, Reply, Target
-from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, Context, Router
+from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, OVERSIGHT, Context, Router
 from bot.text import blank, parse_month_text, split_args
 from db import queries
 from db.models import RELEASE_PUBLISHED
 from db.month import Month
-from handlers.common import fail, parse_month
+from handlers.common import fail, parse_month, units_in_view
 
 router = Router("ranking")
 
@@ -16,17 +16,24 @@ def _this_month(ctx: Context) -> Month:
     return Month.of(ctx.now.astimezone(ctx.tz))
 
 
-@router.command("排名", "rank", "ranking", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
+@router.command("排名", "rank", "ranking", roles=OVERSIGHT, in_group=IN_GROUP_PRIVATE)
 def ranking(ctx: Context) -> Reply:
-    """A published month shows what was published; otherwise the ranking as of now."""
+    """A published month shows what was published (public: to a 分管领导 too); otherwise the ranking
+    as of now, which only admins see whole: a 分管领导 sees their units' places in it."""
     default = _this_month(ctx)
     month = parse_month("排名", ctx.args, default)
     frozen = release.get(ctx.session, month)
     if frozen is not None and frozen.status == RELEASE_PUBLISHED:
         return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
-                                 "published_at": frozen.published_at})
+                                 "published_at": frozen.published_at, "scoped": False})
+    scope = units_in_view(ctx.session, "排名", ctx.member, ctx.unit)
     scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
-    return Reply("ranking", {"scores": scores, "month": month, "partial": month == default, "published_at": None})
+    rated = sum(1 for x in scores if x.rank)
+    if scope is not None:
+        ids = {u.id for u in scope}
+        scores = [x for x in scores if x.unit.id in ids]
+    return Reply("ranking", {"scores": scores, "month": month, "partial": month == default, "published_at": None,
+                             "scoped": scope is not None, "rated": rated})
 
 
 @router.command("申诉", "appeal", roles=LEADERS)

@@ -35,14 +35,15 @@ def _workdays(ctx: Context) -> Workdays:
     return Workdays(ctx.config.schedule.days("holidays"), ctx.config.schedule.days("workdays"))
 
 
-def _item(ctx: Context, command: str, token: str) -> SupervisionItem:
-    """The item a code names, if it was issued to the member's unit (牵头 or 配合; admins: any)."""
+def _item(ctx: Context, command: str, token: str, also: set[int] = frozenset()) -> SupervisionItem:
+    """The item a code names, if it was issued to the member's unit (牵头 or 配合; admins: any) or,
+    to look at, to one of `also` (a 分管领导's units)."""
     code = parse_code(token, "D")
     item = queries.get_item(ctx.session, code) if code else None
     if item is None:
         raise fail(command, "item_not_found", code=token)
-    if ctx.member.role != ROLE_ADMIN and ctx.member.unit_id != item.unit_id \
-            and ctx.member.unit_id not in item.partners:
+    units = {item.unit_id, *item.partners}
+    if ctx.member.role != ROLE_ADMIN and ctx.member.unit_id not in units and not units & also:
         raise fail(command, "item_not_yours", code=item.code)
     return item
 
@@ -102,7 +103,7 @@ def _list(ctx: Context) -> Reply:
 
 
 def _timeline(ctx: Context, token: str) -> Reply:
-    item = _item(ctx, "督办", token)
+    item = _item(ctx, "督办", token, also=queries.overseen_units(ctx.session, ctx.member))
     events = queries.item_events(ctx.session, item.id)
     light = lights.light(item, _today(ctx), ctx.config.supervision.warn_days, _workdays(ctx))
     return Reply("item_timeline", {"item": item, "units": _units(ctx, item), "events": events, "light": light,

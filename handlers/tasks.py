@@ -22,7 +22,8 @@ def list_tasks(ctx: Context) -> Reply:
     s = ctx.session
     month = _month(ctx)
     if ctx.args:
-        task = task_by_code(s, "任务", ctx.args.split()[0], ctx.member)
+        # A 分管领导 may look at the tasks of the units they are over (reporting stays their unit's).
+        task = task_by_code(s, "任务", ctx.args.split()[0], ctx.member, also=queries.overseen_units(s, ctx.member))
         snap = scoring.snapshots(
             s, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, tasks=[task]
         )[0]

@@ -52,15 +52,17 @@ def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> l
 
 
 def monthly_prompt(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
+    """To each unit that owes something, its prompt; to each 分管领导, one line per unit of theirs."""
     month = Month.of(base)
     pushes = []
-    for due in digest.unit_dues(s, config, month, now):
+    dues = digest.unit_dues(s, config, month, now)
+    for due in dues:
         if due.empty:
             continue
         push = targets.unit_prompt(s, config, due, month)
         if push is not None:
             pushes.append(push)
-    return pushes
+    return pushes + targets.leader_lines(s, config, dues, month)
 
 
 def escalation(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
@@ -119,11 +121,12 @@ def annual_summary(s: Session, config: Config, base: datetime, now: datetime) ->
 def item_watch(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
     """Every workday: an open 督办 item that turns yellow today (due within [supervision] warn_days
     workdays) reminds its units; one that turned red (its deadline passed) tells its units, @ the
-    负责人; the admins get one line of every overdue item, when there are any."""
+    负责人, and their 分管领导; the admins get one line of every overdue item, when there are any."""
     today = base.date()
     workdays = Workdays(config.schedule.days("holidays"), config.schedule.days("workdays"))
     warn = config.supervision.warn_days
     units = {u.id: u for u in queries.all_units(s)}
+    overseers = queries.overseers(s)
     pushes, overdue = [], []
     for item in queries.unfinished_items(s):
         if item.created_at > now:
@@ -146,6 +149,9 @@ def item_watch(s: Session, config: Config, base: datetime, now: datetime) -> lis
                 pushes.append(Push(target, "item_push", {"kind": kind, "item": item, "unit": unit, "left": left,
                                                          "remark": "", "mentions": mentions},
                                    mentions=[m.userid for m in mentions], key=f"{item.code}:{kind}:{unit_id}"))
+            if kind == "red":
+                pushes += targets.item_to_leaders(item, [units[i] for i in (item.unit_id, *item.partners)
+                                                         if i in units], overseers)
         if items.owed(item) and today > item.deadline and item.unit_id in units:
             overdue.append((item, units[item.unit_id]))
     if overdue:

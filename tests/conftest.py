@@ -133,6 +133,22 @@ def seed(app: Application) -> None:
         ])
 
 
+def add_overseer(app: Application, userid: str = "vp", name: str = "刘副校长") -> None:
+    """A 分管领导 (on 党政办公室's roll) over 机电工程系 by the roster's 分管单位, and over 图书馆 because
+    T5's 责任领导 names them; not over 信息工程系."""
+    from db.models import LeaderUnit
+    from sqlmodel import select
+
+    with app.session() as s:
+        units = {u.name: u for u in s.exec(select(Unit))}
+        s.add(Member(userid=userid, name=name, unit_id=units["党政办公室"].id, role="分管领导"))
+        s.flush()
+        s.add(LeaderUnit(userid=userid, unit_id=units["机电工程系"].id))
+        t5 = s.exec(select(Task).where(Task.code == "T5")).one()
+        t5.leader_in_charge = name
+        s.add(t5)
+
+
 @pytest.fixture
 def clock():
     return FixedClock(at(2026, 3, 20, 10, 0))

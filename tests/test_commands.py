@@ -120,7 +120,7 @@ def test_problem_list_commands(app):
     reply = say(app, "li", "问题 实训室消防通道堆放杂物")
     assert "P1" in reply
     assert "整改中" in say(app, "li", "整改 P1 已清理一半")
-    assert "负责人或管理员" in say(app, "li", "销号 P1 清理完了")
+    assert "“销号”仅限负责人、管理员使用" in say(app, "li", "销号 P1 清理完了")
     assert rows(app, Problem)[0].status == "整改中"
     assert "格式不完整" in say(app, "zhang", "销号 p1")  # what was done must be said
     assert "待管理员审核" in say(app, "zhang", "销号 p1 通道已清理")
@@ -179,11 +179,12 @@ def test_absurd_dates_and_invisible_content_get_the_format_help(app, text, expec
     assert n(app, Task) == 5 and n(app, Problem) == 0
 
 
-@pytest.mark.parametrize("text", ["状态", "未报", "排名", "督办 机电工程系 2026-03-28 x", "提醒", "导出",
-                                  "新增任务 机电工程系 敢为争先 x 责任人=li 期限=2026-10-01"])
-def test_admin_commands_refuse_others_politely_and_do_nothing(app, text):
+@pytest.mark.parametrize("text, who", [("未报", "分管领导、管理员"), ("排名", "分管领导、管理员"),
+                                       ("督办 机电工程系 2026-03-28 x", "管理员"), ("提醒", "管理员"), ("导出", "管理员"),
+                                       ("新增任务 机电工程系 敢为争先 x 责任人=li 期限=2026-10-01", "管理员")])
+def test_admin_commands_refuse_others_politely_and_do_nothing(app, text, who):
     reply = say(app, "zhang", text)
-    assert "仅限管理员" in reply
+    assert f"仅限{who}使用，您（负责人）暂无权限" in reply
     assert n(app, Outbox) == 0 and n(app, SupervisionItem) == 0 and n(app, Task) == 5
 
 

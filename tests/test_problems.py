@@ -53,7 +53,7 @@ def test_a_problem_with_measure_and_deadline_and_the_list(app, clock):
 
 def test_closing_is_asked_with_evidence_then_confirmed_or_sent_back(app, clock):
     say(app, "li", "问题 实训室消防通道堆放杂物")
-    assert "负责人或管理员" in say(app, "li", "销号 P1 已清理")  # a member may not ask
+    assert "“销号”仅限负责人、管理员使用" in say(app, "li", "销号 P1 已清理")  # a member may not ask
     assert "待管理员审核" in say(app, "zhang", "销号 P1 通道已清理，附现场照片")
     assert problem(app).status == "待销号"
     (asked,) = pushes(app, "admin")

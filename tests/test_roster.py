@@ -287,3 +287,71 @@ def test_the_smart_robot_group_column_binds_units_and_an_older_file_keeps_the_bi
     twice = [units[0], ["信息工程系", "系（部、院）", "wang", "", "key-xx", "wrkJd"]]
     result = run_import(app, workbook(tmp_path / "b.xlsx", **{**GOOD, "单位": twice}))
     assert [(e.sheet, e.row, e.code) for e in result.errors] == [("单位", 3, "duplicate")]
+
+
+LEADERS = dict(
+    单位=GOOD["单位"] + [["校领导", "", "", "chat-xld", ""], ["马克思主义学院（思政部、体育部）", "", "", "chat-mk", ""]],
+    人员=GOOD["人员"] + [["vp", "刘副校长", "校领导", "", "机电工程系、信息工程系，马克思主义学院（思政部、体育部）"],
+                       ["vp2", "陈副书记", "校领导", "分管领导", ""]],
+    任务清单=GOOD["任务清单"] + [["T3", "校领导", "深学争优", "学习", "陈副书记", "", "2026-03-01", "2026-12-31"]],
+)
+
+
+def leader_units(app) -> dict[str, set[str]]:
+    from db import queries
+
+    with Session(app.engine) as s:
+        names = {u.id: u.name for u in s.exec(select(Unit))}
+        leaders = list(s.exec(select(Member).where(Member.role == "分管领导")))
+        return {userid: {names[i] for i in ids} for userid, ids in queries.oversight(s, leaders).items()}
+
+
+def test_the_people_sheet_names_a_leaders_units_and_a_task_names_its_leader(empty_app, tmp_path):
+    """分管单位 (、 , ， between names; a 、 inside brackets is part of the name): a blank 角色 there is
+    分管领导. A task whose 责任领导 is a 分管领导's name puts its unit under them."""
+    result = run_import(empty_app, workbook(tmp_path / "r.xlsx", **LEADERS))
+    assert not result.errors
+    with Session(empty_app.engine) as s:
+        assert s.get(Member, "vp").role == "分管领导"
+    assert leader_units(empty_app) == {"vp": {"机电工程系", "信息工程系", "马克思主义学院（思政部、体育部）"},
+                                       "vp2": {"校领导"}}
+    fewer = {**LEADERS, "人员": GOOD["人员"] + [["vp", "刘副校长", "校领导", "分管领导", "信息工程系"],
+                                              ["vp2", "陈副书记", "校领导", "分管领导", ""]]}
+    again = run_import(empty_app, workbook(tmp_path / "r2.xlsx", **fewer))
+    assert again.counts["人员"] == (0, 1, 4) and leader_units(empty_app)["vp"] == {"信息工程系"}
+    # An older file without the column leaves the 分管单位 as they are; a new role clears them.
+    path = workbook(tmp_path / "r3.xlsx", **{**fewer, "人员": [row[:4] for row in fewer["人员"]]})
+    wb = load_workbook(path)
+    wb["人员"].delete_cols(5)
+    wb.save(path)
+    assert run_import(empty_app, path).counts["人员"] == (0, 0, 5)
+    assert leader_units(empty_app)["vp"] == {"信息工程系"}
+    demoted = {**LEADERS, "人员": GOOD["人员"] + [["vp", "刘副校长", "校领导", "成员", ""],
+                                                ["vp2", "陈副书记", "校领导", "分管领导", ""]]}
+    assert run_import(empty_app, workbook(tmp_path / "r4.xlsx", **demoted)).counts["人员"] == (0, 1, 4)
+    assert leader_units(empty_app) == {"vp2": {"校领导"}}
+
+
+def test_unknown_units_or_a_role_that_is_not_a_leaders_refuse_the_whole_import(empty_app, tmp_path):
+    bad = {**LEADERS, "人员": GOOD["人员"] + [["vp", "刘副校长", "校领导", "分管领导", "机电工程系,外语系，不存在系"],
+                                            ["vp2", "陈副书记", "校领导", "负责人", "信息工程系"]]}
+    result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
+    assert [(e.sheet, e.row, e.code) for e in result.errors] == [("人员", 5, "unknown_oversee_unit"),
+                                                                  ("人员", 6, "oversee_role")]
+    assert counts(empty_app) == (0, 0, 0, 0)
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert "【人员】第5行：分管单位中的“外语系”“不存在系”不在单位表中（须写单位全称，多个单位用、或,分隔）" in text
+    assert "【人员】第6行：填写了分管单位，角色应为分管领导（或留空），此行是“负责人”" in text
+
+
+def test_a_leader_named_in_a_task_must_be_one_person(empty_app, tmp_path):
+    twins = {**LEADERS, "人员": GOOD["人员"] + [["liu1", "刘明", "校领导", "分管领导", ""],
+                                              ["liu2", "刘明", "校领导", "分管领导", ""]],
+             "任务清单": GOOD["任务清单"] + [["T3", "校领导", "深学争优", "学习", "刘明", "", "2026-03-01", "2026-12-31"]]}
+    result = run_import(empty_app, workbook(tmp_path / "t.xlsx", **twins))
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert "【任务清单】第4行：责任领导“刘明”有多名分管领导同名（liu1、liu2），请改填其账号" in text
+    assert counts(empty_app) == (0, 0, 0, 0)
+    twins["任务清单"][-1][4] = "liu2"
+    assert not run_import(empty_app, workbook(tmp_path / "t2.xlsx", **twins)).errors
+    assert leader_units(empty_app) == {"liu1": set(), "liu2": {"校领导"}}

@@ -19,7 +19,7 @@ from sqlmodel import select
 from bot.app import Application
 from bot.wecom.callback import build_asgi
 from bot.web.auth import make_link
-from conftest import ServerThread, at, make_config, seed
+from conftest import ServerThread, add_overseer, at, make_config, seed
 from db.models import JobRun, Outbox, Report, Unit
 
 SECRET = "test-session-secret"
@@ -156,6 +156,31 @@ def test_a_member_or_leader_sees_no_other_units_data_through_any_url(site, fake,
     assert other.status_code == 200 and "任务 T3 不属于您所在单位" in other.text
     with app.session() as s:
         assert not s.exec(select(Report).where(Report.text == "越权汇报")).all()
+
+
+def test_a_leader_in_charge_sees_the_pages_of_their_units_and_no_other(site, fake):
+    """A 分管领导 (over 机电工程系 by 分管单位, over 图书馆 as T5's 责任领导, on 党政办公室's roll):
+    those units' pages, never 信息工程系's, whatever the URL."""
+    app, server = site
+    add_overseer(app)
+    ids = fill(app)
+    theirs = {f"/web/unit/{ids[name]}" for name in ("机电工程系", "图书馆", "党政办公室")}
+    client = signed_in(server, fake, "vp")
+    for url in _unit_urls(ids):
+        resp = client.get(url)
+        assert resp.status_code == (200 if url in theirs else 404), url
+        assert not any(secret in resp.text for secret in XX_SECRETS), url
+    assert "完成方案论证" in client.get(f"/web/unit/{ids['机电工程系']}").text
+    assert "延长自习室开放时间" in client.get(f"/web/unit/{ids['图书馆']}").text
+    overview = client.get("/web/").text
+    assert 'id="overseen"' in overview and "分管单位平均" in overview
+    assert 'href="/web/unit/%d"' % ids["机电工程系"] in overview and 'href="/web/unit/%d"' % ids["图书馆"] in overview
+    assert 'href="/web/unit/%d"' % ids["信息工程系"] not in overview  # named in the published ranking, no link
+    assert "2026-03 排名" in overview and "排名预览" not in overview and "管理</a>" not in overview
+    assert not any(secret in overview for secret in XX_SECRETS) and "上线一站式学生服务大厅" not in overview
+    assert client.get("/web/admin").status_code == 404
+    member = signed_in(server, fake, "li")  # a member's overview has no such section
+    assert 'id="overseen"' not in member.get("/web/").text
 
 
 def test_an_admin_sees_every_unit_the_preview_and_the_outbox(site, fake):

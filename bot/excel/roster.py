@@ -17,15 +17,15 @@ from sqlmodel import Session, select
 
 from bot.excel.cells import literal_row
 from db import queries
-from db.models import LINES, ROLE_MEMBER, ROLES, UNIT_CATEGORIES, Member, Problem, Task, Unit
+from db.models import LINES, ROLE_MEMBER, ROLE_OVERSEER, ROLES, UNIT_CATEGORIES, Member, Problem, Task, Unit
 
 SHEETS: dict[str, list[str]] = {
     "单位": ["单位名称", "单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID"],
-    "人员": ["账号", "姓名", "单位名称", "角色"],
+    "人员": ["账号", "姓名", "单位名称", "角色", "分管单位"],
     "任务清单": ["编号", "单位名称", "行动", "任务内容", "责任领导", "责任人账号", "开始日期", "完成时限"],
     "问题清单": ["编号", "单位名称", "问题描述", "整改措施", "责任人账号", "整改时限"],
 }
-OPTIONAL = {"单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID", "责任领导", "整改措施", "责任人账号", "整改时限", "角色"}
+OPTIONAL = {"单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID", "责任领导", "整改措施", "责任人账号", "整改时限", "角色", "分管单位"}
 REQUIRED_SHEETS = ("单位", "人员", "任务清单")  # 问题清单 may be left out
 # What the template says about a column in its header's note (the header text itself stays as is).
 NOTES = {
@@ -34,7 +34,9 @@ NOTES = {
              "群ID": "可选：智能机器人所在单位群的chatid，填写后可在群里 @争先督办；也可由管理员在群里发送“绑定 单位名称”。"
                      "留空不改变已有绑定"},
     "人员": {"账号": "必填（企业微信账号）", "姓名": "必填", "单位名称": "必填，须在单位表中",
-             "角色": "从下拉列表选择，空白为成员"},
+             "角色": "从下拉列表选择，空白为成员",
+             "分管单位": "分管领导填写：其分管的单位，多个用、或,分隔（角色可留空）。任务清单的责任领导填写分管领导的"
+                         "姓名或账号时，该任务所属单位也归其分管"},
     "任务清单": {"编号": "必填，如 T12", "单位名称": "必填", "行动": "必填，从下拉列表选择", "任务内容": "必填",
                  "开始日期": "必填，YYYY-MM-DD", "完成时限": "必填，YYYY-MM-DD",
                  "责任人账号": "须是本任务所属单位的人员"},
@@ -45,7 +47,7 @@ CHOICES = {("单位", "单位类别"): UNIT_CATEGORIES, ("人员", "角色"): RO
 
 EXAMPLES = {
     "单位": ["机电工程系", "系（部、院）", "zhangsan", "wrkSFfCgAAxxxx", "", ""],
-    "人员": ["zhangsan", "张三", "机电工程系", "负责人"],
+    "人员": ["zhangsan", "张三", "机电工程系", "负责人", ""],
     "任务清单": ["T1", "机电工程系", "敢为争先", "建成智能制造实训中心", "李副校长", "zhangsan", "2026-03-01", "2026-10-31"],
     "问题清单": ["P1", "机电工程系", "实训室消防通道堆放杂物", "一周内清理并张贴警示标识", "zhangsan", "2026-03-15"],
 }
@@ -116,6 +118,20 @@ def _date(v) -> date | None:
         return date.fromisoformat("-".join(p.zfill(2) for p in text.split("-")))
     except ValueError:
         raise ValueError(typed) from None  # the cell as typed, which is what the user looks for
+
+
+def _unit_list(cell: str) -> list[str]:
+    """分管单位: names separated by 、 , ， ; ； or line breaks; inside brackets a 、 belongs to the name."""
+    names, depth, word = [], 0, ""
+    for ch in cell:
+        depth += (ch in "（(") - (ch in "）)" and depth > 0)
+        if depth == 0 and ch in "、,，;；\n":
+            names.append(word)
+            word = ""
+        else:
+            word += ch
+    names.append(word)
+    return list(dict.fromkeys(w.strip() for w in names if w.strip()))
 
 
 def _rows(wb, sheet: str, result: ImportResult) -> list[tuple[int, dict]]:
@@ -198,7 +214,10 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
     file_members: dict[str, tuple[int, dict]] = {}
     for n, v in sheets["人员"]:
         userid, name, unit, role = (_text(v.get(k)) for k in ("账号", "姓名", "单位名称", "角色"))
-        role = role or ROLE_MEMBER
+        # 分管单位: None when the sheet has no such column (then what the database holds stays).
+        oversee = _unit_list(_text(v.get("分管单位"))) if "分管单位" in v else None
+        role = role or (ROLE_OVERSEER if oversee else ROLE_MEMBER)
+        unknown = [u for u in oversee or () if u not in known_units]
         if not userid or not name or not unit:
             err(RowError("人员", n, "required", {"column": "账号" if not userid else "姓名" if not name else "单位名称"}))
         elif userid in file_members:
@@ -207,8 +226,13 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
             err(RowError("人员", n, "unknown_unit", {"value": unit}))
         elif role not in ROLES:
             err(RowError("人员", n, "bad_role", {"value": role, "roles": ROLES}))
+        elif oversee and role != ROLE_OVERSEER:
+            err(RowError("人员", n, "oversee_role", {"value": role, "role": ROLE_OVERSEER}))
+        elif unknown:
+            err(RowError("人员", n, "unknown_oversee_unit", {"values": unknown}))
         else:
-            file_members[userid] = (n, {"userid": userid, "name": name, "unit": unit, "role": role})
+            file_members[userid] = (n, {"userid": userid, "name": name, "unit": unit, "role": role,
+                                        "oversee": oversee})
     known_people = set(members) | set(file_members)
 
     def unit_of(userid: str) -> str:
@@ -249,6 +273,15 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
             return code, unit, owner
         return None
 
+    # A 责任领导 naming a 分管领导 puts the task's unit under them: a name two of them share must be an account.
+    people = {m.userid: (m.name, m.role) for m in members.values()}
+    people.update({userid: (x["name"], x["role"]) for userid, (_, x) in file_members.items()})
+    overseers: dict[str, set[str]] = {}  # name -> the 分管领导 of that name, once this file is imported
+    for userid, (name, role) in people.items():
+        if role == ROLE_OVERSEER:
+            overseers.setdefault(name, set()).add(userid)
+    overseer_ids = {u for ids in overseers.values() for u in ids}
+
     existing_tasks = {t.code: t for t in session.exec(select(Task))}
     tasks: list[tuple[int, dict]] = []
     seen: dict[str, int] = {}
@@ -272,8 +305,14 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
         if due < start:
             err(RowError("任务清单", n, "due_before_start", {"value": str(due)}))
             continue
+        leader = _text(v.get("责任领导"))
+        shared = next((w for w in queries.leader_names(leader)
+                       if w not in overseer_ids and len(overseers.get(w, ())) > 1), None)
+        if shared:
+            err(RowError("任务清单", n, "leader_ambiguous", {"value": shared, "people": sorted(overseers[shared])}))
+            continue
         tasks.append((n, {"code": code, "unit": unit, "line": line, "content": content, "owner": owner,
-                          "leader": _text(v.get("责任领导")), "start": start, "due": due}))
+                          "leader": leader, "start": start, "due": due}))
 
     existing_problems = {p.code: p for p in session.exec(select(Problem))}
     problems: list[tuple[int, dict]] = []
@@ -320,13 +359,23 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
         session.add(unit)
         units[name] = unit
     session.flush()
+    changed_people: dict[str, bool] = {}
     for userid, (_, m) in file_members.items():
         member = members.get(userid)
         added = member is None
         member = member or Member(userid=userid, name=m["name"], unit_id=units[m["unit"]].id)
-        count("人员", added, _assign(member, name=m["name"], unit_id=units[m["unit"]].id, role=m["role"]))
+        changed_people[userid] = _assign(member, name=m["name"], unit_id=units[m["unit"]].id, role=m["role"])
         session.add(member)
     session.flush()
+    oversight = queries.leader_units(session)
+    for userid, (_, m) in file_members.items():
+        before = oversight.get(userid, set())
+        after = set() if m["role"] != ROLE_OVERSEER else before if m["oversee"] is None \
+            else {units[name].id for name in m["oversee"]}
+        if after != before:
+            queries.set_leader_units(session, userid, after)
+            changed_people[userid] = True
+        count("人员", userid not in members, changed_people[userid])
     for name, (_, v) in file_units.items():
         unit_changed[name] |= _assign(units[name], leader_userid=_text(v.get("负责人账号")))
         group = _text(v.get("群ID"))  # empty or no such column: the binding stays as it is

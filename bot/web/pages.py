@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import Session
@@ -38,20 +38,23 @@ class NotVisible(Exception):
 class Viewer:
     member: Member
     unit: Unit
+    units: frozenset[int] = field(default_factory=frozenset)  # a 分管领导's units
 
     @property
     def admin(self) -> bool:
         return self.member.role == ROLE_ADMIN
 
     def sees_unit(self, unit_id: int) -> bool:
-        """Admins see every unit; a member or 负责人 only their own. (There is no 分管领导 role in
-        the roster yet: such a person is a member of a unit and sees that unit.)"""
-        return self.admin or self.member.unit_id == unit_id
+        """Admins see every unit; a 分管领导 their own and the units they are over; a member or
+        负责人 only their own."""
+        return self.admin or self.member.unit_id == unit_id or unit_id in self.units
 
 
 def viewer(s: Session, userid: str) -> Viewer | None:
     found = queries.sender(s, userid)
-    return Viewer(found.member, found.unit) if found else None
+    if not found:
+        return None
+    return Viewer(found.member, found.unit, frozenset(queries.overseen_units(s, found.member)))
 
 
 def this_month(app, now: datetime) -> Month:
@@ -97,9 +100,9 @@ class Rankings:
         return out
 
 
-def _trend_point(scores: list[UnitScore], unit_id: int | None) -> tuple[float | None, float | None]:
-    """(score, report rate in %) of one unit, or the mean over the units with active tasks."""
-    rows = [sc for sc in scores if sc.active_tasks and (unit_id is None or sc.unit.id == unit_id)]
+def _trend_point(scores: list[UnitScore], unit_ids: set[int] | None) -> tuple[float | None, float | None]:
+    """(score, report rate in %): the mean over these units (None: all) with active tasks."""
+    rows = [sc for sc in scores if sc.active_tasks and (unit_ids is None or sc.unit.id in unit_ids)]
     if not rows:
         return None, None
     return (sum(sc.score for sc in rows) / len(rows), 100 * sum(sc.report_rate for sc in rows) / len(rows))
@@ -116,8 +119,8 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     published_month = month.prev()
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
     published = release.thaw(frozen.data) if frozen is not None and frozen.status == RELEASE_PUBLISHED else None
-    trend_unit = None if who.admin else who.unit.id
-    points = [_trend_point(by_month[m], trend_unit) for m in months]
+    trend_units = None if who.admin else set(who.units) or {who.unit.id}
+    points = [_trend_point(by_month[m], trend_units) for m in months]
     mine = next((sc for sc in by_month[month] if sc.unit.id == who.unit.id), None)
     deadline_day = app.config.schedule.report_deadline_day
     deadline = month.first_day.replace(day=deadline_day)
@@ -141,7 +144,9 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         "trend_labels": [f"{m.month}月" for m in months],
         "trend_scores": [p[0] for p in points],
         "trend_rates": [p[1] for p in points],
-        "trend_of": "全校平均" if who.admin else who.unit.name,
+        "trend_of": "全校平均" if who.admin else "分管单位平均" if who.units else who.unit.name,
+        # a 分管领导's units, this month so far (their places among all; the whole preview is admins')
+        "overseen": [sc for sc in by_month[month] if sc.unit.id in who.units],
         "calendar": calendar[:6],
     }
 

@@ -1,6 +1,6 @@
 """the reviews' comments: 点评 by an admin and 自评 by a unit, per unit and review period
 
-Revision ID: 0007_reviews
+Revision ID: 0007
 Revises: 0006
 """
 from alembic import op
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0007_reviews'
+revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
