@@ -57,8 +57,9 @@ class Application:
         clock: Clock | None = None,
         dispatcher: Dispatcher | None = None,
     ):
-        from handlers import ROUTERS
+        from handlers import ROUTERS, on_media
 
+        self.on_media = on_media  # a picture or file message (handlers/evidence.py)
         self.config = config
         self.engine = engine or make_engine(config.database.url)
         self.clock = clock or SystemClock()
@@ -86,7 +87,7 @@ class Application:
         return result
 
     def handle_batch(self, messages: list[tuple], tries: int = 1) -> list[str | Exception]:
-        """Handle (userid, text, msg_id[, chat, once]) messages in order in one write transaction (one commit for
+        """Handle (userid, text, msg_id[, chat, once, media]) messages in order in one write transaction (one commit for
         many messages), each in a savepoint of its own: a message that fails loses only its own
         writes. Returns the reply, or the exception, for each message; none is answered before
         the transaction is committed. A message that collided with a concurrent writer is handled
@@ -114,10 +115,13 @@ class Application:
                           RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes"))
         return [results[i] for i in range(len(messages))]
 
-    def handle_one(self, s: Session, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False) -> str:
+    def handle_one(self, s: Session, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False,
+                   media: tuple[str, str] | None = None) -> str:
         """One message inside the batch's transaction (the steps in the module docstring).
         `chat`: the group it was said in (the smart robot's chatid; "" in a 1:1 chat).
-        `once`: a msg_id answered before gets "" (nothing) instead of the stored answer."""
+        `once`: a msg_id answered before gets "" (nothing) instead of the stored answer.
+        `media`: a picture or file message, (kind, WeCom media_id), instead of text: it is recorded
+        here and fetched afterwards (bot/evidence.py), never within this transaction."""
         now = self.clock.now()
         savepoint = s.begin_nested()
         try:
@@ -128,7 +132,7 @@ class Application:
                 reply = "" if once else who.reply
             else:
                 ctx = Context(session=s, member=who.member, unit=who.unit, now=now, config=self.config, msg_id=msg_id,
-                              chat=chat)
+                              chat=chat, media=media)
                 reply, refused = self._dispatch(s, ctx, text)
                 if refused:  # a wrong form: the answer is kept, none of the handler's writes
                     savepoint.rollback()
@@ -149,7 +153,7 @@ class Application:
     def _dispatch(self, s: Session, ctx: Context, text: str) -> tuple[str, bool]:
         """Router -> handler -> template -> outbox. Returns the reply and whether it was refused."""
         try:
-            reply = self.dispatcher.dispatch(ctx, text)
+            reply = self.on_media(ctx) if ctx.media else self.dispatcher.dispatch(ctx, text)
         except UserError as err:
             # Rendered here, while what it names is still loaded; the caller drops the writes.
             return self.renderer.render(err.template, **err.data), True

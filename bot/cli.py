@@ -58,6 +58,7 @@ def _app(ctx: click.Context, config_path: str | None) -> Application:
 
 def _worker(app: Application, out=click.echo, quiet_hours: bool = True):
     """`quiet_hours`: False for an operator's `jobs run`, which delivers at once."""
+    from bot.evidence import Fetcher
     from bot.excel.export import generate
     from bot.wecom.api import WeComTransport
     from bot.wecom.sender import ConsoleTransport, OutboxWorker
@@ -67,8 +68,10 @@ def _worker(app: Application, out=click.echo, quiet_hours: bool = True):
     def file_source(s, row):
         return generate(s, app.config, json.loads(row.payload))
 
+    # Pictures come only through WeCom's callback, so only a worker that talks to WeCom fetches them.
+    fetch = None if app.config.wecom.console_mode else Fetcher(app, transport).run_once
     return OutboxWorker(app.engine, transport, app.clock, app.config.sender, file_source=file_source,
-                        tz=app.config.schedule.tz, quiet_hours=quiet_hours)
+                        tz=app.config.schedule.tz, quiet_hours=quiet_hours, fetch=fetch)
 
 
 def _moment(at: str | None, tz) -> datetime:

@@ -298,6 +298,27 @@ class SupervisionConfig(_Section):
     warn_days: int = Field(default=3, ge=0, le=30)
 
 
+class StorageConfig(_Section):
+    """Evidence (pictures and files people send the app): where it is kept and how large it may be."""
+
+    dir: str = ""  # empty: a folder "attachments" beside the SQLite database (else in the working directory)
+    max_mb: float = Field(default=20, gt=0)
+
+    def path(self, database_url: str) -> Path:
+        if self.dir:
+            return Path(self.dir)
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        database = url.database if url.get_backend_name() == "sqlite" else None
+        base = Path(database).parent if database and database != ":memory:" else Path(".")
+        return base / "attachments"
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
+
+
 class WebConfig(_Section):
     """The app's home page (应用主页) on the same server: pages under {base_url}/web/."""
 
@@ -326,6 +347,7 @@ class Config(_Section):
     web: WebConfig = Field(default_factory=WebConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     aibot: AibotConfig = Field(default_factory=AibotConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @model_validator(mode="after")
     def _paths(self) -> "Config":

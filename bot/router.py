@@ -44,6 +44,7 @@ class Context:
     msg_id: str = ""
     args: str = ""
     chat: str = ""  # the group the message was said in (smart robot chatid); "" in a 1:1 chat
+    media: tuple[str, str] | None = None  # a picture or file message instead of text: (kind, WeCom media_id)
 
     @property
     def in_group(self) -> bool:

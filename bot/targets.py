@@ -11,8 +11,9 @@ from sqlmodel import Session
 from bot.campaign.digest import UnitDue
 from bot.config import Config
 from bot.reply import Push, Target
+from bot.wecom.api import IMAGE_LIMIT
 from db import queries
-from db.models import Member, SupervisionItem, Unit
+from db.models import ATTACH_STORED, Attachment, Member, SupervisionItem, Unit
 from db.month import Month
 
 log = logging.getLogger("duban.jobs")
@@ -84,15 +85,34 @@ def to_broadcast_or_admins(s: Session, config: Config, template: str, data: dict
 
 
 def ranking_broadcast(s: Session, config: Config, month: Month, scores: list, published_at: datetime) -> list[Push]:
-    """公开亮晒: the month's (frozen) ranking to the broadcast group."""
-    data = {"scores": scores, "month": month, "published_at": published_at}
+    """公开亮晒: the month's (frozen) ranking to the broadcast group, with the 亮点 picked since the
+    last one (本月亮点: marked shown in this month's broadcast, so each appears once)."""
+    shown = queries.highlights_to_show(s)
+    units = {u.id: u for u in queries.all_units(s)}
+    for h in shown:
+        h.shown_month = str(month)
+        s.add(h)
+    data = {"scores": scores, "month": month, "published_at": published_at,
+            "highlights": [(h, units[h.unit_id]) for h in shown]}
     pushes = to_broadcast_or_admins(s, config, "ranking_broadcast", data, "ranking", admins_too=False)
     target = broadcast_target(config)
     if target is not None:  # the picture after the text, drawn at send time (bot.charts.py)
         spec = {"kind": "ranking_image", "month": str(month), "at": published_at.isoformat()}
         pushes.append(Push(target, "", file=spec, image=True, filename=f"争先督办-{month}排名.png",
                            key="ranking:image"))
+        for h, att in highlight_pictures(s, shown).items():
+            spec = {"kind": "attachment", "id": att.id, "at": published_at.isoformat()}
+            pushes.append(Push(target, "", file=spec, image=True, filename=f"亮点{h}.{att.ext}", key=f"highlight:{h}"))
     return pushes
+
+
+def highlight_pictures(s: Session, highlights: list) -> dict[str, Attachment]:
+    """code -> each 亮点's first stored picture that WeCom takes as an image message (JPG or PNG, 2 MB)."""
+    pictures: dict[str, Attachment] = {}
+    for att in queries.attachments(s, [h.code for h in highlights]):
+        if att.status == ATTACH_STORED and att.ext in ("jpg", "png") and att.size <= IMAGE_LIMIT:
+            pictures.setdefault(att.code, att)
+    return pictures
 
 
 def ranking_review(s: Session, config: Config, month: Month, scores: list, until: datetime) -> list[Push]:

@@ -256,3 +256,62 @@ class WebLink(SQLModel, table=True):
     userid: str = Field(max_length=64)
     expires_at: datetime
     used_at: datetime | None = None
+
+
+# Attachment.status: a picture or file someone sent the app, from its arrival to the file on disk.
+ATTACH_HELD = "held"  # nothing to attach it to yet: waits ATTACH_MINUTES for 附件 <编号>
+ATTACH_PENDING = "pending"  # to fetch from WeCom (media/get)
+ATTACH_FETCHING = "fetching"  # claimed by a fetcher until lease_until
+ATTACH_STORED = "stored"
+ATTACH_REJECTED = "rejected"  # too large, or not an allowed type: the sender was told
+ATTACH_FAILED = "failed"  # WeCom would not give it (expired media, retries used up): the sender was told
+ATTACH_MINUTES = 10  # a picture belongs to its sender's 汇报 / 整改 / 反馈 / 亮点 / 附件 made this recently
+
+
+class Attachment(SQLModel, table=True):
+    """Evidence for a task (T3), problem (P3), 督办 item (D3) or 亮点 (L3): `code`, "" while held.
+    The bytes live under [storage] dir, named by their SHA-256 and the type their content shows,
+    never by a name that came from the sender; `name` (WeCom's file name) is only shown."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    userid: str = Field(max_length=64, index=True)
+    unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    code: str = Field(default="", max_length=32, index=True)
+    kind: str = Field(max_length=8)  # image | file: the message it came in
+    msg_id: str = Field(default="", max_length=64)
+    media_id: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=ATTACH_HELD, max_length=8, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
+    sha256: str = Field(default="", max_length=64)
+    ext: str = Field(default="", max_length=8)
+    size: int = 0
+    name: str = Field(default="", max_length=255)
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime
+    stored_at: datetime | None = None
+
+
+class AttachIntent(SQLModel, table=True):
+    """附件 <编号>: where the person's pictures go for the next ATTACH_MINUTES."""
+
+    userid: str = Field(primary_key=True, max_length=64)
+    code: str = Field(max_length=32)
+    created_at: datetime
+
+
+class Highlight(SQLModel, table=True):
+    """A unit's 亮点 (典型经验): sent by its 负责人, picked by an admin (选用) for the next monthly
+    broadcast (公开亮晒), which records its month in `shown_month`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, index=True, max_length=32)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    userid: str = Field(max_length=64)
+    title: str = Field(max_length=200)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+    picked_at: datetime | None = None
+    picked_by: str = Field(default="", max_length=64)
+    shown_month: str = Field(default="", max_length=7)

@@ -8,7 +8,7 @@ from sqlmodel import Session
 from bot.reply import UserError
 from bot.text import parse_code, parse_date_text, parse_month_text, parse_percent, split_args
 from db import queries
-from db.models import ROLE_ADMIN, ROLE_OVERSEER, Member, Problem, Unit
+from db.models import ROLE_ADMIN, ROLE_OVERSEER, Highlight, Member, Problem, Unit
 from db.month import Month
 from db.queries import TaskRow
 
@@ -64,6 +64,10 @@ def units_in_view(s: Session, command: str, member: Member, unit: Unit) -> list[
 
 def problem_by_code(s: Session, command: str, token: str, member: Member) -> Problem:
     return _owned(s, command, token, member, "P", queries.get_problem, "problem")
+
+
+def highlight_by_code(s: Session, command: str, token: str, member: Member) -> Highlight:
+    return _owned(s, command, token, member, "L", queries.get_highlight, "highlight")
 
 
 def percent(command: str, token: str) -> int:

@@ -1,10 +1,13 @@
-"""帮助: the commands this user may use, each with one example (worded for their role)."""
+"""帮助: the commands this user may use (worded for their role), each with one example while the
+list fits in one message; `帮助 <命令>` shows one command with its example."""
 from bot.reply import Reply
 from bot.router import EVERYONE, Context, Router
 from db import queries
 from db.models import ROLE_ADMIN, ROLE_OVERSEER, Unit
 
 router = Router("help")
+EXAMPLES_UP_TO = 14  # commands listed with an example each: more would not fit one message (2048 bytes)
+UNIT_ACTS = ("销号", "申诉", "自评")  # a unit's 负责人 does these; an admin may, but is shown them by name
 
 
 @router.command("帮助", "help", "菜单", "?")
@@ -14,12 +17,19 @@ def show_help(ctx: Context) -> Reply:
     names = [c.names[0] for r in ROUTERS for c in r.commands if c.allowed(ctx.member)]
     if ctx.member.role != ROLE_ADMIN:  # everyone may look at 督办 items; only admins issue them
         names = ["督办查看" if n == "督办" else n for n in names]
-    # An admin has too many commands for one message: theirs in full, everyone's by name.
-    brief = [c.names[0] for r in ROUTERS for c in r.commands if c.roles == EVERYONE and c.names[0] != "督办"] \
+    # An admin has too many commands for one message: theirs in full, everyone's and a unit's by name.
+    brief = [c.names[0] for r in ROUTERS for c in r.commands
+             if (c.roles == EVERYONE and c.names[0] != "督办") or c.names[0] in UNIT_ACTS] \
         if ctx.member.role == ROLE_ADMIN else []
+    names = [n for n in names if n not in brief]
+    asked = ctx.args.strip().lstrip("/#")
+    if asked:  # 帮助 汇报: that command alone, with its example
+        shown = "督办查看" if asked == "督办" and "督办查看" in names else asked
+        return Reply("help_one", {"name": shown if shown in names + brief else None, "asked": asked,
+                                  "member": ctx.member})
     units = None  # a 分管领导 is told which units are theirs
     if ctx.member.role == ROLE_OVERSEER:
         ids = queries.overseen_units(ctx.session, ctx.member)
         units = sorted(u.name for u in (ctx.session.get(Unit, i) for i in ids) if u is not None)
-    return Reply("help", {"names": [n for n in names if n not in brief], "brief": brief, "member": ctx.member,
-                          "units": units})
+    return Reply("help", {"names": names, "brief": brief, "member": ctx.member, "units": units,
+                          "examples": not brief and len(names) <= EXAMPLES_UP_TO})

@@ -29,7 +29,8 @@ def list_tasks(ctx: Context) -> Reply:
         )[0]
         history = queries.report_history(s, task.id)[-5:]
         people = queries.members_by_id(s)
-        return Reply("task_detail", {"snap": snap, "history": history, "people": people, "month": month})
+        return Reply("task_detail", {"snap": snap, "history": history, "people": people, "month": month,
+                                     "attachments": queries.attachments(s, [task.code])})
     snaps = scoring.snapshots(
         s, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=ctx.unit.id
     )

@@ -1,7 +1,8 @@
 """A fake WeCom API on 127.0.0.1 that records what it receives and can fail on purpose.
 
 Endpoints: gettoken, message/send (with WeCom's enable_duplicate_check), appchat/send,
-media/upload, webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media,
+media/upload, media/get (what fake.add_media() holds: the bytes with Content-Type and
+Content-Disposition; an unknown media_id answers 40007), webhook/send (about 20 a minute per key, 45009 beyond), webhook/upload_media,
 auth/getuserinfo (OAuth2 codes registered with fake.oauth_code("code", "userid"), one use each).
 
 Image messages are checked as WeCom would: a robot's {"base64", "md5"} must decode to a PNG or JPG
@@ -14,6 +15,7 @@ Faults, consumed in order by matching requests:
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
     fake.fail("webhook/send", delay=3.0)          # a slow answer
     fake.fail("gettoken", errcode=-1)             # gettoken itself busy (also http=, delay=)
+    fake.fail("media/get", http=500)              # a download that fails once
     fake.fail("message/send", errcode=42001, times=2)  # the fresh token rejected again
     fake.expire_token()                           # the current token answers 42001 from now on
     fake.freeze_after(10)                         # after 10 deliveries, hold every send until release()
@@ -27,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 SEND_PATHS = ("message/send", "appchat/send", "webhook/send", "aibot/response")
 IMAGE_LIMIT = 2 * 1024 * 1024
@@ -68,6 +70,7 @@ class State:
     rate_times: list = field(default_factory=list)
     dedupe: dict = field(default_factory=dict)  # (touser, content) -> time
     codes: dict = field(default_factory=dict)  # OAuth2 code -> userid ("" for someone outside the corp)
+    media: dict = field(default_factory=dict)  # media_id -> (bytes, content type, file name): what people sent
     hold: dict | None = None
     held_count: int = 0
 
@@ -122,6 +125,11 @@ class FakeWeCom:
         """Make `code` what WeCom hands a page opened by `userid` ("": a non-member, openid only)."""
         with self.lock:
             self.state.codes[code] = userid
+
+    def add_media(self, media_id: str, data: bytes, content_type: str = "image/jpeg", filename: str = "") -> None:
+        """Make `media_id` what media/get serves: a picture or file someone sent the app."""
+        with self.lock:
+            self.state.media[media_id] = (data, content_type, filename or f"{media_id}.jpg")
 
     def expire_token(self) -> None:
         with self.lock:
@@ -241,6 +249,24 @@ class FakeWeCom:
                 self.state.uploads[media_id] = (filename, data)
                 self.state.upload_types[media_id] = kind
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id})
+
+        if path == "media/get":
+            with self.lock:
+                media = self.state.media.get(query.get("media_id", ""))
+            if media is None:
+                return self._reply(h, 200, {"errcode": 40007, "errmsg": "invalid media_id"})
+            data, content_type, filename = media
+            try:
+                h.send_response(200)
+                h.send_header("Content-Type", content_type)
+                h.send_header("Content-Disposition", f'attachment; filename="{filename}"' if filename.isascii()
+                              else f"attachment; filename*=UTF-8''{quote(filename)}")
+                h.send_header("Content-Length", str(len(data)))
+                h.end_headers()
+                h.wfile.write(data)
+            except OSError:
+                pass
+            return
 
         if path == "auth/getuserinfo":
             with self.lock:

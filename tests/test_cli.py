@@ -105,7 +105,7 @@ def test_jobs_list_run_dry_run_export_and_outbox(tmp_path):
     exp = duban("export", "--month", "2026-03", "-o", "m.xlsx", cwd=tmp_path)
     assert exp.returncode == 0
     wb = load_workbook(tmp_path / "m.xlsx")
-    assert wb.sheetnames == ["2026-03排名", "任务进度", "汇报记录", "问题清单", "督办"]
+    assert wb.sheetnames == ["2026-03排名", "任务进度", "汇报记录", "问题清单", "督办", "佐证材料"]
 
 
 def test_jobs_run_that_cannot_deliver_exits_non_zero_and_keeps_the_message(tmp_path, fake):

@@ -310,11 +310,11 @@ def test_midyear_review_and_annual_summary_with_the_workbook(app, q, fake):
     name, data = fake.state.uploads[file_msg.body["file"]["media_id"]]
     assert name == "争先督办-2026年度考核.xlsx"
     wb = load_workbook(io.BytesIO(data))
-    assert wb.sheetnames == ["2026年度考核"] + [f"{m}月" for m in range(3, 13)]
+    assert wb.sheetnames == ["2026年度考核"] + [f"{m}月" for m in range(3, 13)] + ["亮点"]
     table = list(wb["2026年度考核"].iter_rows(min_row=2, values_only=True))
     assert table[0][1] == "机电工程系" and len(table) == 4
-    # the 等次 column of every sheet is coloured by tier: 先进 green, 滞后 red, over all its rows
-    for ws in wb.worksheets:
+    # the 等次 column of every ranking sheet is coloured by tier: 先进 green, 滞后 red, over all its rows
+    for ws in wb.worksheets[:-1]:  # the last is 亮点
         rules = {(str(rng.sqref), rule.formula[0], rule.dxf.fill.fgColor.rgb[-6:])
                  for rng in ws.conditional_formatting for rule in rng.rules}
         span = f"D2:D{ws.max_row}"
@@ -437,7 +437,7 @@ def test_a_supervision_item_counts_in_the_month_its_deadline_falls_in(app, q):
     app.clock.set(at(2026, 4, 2, 12))
     with Session(app.engine) as s:
         wb = load_workbook(io.BytesIO(month_workbook(s, app.config, Month(2026, 4), app.clock.now())))
-    assert [c.value for c in wb["督办"][2]][-1] == "未到期"
+    assert [c.value for c in wb["督办"][2]][6] == "未到期"
     app.clock.set(at(2026, 4, 1, 10))
     q.run("monthly_ranking", at(2026, 4, 1, 10))
     march = content(outbox(app, "job:monthly_ranking:2026-03")[0])
@@ -448,7 +448,7 @@ def test_a_supervision_item_counts_in_the_month_its_deadline_falls_in(app, q):
     assert "机电工程系 **80.0**" in april and "督办0%" in april
     with Session(app.engine) as s:
         wb = load_workbook(io.BytesIO(month_workbook(s, app.config, Month(2026, 4), app.clock.now())))
-    assert [c.value for c in wb["督办"][2]][-1] == "否"
+    assert [c.value for c in wb["督办"][2]][6] == "否"
 
 
 def test_a_back_dated_run_lists_only_items_issued_by_then(app, q):

@@ -130,15 +130,22 @@ def test_help_shows_each_role_its_own_commands(app):
         return text, {line[2:].split()[0] for line in text.splitlines() if line.startswith("· ")}
 
     (_, member), (leader_text, leader), (overseer_text, overseer), (_, admin) = map(commands, ("li", "zhang", "vp", "admin"))
-    everyone = {"帮助", "任务", "汇报", "修改", "问题", "整改", "签收", "反馈", "延期", "督办"}
+    everyone = {"帮助", "任务", "汇报", "修改", "问题", "整改", "签收", "反馈", "延期", "督办", "附件"}
     assert member == everyone
-    assert leader == everyone | {"销号", "申诉", "状态", "自评"}
+    assert leader == everyone | {"销号", "申诉", "状态", "自评", "亮点"}
     assert "· 状态 — 本单位本月各项任务的进度、灯色和汇报情况" in leader_text
     assert overseer == everyone | {"状态", "未报", "排名"}
     assert "· 状态 [单位] — 分管单位本月汇报与得分概况" in overseer_text
     assert "写编号可查看分管单位任务的详情" in overseer_text and "例：状态 机电工程系" in overseer_text
     assert "分管单位：图书馆、机电工程系" in overseer_text
-    assert {"状态", "未报", "排名", "导出", "办结", "新增任务", "销号"} <= admin and "分管单位" not in say(app, "admin", "帮助")
+    assert {"状态", "未报", "排名", "导出", "办结", "新增任务"} <= admin and "分管单位" not in say(app, "admin", "帮助")
+    assert "销号" not in admin and "另可用：" in say(app, "admin", "帮助")  # a unit's acts, by name only
+    # Each role's list is one message; a long one leaves out the examples, which 帮助 <命令> gives.
+    assert all("其余部分" not in text for text in (leader_text, overseer_text, say(app, "admin", "帮助")))
+    assert "例：" not in leader_text and "帮助 汇报" in leader_text
+    one = say(app, "zhang", "帮助 汇报")
+    assert "汇报 <任务编号> <进度%> <内容>" in one and "例：汇报 T" in one and "销号" not in one
+    assert "没有“导出”这个命令，或您暂无权限使用" in say(app, "zhang", "帮助 导出")
 
 
 def test_the_monthly_prompt_gives_each_leader_in_charge_a_line_per_unit(app):

@@ -171,10 +171,10 @@ def test_unknown_user_is_told_to_ask_an_admin_and_nothing_is_stored(bot):
 
 def test_non_text_messages_get_a_hint_and_events_an_empty_answer(bot):
     _, wecom = bot
-    image = text_xml("li", "", "9101").replace("<MsgType><![CDATA[text]]></MsgType>",
-                                               "<MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[http://x]]></PicUrl>")
-    body, params = wecom.encrypt(image)
-    assert "文字" in wecom.decrypt_reply(wecom.post_raw(body, params))["Content"]
+    voice = text_xml("li", "", "9101").replace("<MsgType><![CDATA[text]]></MsgType>",
+                                               "<MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[m]]></MediaId>")
+    body, params = wecom.encrypt(voice)
+    assert "文字命令和图片" in wecom.decrypt_reply(wecom.post_raw(body, params))["Content"]
     event = ("<xml><ToUserName><![CDATA[wwfakecorp]]></ToUserName><FromUserName><![CDATA[li]]></FromUserName>"
              "<CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[enter_agent]]></Event>"
              "<EventKey><![CDATA[]]></EventKey><AgentID>1000002</AgentID></xml>")

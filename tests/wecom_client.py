@@ -23,6 +23,16 @@ def text_xml(userid: str, content: str, msg_id: str, agent_id: int = 1000002) ->
     )
 
 
+def image_xml(userid: str, media_id: str, msg_id: str, agent_id: int = 1000002) -> str:
+    """A picture sent to the app, as WeCom delivers it: a PicUrl and the MediaId to fetch it by."""
+    return (
+        "<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"
+        "<CreateTime>%d</CreateTime><MsgType><![CDATA[image]]></MsgType><PicUrl><![CDATA[https://p.qpic.cn/x]]></PicUrl>"
+        "<MediaId><![CDATA[%s]]></MediaId><MsgId>%s</MsgId><AgentID>%d</AgentID></xml>"
+        % (CORP_ID, userid, int(time.time()), media_id, msg_id, agent_id)
+    )
+
+
 class WeComSide:
     def __init__(self, base_url: str, path: str = "/wecom/callback", token: str = TOKEN, aes_key: str = AES_KEY,
                  corp_id: str = CORP_ID, clock=None):
@@ -47,6 +57,13 @@ class WeComSide:
     def send_text(self, userid: str, content: str, msg_id: str | None = None) -> httpx.Response:
         body, params = self.encrypt(text_xml(userid, content, msg_id or str(secrets.randbits(60))))
         return self.post_raw(body, params)
+
+    def send_image(self, userid: str, media_id: str, msg_id: str | None = None) -> str:
+        """Send a picture message; returns the passive reply's text."""
+        body, params = self.encrypt(image_xml(userid, media_id, msg_id or str(secrets.randbits(60))))
+        resp = self.post_raw(body, params)
+        assert resp.status_code == 200, resp.text
+        return self.decrypt_reply(resp)["Content"]
 
     def decrypt_reply(self, resp: httpx.Response) -> dict:
         env = xmltodict.parse(resp.text)["xml"]

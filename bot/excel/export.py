@@ -16,9 +16,11 @@ from bot.excel.cells import literal_row
 from bot.campaign.digest import rank
 from bot.campaign import release, reviews, scoring
 from db import queries
-from db.models import COMMENT_ADMIN, COMMENT_SELF, RELEASE_PUBLISHED, Problem, Report
+from db.models import ATTACH_STORED, COMMENT_ADMIN, COMMENT_SELF, RELEASE_PUBLISHED, Problem, Report
 
 LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
+ATTACH_STATES = {"held": "未指明归属", "pending": "保存中", "fetching": "保存中", "stored": "已保存",
+                 "rejected": "不合格", "failed": "未取回"}
 TIER_FILLS = {"先进": "C6EFCE", "滞后": "FFC7CE"}  # 达标 stays white
 BOLD = Font(bold=True)
 
@@ -80,8 +82,14 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
     units = {u.id: u for u in queries.all_units(s)}
     people = queries.members_by_id(s)
 
+    files = queries.attachments(s)
+    kept: dict[str, int] = {}  # code -> stored attachments
+    for att in files:
+        if att.status == ATTACH_STORED:
+            kept[att.code] = kept.get(att.code, 0) + 1
+
     ws = _sheet(wb, "任务进度", ["编号", "单位", "行动", "任务内容", "责任领导", "责任人", "开始日期", "完成时限",
-                                 "计划进度%", "实际进度%", "本月已汇报", "红黄绿"])
+                                 "计划进度%", "实际进度%", "本月已汇报", "红黄绿", "佐证材料"])
     snaps = scoring.snapshots(s, month, now, tz, config.schedule.report_deadline_day)
     for sn in sorted(snaps, key=lambda x: (units[x.task.unit_id].name, queries.code_key(x.task.code))):
         t = sn.task
@@ -89,7 +97,7 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
         ws.append(literal_row(ws, [
             t.code, units[t.unit_id].name, t.line, t.content, t.leader_in_charge,
             owner.name if owner else t.owner_userid, t.start_date, t.due_date, round(sn.planned),
-            sn.percent, "是" if sn.reported_in_month else "否", LIGHT_NAMES[sn.light],
+            sn.percent, "是" if sn.reported_in_month else "否", LIGHT_NAMES[sn.light], kept.get(t.code, 0),
         ]))
 
     ws = _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正", "迟报"])
@@ -102,14 +110,14 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
             "迟报" if r.local_day > config.schedule.report_deadline_day else "",
         ]))
 
-    ws = _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态"])
+    ws = _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态", "佐证材料"])
     for p in s.exec(select(Problem).order_by(Problem.id)):
         ws.append(literal_row(ws, [
             p.code, units[p.unit_id].name, p.description, p.measure, p.owner_userid, p.deadline,
-            "未整改" if p.status == "open" else p.status,
+            "未整改" if p.status == "open" else p.status, kept.get(p.code, 0),
         ]))
 
-    ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "状态", "办结答复时间", "按时"])
+    ws = _sheet(wb, "督办", ["编号", "单位", "内容", "期限", "状态", "办结答复时间", "按时", "佐证材料"])
     accepted = queries.accepted_answers(s, month)
     cutoff = scoring.evaluation_moment(month, now, tz)
     verdicts = {True: "是", False: "否", None: "未到期"}
@@ -118,14 +126,31 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
         verdict = scoring.item_on_time(it, done, cutoff, tz)
         ws.append(literal_row(ws, [
             it.code, units[it.unit_id].name, it.content, it.deadline, it.status,
-            _local(done.answered_at if done else None, config), verdicts[verdict],
+            _local(done.answered_at if done else None, config), verdicts[verdict], kept.get(it.code, 0),
         ]))
+
+    _attachment_sheet(wb, config, [a for a in files if Month.of(a.created_at.astimezone(tz)) == month], units, people)
     return _save(wb)
 
 
-def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comments: dict) -> bytes:
+def _attachment_sheet(wb: Workbook, config: Config, files: list, units: dict, people: dict) -> None:
+    """Each picture or file sent in the month: what it belongs to, and where it is kept (by hash)."""
+    ws = _sheet(wb, "佐证材料", ["所属编号", "单位", "提交人", "时间", "类型", "文件名", "大小KB", "状态", "存储文件"])
+    for a in files:
+        who = people.get(a.userid)
+        ws.append(literal_row(ws, [
+            a.code, units[a.unit_id].name if a.unit_id in units else "", who.name if who else a.userid,
+            _local(a.created_at, config), a.ext or ("图片" if a.kind == "image" else "文件"), a.name,
+            round(a.size / 1024, 1) if a.sha256 else "", ATTACH_STATES.get(a.status, a.status),
+            f"{a.sha256[:2]}/{a.sha256}.{a.ext}" if a.sha256 else "",
+        ]))
+
+
+def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comments: dict,
+                    highlights: list | None = None) -> bytes:
     """The year table first, with each unit's 点评 and 自评 of the mid-year and the annual review
-    (`comments`: period -> reviews.latest()), then one ranking sheet per campaign month (March to December)."""
+    (`comments`: period -> reviews.latest()), then one ranking sheet per campaign month (March to
+    December), then the 亮点 picked that year (rows from highlight_rows)."""
     wb = _new_workbook()
     periods = [reviews.midyear(year), reviews.annual(year)]
     ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度",
@@ -142,17 +167,39 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comme
         ]))
     for month, scores in monthly.items():
         _ranking_sheet(wb, f"{month.month}月", scores)
+    ws = _sheet(wb, "亮点", ["编号", "单位", "标题", "内容", "报送人", "报送时间", "选用时间", "亮晒月份", "图片"])
+    for row in highlights or []:
+        ws.append(literal_row(ws, row))
     return _save(wb)
+
+
+def highlight_rows(s: Session, config: Config, year: int) -> list[list]:
+    """The 亮点 picked (选用) in `year`, for the year's workbook."""
+    units = {u.id: u for u in queries.all_units(s)}
+    people = queries.members_by_id(s)
+    picked = [h for h in reversed(queries.highlights(s))
+              if h.picked_at is not None and h.picked_at.astimezone(config.schedule.tz).year == year]
+    kept: dict[str, int] = {}
+    for att in queries.attachments(s, [h.code for h in picked]):
+        if att.status == ATTACH_STORED:
+            kept[att.code] = kept.get(att.code, 0) + 1
+    return [[h.code, units[h.unit_id].name, h.title, h.content,
+             people[h.userid].name if h.userid in people else h.userid, _local(h.created_at, config),
+             _local(h.picked_at, config), h.shown_month, kept.get(h.code, 0)] for h in picked]
 
 
 def generate(s: Session, config: Config, spec: dict) -> bytes:
     """Build the workbook (or picture) an outbox file or image message describes:
-    {"kind": "month"|"year"|"ranking_image", ..., "at": ISO time}."""
+    {"kind": "month"|"year"|"ranking_image"|"attachment", ..., "at": ISO time}."""
     at = datetime.fromisoformat(spec["at"])
     if spec["kind"] == "ranking_image":
         from bot.charts import ranking_image
 
         return ranking_image(s, config, Month.parse(spec["month"]), at)
+    if spec["kind"] == "attachment":  # a stored picture (a 亮点's, after the ranking broadcast)
+        from bot.evidence import read
+
+        return read(s, config, int(spec["id"]))
     if spec["kind"] == "month":
         return month_workbook(s, config, Month.parse(spec["month"]), at)
     if spec["kind"] == "year":
@@ -161,7 +208,7 @@ def generate(s: Session, config: Config, spec: dict) -> bytes:
         year = int(spec["year"])
         year_scores, monthly = year_ranking(s, config, year, at)
         comments = {p: reviews.latest(s, p, until=at) for p in (reviews.midyear(year), reviews.annual(year))}
-        return annual_workbook(config, year, year_scores, monthly, comments)
+        return annual_workbook(config, year, year_scores, monthly, comments, highlight_rows(s, config, year))
     raise ValueError(f"unknown workbook kind {spec['kind']!r}")
 
 

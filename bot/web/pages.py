@@ -172,9 +172,11 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
     feedback: dict[int, list] = {}
     for f in queries.feedback_of(s, [i.id for i in items]):
         feedback.setdefault(f.item_id, []).append(f)
+    files = queries.attachments(s, unit_id=unit.id)[::-1]  # newest first
     today = now.astimezone(app.tz).date()
     people = {unit.leader_userid} | {x.task.owner_userid for x in snaps} | {r.userid for r in reports}
     people |= {p.owner_userid for p in problems} | {f.userid for fs in feedback.values() for f in fs}
+    people |= {a.userid for a in files}
     return {
         "unit": unit,
         "month": month,
@@ -185,6 +187,7 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
         "closed": PROBLEM_CLOSED,
         "items": items,
         "feedback": feedback,
+        "files": files,
         "today": today,
         "names": queries.members_named(s, people - {""}),
     }

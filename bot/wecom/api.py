@@ -12,6 +12,8 @@ import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from email.message import Message
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -91,6 +93,12 @@ class DubanWeChatClient(WeChatClient):
         self._used.token = params.get("access_token") if isinstance(params, dict) else None
         return super()._request(method, url_or_endpoint, **kwargs)
 
+    def _handle_result(self, res, method=None, url=None, result_processor=None, **kwargs):
+        # media/get answers with the file itself: only a JSON answer there is WeCom's own (an error)
+        if url and url.endswith("/media/get") and not _json_answer(res):
+            return res
+        return super()._handle_result(res, method, url, result_processor, **kwargs)
+
     def fetch_access_token(self):
         url = f"{self._api_base}/cgi-bin/gettoken"
         try:
@@ -112,6 +120,27 @@ class DubanWeChatClient(WeChatClient):
         self.session.set(self.access_token_key, result["access_token"], expires_in)
         self.expires_at = int(time.time()) + expires_in
         return result
+
+
+def _json_answer(res: requests.Response) -> bool:
+    return res.headers.get("Content-Type", "").split(";")[0].strip() in ("application/json", "text/plain")
+
+
+@dataclass
+class Media:
+    """A file someone sent the app, as media/get gave it."""
+
+    data: bytes | None  # None: larger than the limit asked for (not read further)
+    size: int  # bytes (at least this many, when over the limit)
+    name: str  # the file name WeCom gives (Content-Disposition): for showing only
+
+
+def _filename(disposition: str) -> str:
+    """The file name in a Content-Disposition header (filename= or RFC 2231 filename*=), without any path."""
+    header = Message()
+    header["Content-Disposition"] = disposition
+    name = header.get_filename() or ""
+    return name.replace("\\", "/").rsplit("/", 1)[-1][:255]
 
 
 class WeComTransport:
@@ -145,6 +174,28 @@ class WeComTransport:
         """auth/getuserinfo: who opened a page with this OAuth2 code; a member's answer carries
         `userid`, anyone else's `openid` instead."""
         return self._api(lambda: self.client.get("auth/getuserinfo", params={"code": code}))
+
+    def media(self, media_id: str, limit: int) -> Media:
+        """media/get: a picture or file someone sent the app (WeCom keeps it three days). Read up to
+        `limit` bytes: a larger one comes back with data None, unread beyond that."""
+        res = self._api(lambda: self.client.get("media/get", params={"media_id": media_id}, stream=True))
+        if not isinstance(res, requests.Response):  # JSON that is not an error: not a file
+            raise SendError("media/get answered JSON, not a file", retryable=False)
+        try:
+            name = _filename(res.headers.get("Content-Disposition", ""))
+            length = res.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                return Media(None, int(length), name)
+            data = bytearray()
+            for chunk in res.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    return Media(None, len(data), name)
+            return Media(bytes(data), len(data), name)
+        except requests.RequestException as exc:
+            raise SendError(f"media/get {describe_request_error(exc)}", retryable=True) from None
+        finally:
+            res.close()
 
     def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
         url = f"{self.cfg.api_base}/cgi-bin/webhook/{path}"

@@ -136,7 +136,9 @@ class Callback:
         if msg is None:
             return PlainTextResponse("malformed message", status_code=400)
 
-        if msg.type == "text":
+        # A self-built app receives text, image, voice, video, location and link messages (no files);
+        # a picture is evidence (bot/evidence.py), recorded now and fetched by its MediaId afterwards.
+        if msg.type in ("text", "image"):
             try:
                 msg_id = int(msg.id)
             except (TypeError, ValueError):
@@ -144,15 +146,19 @@ class Callback:
             if not 0 <= msg_id < MAX_MSG_ID:
                 return PlainTextResponse("MsgId is not a 64-bit integer", status_code=400)
             msg_id = str(msg_id)
+            media = ("image", msg.media_id) if msg.type == "image" else None
+            if media is not None and not msg.media_id:
+                return PlainTextResponse("image without MediaId", status_code=400)
+            text = "" if media else msg.content or ""
             try:
-                reply_text = await self.writer.handle(msg.source, msg.content or "", msg_id)
+                reply_text = await self.writer.handle(msg.source, text, msg_id, media=media)
             except Exception:
                 log.exception("handling message %s from %s", msg_id, msg.source)
                 reply_text = self.app.renderer.render("server_error")
         elif msg.type == "event":
             return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
         else:
-            reply_text = self.app.renderer.render("text_only")
+            reply_text = self.app.renderer.render("text_only", pictures=True)
         reply = TextReply(message=msg, content=reply_text)
         stamp = str(int(self.app.clock.now().timestamp()))
         xml = self.crypto.encrypt_message(reply.render(), secrets.token_hex(8), stamp)

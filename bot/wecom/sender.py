@@ -97,7 +97,7 @@ class PassResult:
 class OutboxWorker:
     def __init__(self, engine, transport: Transport, clock, cfg: SenderConfig,
                  file_source: Callable[[Session, Outbox], bytes] | None = None, tz: ZoneInfo | None = None,
-                 quiet_hours: bool = True):
+                 quiet_hours: bool = True, fetch: Callable[[], int] | None = None):
         self.engine = engine
         self.tz = tz or ZoneInfo("Asia/Shanghai")  # the quiet hours are local time
         self.quiet_hours = quiet_hours  # False: deliver everything now (an operator's `duban jobs run`)
@@ -107,6 +107,7 @@ class OutboxWorker:
         self.limiter = RateLimiter(cfg.webhook_per_minute)
         self.pool = ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="outbox")
         self.file_source = file_source  # builds a file message's bytes at send time
+        self.fetch = fetch  # a step of the background loop: fetch pictures people sent (bot/evidence.py)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress = time.monotonic()  # when a pass or a send last finished (any outcome)
@@ -239,13 +240,18 @@ class OutboxWorker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            busy = False
+            if self.fetch is not None:  # first: what it has to tell people goes out in this pass
+                try:
+                    busy = self.fetch() > 0
+                except Exception:
+                    log.exception("fetching attachments failed")
             try:
                 r = self.run_once()
                 self._progress = time.monotonic()
-                busy = r.sent or r.retried
+                busy = busy or bool(r.sent or r.retried)
             except Exception:
                 log.exception("outbox pass failed")
-                busy = False
             if not busy:
                 self._stop.wait(self.cfg.poll_seconds)
 
