@@ -184,9 +184,9 @@ ReportTarget = namedtuple("ReportTarget", (*TaskRow._fields, "others_unreported"
 
 
 def task_to_report(s: Session, code: str, month: Month):
-    """The task with this code as ReportTarget, in one query. Its row stays locked until the
-    transaction ends (PostgreSQL's FOR UPDATE; SQLite serialises writers anyway), so two reports
-    on one task cannot take the same version number (add_report)."""
+    """The task with this code as ReportTarget, in one query. Nothing is locked: two replicas
+    reporting on one task at once would take the same version number, which the unique
+    (task_id, month, version) refuses, and that message is handled again (add_report)."""
     row = s.connection().execute(_TASK_TO_REPORT, {"code": code, "month": str(month),
                                                     "last_day": month.last_day}).first()
     return ReportTarget(*row) if row else None
@@ -245,9 +245,9 @@ def add_report(
 ) -> ReportRow:
     """Write the next version of the task's report for the month; earlier versions stay.
 
-    The caller read the task with get_task(lock=True), so two reports on one task cannot take the
-    same version number (were the lock missed, the unique (task_id, month, version) turns the race
-    into an IntegrityError, and the message is handled again)."""
+    The version is the month's last plus one, taken in the INSERT itself. Two replicas reporting on
+    one task at once would both take the same one: the unique (task_id, month, version) refuses
+    the second (IntegrityError), and its message is handled again after its batch commits."""
     local_now = now.astimezone(tz)
     values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
               "created_at": now, "month": str(Month.of(local_now)), "local_day": local_now.day,
@@ -286,7 +286,7 @@ def _task_to_report_statement():
         .where(other.c.unit_id == Task.unit_id, other.c.id != Task.id, _unreported(other)) \
         .correlate(Task).scalar_subquery()
     return select(*(getattr(Task, f) for f in TaskRow._fields), others) \
-        .where(Task.code == bindparam("code")).with_for_update(of=Task)
+        .where(Task.code == bindparam("code"))
 
 
 # Built once: building these costs far more than running them.
