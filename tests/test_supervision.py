@@ -182,3 +182,15 @@ def test_items_turn_yellow_then_red_and_the_admins_get_a_daily_overdue_line(app,
     clock.set(at(2026, 3, 30, 10))
     say(app, "li", "反馈 D1 已办理")
     assert _watch(app, 31).messages == 0  # answered: nothing is overdue for the unit any more
+
+
+def test_the_monthly_prompt_lists_an_item_for_its_lead_and_its_partner_units(app, clock):
+    say(app, "admin", "督办 机电工程系,信息工程系 3月28日 报送实训基地建设进度")
+    with app.session() as s:
+        dues = {d.unit.name: d for d in digest.unit_dues(s, app.config, Month(2026, 3), clock.now())}
+    assert [it.code for it in dues["机电工程系"].items] == ["D1"] == [it.code for it in dues["信息工程系"].items]
+    assert dues["图书馆"].items == []
+    JobQueue(app).run("monthly_prompt", at(2026, 3, 20, 10, 0))
+    prompts = {r.target: content(r) for r in outbox(app, "monthly_prompt")}
+    assert "📌 D1" in prompts["chat-jd"] and "本单位配合" not in prompts["chat-jd"]
+    assert "📌 D1" in prompts["key-xx"] and "本单位配合" in prompts["key-xx"] and "反馈 督办编号" in prompts["key-xx"]

@@ -58,8 +58,9 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
         if sn.active and sn.task.unit_id in wanted:
             by_unit.setdefault(sn.task.unit_id, []).append(sn)
     items_by_unit: dict[int, list] = {}
-    for it in queries.open_items(s, now):
-        items_by_unit.setdefault(it.unit_id, []).append(it)
+    for it in queries.open_items(s, now):  # the 牵头单位's and each 配合单位's
+        for unit_id in (it.unit_id, *it.partners):
+            items_by_unit.setdefault(unit_id, []).append(it)
     today = now.astimezone(tz).date()
     late_problems: dict[int, list[Problem]] = {}
     for p in queries.all_problems(s):
