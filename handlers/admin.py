@@ -85,10 +85,22 @@ def remind(ctx: Context) -> Reply:
 
 @router.command("导出", "export", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
 def export(ctx: Context) -> Reply:
+    """导出 [月份]: the month's workbook; 导出 2026年 (or 全年): the year's, as annual_summary sends it,
+    with everything up to now (a 点评 added after the appraisal went out included)."""
+    year = _YEAR.fullmatch(ctx.args.strip())
+    if year:
+        number = int(year.group(1) or _this_month(ctx).year)
+        spec = {"kind": "year", "year": number, "at": ctx.now.isoformat()}
+        push = Push(Target("app", ctx.member.userid), "", file=spec, filename=f"争先督办-{number}年度考核.xlsx",
+                    key="file")
+        return Reply("export_ok", {"month": f"{number}年度", "filename": push.filename}, [push])
     month = parse_month("导出", ctx.args, _this_month(ctx))
     spec = {"kind": "month", "month": str(month), "at": ctx.now.isoformat()}
     push = Push(Target("app", ctx.member.userid), "", file=spec, filename=f"争先督办-{month}.xlsx", key="file")
     return Reply("export_ok", {"month": month, "filename": push.filename}, [push])
+
+
+_YEAR = re.compile(r"(?:(20\d\d)\s*年(?:度)?|全年|年度)")
 
 
 @router.command("新增任务", "addtask", roles=ADMINS, in_group=IN_GROUP_REFUSE)

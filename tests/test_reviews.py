@@ -126,6 +126,22 @@ def test_december_comments_and_june_ones_are_in_the_year_workbook(app, clock, fa
     assert xx[-1].data_type == "s" and xx[-1].quotePrefix  # shown as typed, not computed
     assert rows["图书馆"][-4:] == (None, None, None, None)
 
+    # A 点评 written after the appraisal went out reaches the year workbook an admin asks for.
+    clock.set(at(2026, 12, 31, 17))
+    say(app, "admin", "点评 图书馆 年底补充：阅读推广成效突出")
+    assert "2026年度" in say(app, "admin", "导出 2026年")
+    worker = _worker(app)
+    try:
+        worker.drain(10)
+    finally:
+        worker.stop()
+    files = [d for d in fake.deliveries("message/send") if d.body["msgtype"] == "file"]
+    assert len(files) == 2
+    name, data = fake.state.uploads[files[-1].body["file"]["media_id"]]
+    assert name == "争先督办-2026年度考核.xlsx"
+    rows = {r[1]: r for r in load_workbook(io.BytesIO(data))["2026年度考核"].iter_rows(min_row=2, values_only=True)}
+    assert rows["图书馆"][-2] == "年底补充：阅读推广成效突出"
+
 
 @pytest.mark.parametrize("who, text, expected", [
     ("li", "点评 机电工程系 很好", "仅限管理员"),  # a member
