@@ -91,15 +91,17 @@ def supervise(ctx: Context) -> Reply:
 
 
 def _list(ctx: Context) -> Reply:
-    """Open items: the unit's own (admins: every unit's), with their lights."""
-    unit_id = None if ctx.member.role == ROLE_ADMIN else ctx.unit.id
+    """Open items: the unit's own (a 分管领导: also their units'; admins: every unit's), with lights."""
+    overseen = queries.overseen_units(ctx.session, ctx.member)
+    mine = None if ctx.member.role == ROLE_ADMIN else {ctx.unit.id, *overseen}
     items = [i for i in queries.unfinished_items(ctx.session)
-             if unit_id is None or i.unit_id == unit_id or unit_id in i.partners]
+             if mine is None or i.unit_id in mine or mine.intersection(i.partners)]
     today, workdays = _today(ctx), _workdays(ctx)
     units = {u.id: u for u in queries.all_units(ctx.session)}
     rows = [(i, lights.light(i, today, ctx.config.supervision.warn_days, workdays), units.get(i.unit_id))
             for i in items]
-    return Reply("items_list", {"rows": rows, "unit": None if unit_id is None else ctx.unit})
+    # One unit's list says whose it is once; a list across units names each item's unit.
+    return Reply("items_list", {"rows": rows, "unit": ctx.unit if mine is not None and not overseen else None})
 
 
 def _timeline(ctx: Context, token: str) -> Reply:

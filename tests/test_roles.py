@@ -83,6 +83,8 @@ def test_a_leader_in_charge_reads_the_tasks_of_their_units_but_reports_only_on_t
     say(app, "admin", "督办 信息工程系 3月28日 报送机房整改方案")
     assert "报送开放时间方案" in say(app, "vp", "督办 D1")
     assert "不是下发给您所在单位的" in say(app, "vp", "督办 D2")
+    listed = say(app, "vp", "督办")  # their units' open items, each with its unit
+    assert "D1 图书馆" in listed and "D2" not in listed
 
 
 def test_a_unit_leader_gets_the_status_of_their_own_unit_only(app):
