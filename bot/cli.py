@@ -1,7 +1,6 @@
 """Command line (SPEC §8): serve, chat, link, import, template, export, outbox, jobs."""
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import sys
@@ -156,14 +155,8 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     worker.start()
     click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
                                    port=port or cfg.server.port), err=True)
-    asgi = build_asgi(app, worker)
-    # What start-up loaded (modules, metadata, templates) lives as long as the process: keep it out
-    # of the garbage collector's full passes, which otherwise stop every thread for ~90 ms at a
-    # time under load (bench/README.md: p99).
-    gc.collect()
-    gc.freeze()
     try:
-        uvicorn.run(asgi, host=host or cfg.server.host,
+        uvicorn.run(build_asgi(app, worker), host=host or cfg.server.host,
                     port=port or cfg.server.port, log_level="warning", access_log=False, **server_options())
     finally:
         jobs.shutdown()

@@ -315,3 +315,32 @@ class Highlight(SQLModel, table=True):
     picked_at: datetime | None = None
     picked_by: str = Field(default="", max_length=64)
     shown_month: str = Field(default="", max_length=7)
+
+
+class MonthFigures(SQLModel, table=True):
+    """A finished month's scores, kept so that pages need not count them again
+    (bot/campaign/months.py): the rated units in ranking order and, to start the next month from,
+    the newest report of every task made before the month's end. `settings` digests the ranking
+    settings, `inputs` the rest they were computed from besides the reports (tasks, units, 督办 items
+    due in the month): another digest means they are stale. `report_mark` is the newest report id
+    when they were last checked (`checked_at`): a report added later but timed before the month's
+    end makes them stale too."""
+
+    month: str = Field(primary_key=True, max_length=7)
+    settings: str = Field(max_length=40)
+    inputs: str = Field(max_length=40)
+    report_mark: int
+    checked_at: datetime
+    units: str = Field(sa_column=Column(Text, nullable=False))  # JSON, rated units in ranking order
+    carry: str = Field(sa_column=Column(Text, nullable=False))  # JSON, newest report per task at the end
+    computed_at: datetime
+
+
+class RankingSoFar(SQLModel, table=True):
+    """The running month's ranking so far (截至目前) as a page last counted it, for every process
+    to show while it is fresh (bot/campaign/months.py): `data` as release.freeze writes a ranking."""
+
+    month: str = Field(primary_key=True, max_length=7)
+    settings: str = Field(max_length=40)  # as MonthFigures.settings
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime

@@ -302,3 +302,100 @@ def test_an_admin_reads_the_appeals_and_publishes_from_the_review_queue(db_url, 
         assert len(texts) == 1
     finally:
         app.engine.dispose()
+
+
+def _grow(app: Application, count: int, more: int, tag: str) -> None:
+    """`count` more units, each with a 负责人, two tasks, reports in March and April and a 督办
+    item due in March (answered and accepted); and `more` tasks (李四's), reports, problems with
+    notes and 督办 items with their timeline in 党政办公室 and 机电工程系, the units whose pages are
+    counted. `tag` keeps the codes apart."""
+    from db.models import ItemEvent, Member, Problem, ProblemProgress, SupervisionItem, Task
+
+    def tasks(s, unit_id: int, owner: str, n: int, code: str) -> None:
+        for k in range(n):
+            task = Task(code=f"{code}{k}", unit_id=unit_id, line="实干争效", content="推进", owner_userid=owner,
+                        start_date=at(2026, 3, 1).date(), due_date=at(2026, 12, 31).date())
+            s.add(task)
+            s.flush()
+            for month, day, version in ((3, 10 + k % 15, 1), (4, 2 + k % 7, 1), (4, 3 + k % 7, 2)):
+                s.add(Report(task_id=task.id, unit_id=unit_id, userid=owner, percent=10 * month + k + version,
+                             text="进展", created_at=at(2026, month, day, 9), month=f"2026-{month:02d}",
+                             local_day=day, version=version))
+
+    def item(s, unit_id: int, code: str, answered_day: int, events: int) -> None:
+        it = SupervisionItem(code=code, unit_id=unit_id, content="报送", deadline=at(2026, 3, 25).date(),
+                             month="2026-03", created_by="admin", created_at=at(2026, 3, 5, 9), status="办结",
+                             answered_at=at(2026, 3, answered_day, 9), closed_at=at(2026, 3, 28, 9))
+        s.add(it)
+        s.flush()
+        for e in range(events):
+            s.add(ItemEvent(item_id=it.id, kind="反馈", userid="admin", text=f"第{e}次", created_at=at(2026, 3, 20, 9)))
+
+    with app.session() as s:
+        for i in range(count):
+            unit = Unit(name=f"新增单位{tag}{i:03d}", leader_userid=f"g{tag}{i}")
+            s.add(unit)
+            s.flush()
+            s.add(Member(userid=f"g{tag}{i}", name=f"负责人{i}", unit_id=unit.id, role="负责人"))
+            tasks(s, unit.id, f"g{tag}{i}", 2, f"G{tag}{i}-")
+            item(s, unit.id, f"DG{tag}{i}", 20 + i % 8, 1)
+        for unit_id, owner in ((1, "admin"), (2, "li")):
+            tasks(s, unit_id, owner, more, f"M{tag}{unit_id}-")
+            for k in range(more // 2):
+                item(s, unit_id, f"DM{tag}{unit_id}-{k}", 20 + k % 8, 5)
+                problem = Problem(code=f"PM{tag}{unit_id}-{k}", unit_id=unit_id, description="问题", owner_userid=owner,
+                                  created_at=at(2026, 3, 5, 9))
+                s.add(problem)
+                s.flush()
+                for n in range(5):
+                    s.add(ProblemProgress(problem_id=problem.id, userid=owner, text=f"整改{n}",
+                                          created_at=at(2026, 3, 6 + n, 9)))
+
+
+def _statements_per_page(app: Application) -> dict[str, int]:
+    """SQL statements of each page, as an admin and as a member, each on a server started afresh
+    (in this process, so its statements are counted here): 总览 first counting the finished months
+    (none kept yet), then reading them back, then warm."""
+    from sqlalchemy import delete, event
+
+    from db.models import MonthFigures, RankingSoFar
+
+    with app.session() as s:
+        s.exec(delete(MonthFigures))
+        s.exec(delete(RankingSoFar))
+    count, out = [0], {}
+
+    def counting(*_):
+        count[0] += 1
+
+    event.listen(app.engine, "before_cursor_execute", counting)
+    try:
+        for who, paths in (("admin", ("/web/", "/web/", "/web/unit/1", "/web/me", "/web/admin")),
+                           ("li", ("/web/", "/web/", "/web/unit/2", "/web/me"))):
+            with ServerThread(build_asgi(app)) as server:
+                client = httpx.Client(base_url=server.base, timeout=30)
+                link = urlparse(make_link(app, who))
+                assert client.get(f"{link.path}?{link.query}").status_code == 303
+                for i, path in enumerate(paths):
+                    count[0] = 0
+                    assert client.get(path).status_code == 200, path
+                    out[f"{who} {path} #{i}"] = count[0]
+    finally:
+        event.remove(app.engine, "before_cursor_execute", counting)
+    return out
+
+
+def test_no_page_makes_more_sql_statements_for_more_units(db_url, clock):
+    """No N+1 anywhere: each page's statements (总览 counting the year, reading it back, warm; 单位,
+    我的, 管理) are as many for 44 units as for 8, and for a unit (and a person) with ten times the
+    tasks, reports, problems and items."""
+    app = Application(make_config(db_url, web={"session_secret": SECRET}), clock=clock)
+    app.migrate()
+    seed(app)
+    fill(app)
+    _grow(app, 4, 2, "a")
+    few = _statements_per_page(app)
+    _grow(app, 36, 20, "b")
+    assert _statements_per_page(app) == few
+    assert few["admin /web/ #0"] > few["li /web/ #0"] > few["li /web/ #1"], few  # counted, read back, warm
+    app.engine.dispose()

@@ -170,16 +170,22 @@ def year_reports(s: Session, months: list[Month], now: datetime, tz: ZoneInfo):
         yield month, (latest, first_days)
 
 
-def item_on_time(item, accepted, cutoff: datetime, tz: ZoneInfo) -> bool | None:
+def deadline_end(deadline: date, tz: ZoneInfo) -> datetime:
+    """The moment a deadline day is over."""
+    return local_midnight_utc(deadline + timedelta(days=1), tz)
+
+
+def item_on_time(item, accepted, cutoff: datetime, tz: ZoneInfo, end: datetime | None = None) -> bool | None:
     """True answered on time, False late or missed, None not due yet and not done.
 
     `accepted` (queries.Accepted, or None): an item counts only once it is 办结, by the time of the
     answer that was accepted, against its deadline as (possibly) extended; an answer that was sent
-    back does not count, nor one that came after `cutoff`."""
-    deadline_end = local_midnight_utc(item.deadline + timedelta(days=1), tz)
+    back does not count, nor one that came after `cutoff`. `end`: deadline_end(item.deadline), if
+    the caller has it."""
+    end = end if end is not None else deadline_end(item.deadline, tz)
     if accepted is not None and accepted.answered_at < cutoff:
-        return accepted.answered_at < deadline_end
-    return None if cutoff < deadline_end else False
+        return accepted.answered_at < end
+    return None if cutoff < end else False
 
 
 def ranking(
@@ -194,10 +200,12 @@ def ranking(
     units: list[Unit] | None = None,
     tasks: list[Task] | None = None,
     preloaded: tuple[dict, dict] | None = None,
+    prev_ranks: dict[int, int] | None = None,
 ) -> list[UnitScore]:
     """Score and rank every unit for `month`. The trend compares with `previous` (last month's
-    ranking) when given, else computes it when with_trend. `units`/`tasks` may be passed in by a
-    caller that ranks many months, so they are loaded once."""
+    ranking) or `prev_ranks` (unit id -> last month's rank) when given, else computes it when
+    with_trend. `units`/`tasks` may be passed in by a caller that ranks many months, so they are
+    loaded once (anything with the fields scoring reads: queries.UnitName, queries.TaskDates)."""
     units = units if units is not None else queries.all_units(s)
     tasks = tasks if tasks is not None else queries.all_tasks(s)
     on, latest, first_days = _inputs(s, month, now, tz, None, preloaded)
@@ -217,11 +225,13 @@ def ranking(
         t[4] += overdue
         t[5][light] += 1
     cutoff = evaluation_moment(month, now, tz)
-    items = queries.month_items(s, month)
-    accepted = queries.accepted_answers(s, month)
     items_by_unit: dict[int, list[bool | None]] = defaultdict(list)
-    for it in items:
-        items_by_unit[it.unit_id].append(item_on_time(it, accepted.get(it.id), cutoff, tz))
+    deadline_ends: dict[date, datetime] = {}  # items share deadlines
+    for it in queries.scored_items(s, month):
+        end = deadline_ends.get(it.deadline)
+        if end is None:
+            end = deadline_ends[it.deadline] = deadline_end(it.deadline, tz)
+        items_by_unit[it.unit_id].append(item_on_time(it, it.accepted, cutoff, tz, end))
     last_report = queries.unit_last_report_times(s, month, cutoff)
 
     scores = []
@@ -271,11 +281,12 @@ def ranking(
     for sc in unrated:
         sc.rank, sc.tier = 0, TIER_NONE
     scores = rated + unrated
-    if previous is None and with_trend:
+    if previous is None and prev_ranks is None and with_trend:
         previous = ranking(s, month.prev(), now, tz, deadline_day, weights, with_trend=False, units=units,
                            tasks=tasks)
     if previous is not None:
-        prev_rank = {p.unit.id: p.rank for p in previous if p.rank}
+        prev_ranks = {p.unit.id: p.rank for p in previous if p.rank}
+    if prev_ranks is not None:
         for sc in scores:
-            sc.prev_rank = prev_rank.get(sc.unit.id)
+            sc.prev_rank = prev_ranks.get(sc.unit.id)
     return scores

@@ -1,19 +1,19 @@
 """What each page shows, read through db/ and the campaign's own computations (the same ranking
-and lights as the broadcast and the chat). Each function takes a short read-only session; the
-number of queries does not grow with the number of units, tasks or reports."""
+and lights as the broadcast and the chat). Each function takes a short read-only session (what
+总览 counts is kept in a write transaction of its own: bot/campaign/months.py); the number of
+queries does not grow with the number of units, tasks or reports."""
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.campaign import digest, release, scoring
+from bot.campaign import months, release, scoring
 from bot.campaign.scoring import UnitScore
 from db import queries
-from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, Unit
+from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
 from db.month import Month
 
 JOB_LABELS = {
@@ -25,9 +25,9 @@ JOB_LABELS = {
     "annual_summary": "年度总结与考核评比",
 }
 TREND_MONTHS = 12
-CLOSED_MONTH_TTL = 600.0  # seconds a finished month's ranking is kept (the trend's earlier months)
-RUNNING_MONTH_TTL = 60.0  # seconds the running month's ranking (截至目前) is kept: one ranking of
-# 2,000 units costs over a second on SQLite, so 总览 recomputes it at most once a minute
+RUNNING_TTL = timedelta(minutes=1)  # the running month's ranking (截至目前) is counted at most once
+# a minute, by whichever process needs it first, and kept in the database for the others; a process
+# reads it, and the trend's finished months (bot/campaign/months.py), again after this long
 
 
 class NotVisible(Exception):
@@ -62,42 +62,35 @@ def this_month(app, now: datetime) -> Month:
 
 
 class Rankings:
-    """Rankings by month, kept for a while: finished months for CLOSED_MONTH_TTL (they change only
-    when the roster is re-imported), the running month for RUNNING_MONTH_TTL."""
+    """The trend's finished months, the running month's ranking so far and the published ranking
+    as this process last read them (bot/campaign/months.py), for RUNNING_TTL of the app's clock."""
 
     def __init__(self):
-        self._closed: dict[str, tuple[float, list[UnitScore]]] = {}
+        self._window: tuple[Month, datetime, months.Finished, list] | None = None
+        self._published: tuple[tuple, list] | None = None
         self._lock = threading.Lock()
 
-    def months(self, s: Session, app, months: list[Month], now: datetime) -> dict[Month, list[UnitScore]]:
-        tz, clock = app.tz, time.monotonic()
-        out: dict[Month, list[UnitScore]] = {}
+    def window(self, s: Session, app, trend: list[Month], now: datetime) -> tuple[months.Finished, list]:
+        """(the finished months of `trend`, the ranking of its last month so far)."""
+        month = trend[-1]
         with self._lock:
-            for m in months:
-                hit = self._closed.get(str(m))
-                ttl = CLOSED_MONTH_TTL if m.end_utc(tz) <= now else RUNNING_MONTH_TTL
-                if hit and clock - hit[0] < ttl:
-                    out[m] = hit[1]
-        missing = [m for m in months if m not in out]
-        if not missing:
-            return out
-        units, tasks = queries.all_units(s), queries.all_tasks(s)
-        if len(missing) == 1 and missing[0] == months[-1]:  # the usual case: only the running month
-            m = missing[0]
-            previous = out.get(m.prev())
-            out[m] = digest.rank(s, app.config, m, now, previous=previous, with_trend=previous is None,
-                                 units=units, tasks=tasks)
-        else:  # cold: every month from the first missing one in one pass over the reports
-            span = months[months.index(missing[0]):]
-            previous = out.get(span[0].prev())
-            for m, preloaded in scoring.year_reports(s, span, now, tz):
-                previous = out[m] = digest.rank(s, app.config, m, now, previous=previous,
-                                                with_trend=False, units=units, tasks=tasks,
-                                                preloaded=preloaded)
+            last = self._window
+        if last is not None and last[0] == month and timedelta(0) <= now - last[1] < RUNNING_TTL:
+            return last[2], last[3]
+        inputs = months.Inputs(s)
+        done = months.finished(s, app, trend[:-1], now, inputs, previous=last[2] if last else None)
+        counted, running = months.so_far(s, app, month, now, done, RUNNING_TTL, inputs)
         with self._lock:
-            for m in missing:
-                self._closed[str(m)] = (clock, out[m])
-        return out
+            self._window = (month, counted, done, running)
+        return done, running
+
+    def published(self, frozen: RankingRelease) -> list:
+        """The published ranking, thawed once: a release does not change once published."""
+        key = (frozen.id, frozen.month, frozen.published_at)
+        last = self._published
+        if last is None or last[0] != key:
+            last = self._published = (key, release.thaw(frozen.data))
+        return last[1]
 
 
 def _trend_point(scores: list[UnitScore], unit_ids: set[int] | None) -> tuple[float | None, float | None]:
@@ -112,16 +105,16 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     from jobs import JobQueue
 
     month = this_month(app, now)
-    months = [month]
-    while len(months) < TREND_MONTHS:
-        months.insert(0, months[0].prev())
-    by_month = rankings.months(s, app, months, now)
+    trend = [month]
+    while len(trend) < TREND_MONTHS:
+        trend.insert(0, trend[0].prev())
+    done, running = rankings.window(s, app, trend, now)
     published_month = month.prev()
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
-    published = release.thaw(frozen.data) if frozen is not None and frozen.status == RELEASE_PUBLISHED else None
+    published = rankings.published(frozen) if frozen is not None and frozen.status == RELEASE_PUBLISHED else None
     trend_units = None if who.admin else set(who.units) or {who.unit.id}
-    points = [_trend_point(by_month[m], trend_units) for m in months]
-    mine = next((sc for sc in by_month[month] if sc.unit.id == who.unit.id), None)
+    points = [done.figures[m].point(trend_units) for m in trend[:-1]] + [_trend_point(running, trend_units)]
+    mine = next((sc for sc in running if sc.unit.id == who.unit.id), None)
     deadline_day = app.config.schedule.report_deadline_day
     deadline = month.first_day.replace(day=deadline_day)
     local = now.astimezone(app.tz)
@@ -133,20 +126,20 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     calendar.sort(key=lambda row: (row[1], row[2]))
     return {
         "month": month,
-        "preview": by_month[month] if who.admin else None,
+        "preview": running if who.admin else None,
         "published": published,
         "published_month": published_month,
         "mine": mine,
-        "total": len(by_month[month]),
+        "total": len(running),
         "unreported": queries.unreported_count(s, who.unit.id, month),
         "deadline": deadline,
         "deadline_passed": local.date() > deadline,
-        "trend_labels": [f"{m.month}月" for m in months],
+        "trend_labels": [f"{m.month}月" for m in trend],
         "trend_scores": [p[0] for p in points],
         "trend_rates": [p[1] for p in points],
         "trend_of": "全校平均" if who.admin else "分管单位平均" if who.units else who.unit.name,
         # a 分管领导's units, this month so far (their places among all; the whole preview is admins')
-        "overseen": [sc for sc in by_month[month] if sc.unit.id in who.units],
+        "overseen": [sc for sc in running if sc.unit.id in who.units],
         "calendar": calendar[:6],
     }
 

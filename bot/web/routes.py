@@ -26,6 +26,7 @@ from bot.app import Application
 from bot.campaign import scoring
 from bot.web import auth, pages
 from bot.web.chart import line_chart
+from bot.web.table import ranking_rows
 from db import queries
 
 log = logging.getLogger("duban.web")
@@ -50,7 +51,7 @@ def _environment(app: Application) -> Environment:
         localtime=lambda v, fmt="%m-%d %H:%M": v.astimezone(app.tz).strftime(fmt) if v else "—",
         lightname=lambda v: LIGHT_NAMES.get(v, v),
     )
-    env.globals.update(line_chart=line_chart, org=app.config.org)
+    env.globals.update(line_chart=line_chart, ranking_rows=ranking_rows, org=app.config.org)
     return env
 
 
@@ -59,6 +60,8 @@ def build_web(app: Application, writer) -> Starlette:
     goes the chat's way)."""
     cfg = app.config.web
     env = _environment(app)
+    for name in env.list_templates():  # compiled now, not by the first request for each page
+        env.get_template(name)
     rankings = pages.Rankings()
     exchange: list[auth.CodeExchange] = []  # made on first use (console mode has no WeCom)
     secret = cfg.session_secret or secrets.token_urlsafe(32)
