@@ -44,7 +44,7 @@ def task_by_code(s: Session, command: str, token: str, member: Member, also: set
 
 
 def task_to_report(s: Session, command: str, token: str, member: Member, month: Month):
-    """The task a 汇报 / 修改 names, locked for the report (queries.task_to_report)."""
+    """The task a 汇报 / 修改 names, with its unit's count still to report (queries.task_to_report)."""
     return _owned(s, command, token, member, "T", lambda s, code: queries.task_to_report(s, code, month), "task")
 
 

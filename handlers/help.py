@@ -1,12 +1,11 @@
 """帮助: the commands this user may use (worded for their role), each with one example while the
-list fits in one message; `帮助 <命令>` shows one command with its example."""
+list fits in one message (help.j2 measures it); `帮助 <命令>` shows one command with its example."""
 from bot.reply import Reply
 from bot.router import EVERYONE, Context, Router
 from db import queries
 from db.models import ROLE_ADMIN, ROLE_OVERSEER, Unit
 
 router = Router("help")
-EXAMPLES_UP_TO = 14  # commands listed with an example each: more would not fit one message (2048 bytes)
 UNIT_ACTS = ("销号", "申诉", "自评")  # a unit's 负责人 does these; an admin may, but is shown them by name
 
 
@@ -31,5 +30,4 @@ def show_help(ctx: Context) -> Reply:
     if ctx.member.role == ROLE_OVERSEER:
         ids = queries.overseen_units(ctx.session, ctx.member)
         units = sorted(u.name for u in (ctx.session.get(Unit, i) for i in ids) if u is not None)
-    return Reply("help", {"names": names, "brief": brief, "member": ctx.member, "units": units,
-                          "examples": not brief and len(names) <= EXAMPLES_UP_TO})
+    return Reply("help", {"names": names, "brief": brief, "member": ctx.member, "units": units})

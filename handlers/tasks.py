@@ -84,6 +84,10 @@ def report(ctx: Context) -> Reply:
     """One report, or several in one message (汇报 T1 30% … 汇报 T2 20% …), each answered; a wrong
     one refuses the whole message, so nothing is half-stored."""
     entries = [_report_one(ctx, piece) for piece in split_repeated(ctx.args, _NEXT_REPORT)]
+    # What each unit has still to report after this whole message: its last entry counted the rest.
+    left = {e["unit"].id: e["left"] for e in entries}
+    for e in entries:
+        e["left"] = left[e["unit"].id]
     if len(entries) == 1:
         return Reply("report_ok", entries[0])
     return Reply("reports_ok", {"entries": entries})

@@ -39,6 +39,7 @@ def test_text_right_after_the_percent_is_a_report(app, text):
 def test_two_reports_in_one_message_are_two_reports_each_answered(app):
     reply = say(app, "zhang", "汇报 T1 30% 完成方案 汇报 T2 20% 开展两次学习")
     assert "已收到 T1" in reply and "已收到 T2" in reply
+    assert "还有" not in reply and "本月任务已全部汇报" in reply  # the count is after the whole message
     assert [(r.percent, r.text) for r in reports(app)] == [(30, "完成方案"), (20, "开展两次学习")]
     # on separate lines, the percent glued to the text, too
     say(app, "zhang", "汇报 T1 40%方案定稿\n汇报 T2 50%第三次学习")

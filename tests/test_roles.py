@@ -13,7 +13,7 @@ from bot.app import Application
 from bot.cli import _worker
 from bot.clock import FixedClock
 from conftest import add_overseer, at, make_config, seed
-from db.models import Member, Outbox, Report, Task, Unit
+from db.models import LeaderUnit, Member, Outbox, Report, Task, Unit
 from jobs import JobQueue
 
 _ids = itertools.count(1)
@@ -205,3 +205,16 @@ def test_the_leaders_red_notice_waits_for_the_end_of_quiet_hours(db_url, fake):
     finally:
         worker.stop()
         app.engine.dispose()
+
+
+def test_a_leader_over_many_units_still_gets_help_in_one_message(app):
+    assert "例：" in say(app, "vp", "帮助")  # two units: the examples fit
+    with app.session() as s:
+        for name in ("马克思主义学院", "经济管理系", "外国语学院", "艺术设计系"):
+            unit = Unit(name=name)
+            s.add(unit)
+            s.flush()
+            s.add(LeaderUnit(userid="vp", unit_id=unit.id))
+    text = say(app, "vp", "帮助")
+    assert "其余部分" not in text and len(text.encode()) <= 2048
+    assert "艺术设计系" in text and "例：" not in text and "帮助 汇报" in text
