@@ -2,16 +2,17 @@
 a year of reports; bench/orggen.py) with last month's ranking published, through the real ASGI app
 in this process (Starlette's TestClient: routing, session cookie, queries, templates; no network).
 
-First, one admin 总览 on a server that finds no finished month kept: it counts the trend's finished
-months and keeps them (bot/campaign/months.py), as happens once a month or after an import changes
-the tasks. Then, for an admin and for a member, a server started afresh on that database, and for
-each page the first request (cold: for 总览, the kept months and the kept ranking so far are read)
-and the median of the next --repeat (warm), with the SQL statements of the cold and the last
-request. Last, in one server, 总览 each minute for three minutes (the running month is counted
-again: once a minute, by whichever process comes first; the median) and ten minutes on (the kept
-months' tasks, units and items are checked too). Target: each page under 200 ms at 2,000 units,
-cold and warm. Times are wall clock and, in brackets, the process's CPU time (the steadier of the
-two on a shared machine).
+First, one admin 总览 on a server that finds nothing kept (a fresh database, no scheduler run yet):
+it counts the trend's finished months and the running month in the request and keeps them
+(bot/campaign/months.py). Then, for an admin and for a member, a server started afresh on that
+database, and for each page the first request (cold: for 总览, the kept months and the kept ranking
+so far are read) and the median of the next --repeat (warm), with the SQL statements of the cold
+and the last request. Last, in one server, the scheduler's job (months.keep, every minute: off the
+request path) and an admin 总览 half a minute after each run: each minute for three minutes (the
+running month counted; the medians), ten minutes on (the kept months' tasks, units and items are
+checked too), and after the month ends (it is counted, provisionally, then settled). Target: each
+page under 200 ms at 2,000 units, cold and warm. Times are wall clock and, in brackets, the
+process's CPU time (the steadier of the two on a shared machine).
 
     python bench/web.py [--units 2000] [--repeat 5] [--db sqlite|postgres]
 """
@@ -49,6 +50,7 @@ def main() -> None:
     from bot.web.auth import make_link
     from bot.wecom.callback import build_asgi
     from db.month import Month
+    from jobs import JobQueue
     from orggen import generate
 
     tmp = tempfile.mkdtemp(prefix="duban-web-")
@@ -105,7 +107,7 @@ def main() -> None:
     app, client = fresh_server()
     with client:
         sign_in(client, "admin")
-        print(line("first count (finished months counted and kept): admin 总览", *timed(client, "/web/")[:3]))
+        print(line("nothing kept (no scheduler yet): admin 总览 counts, keeps", *timed(client, "/web/")[:3]))
     app.engine.dispose()
 
     pages = {"总览": "/web/", "单位": "/web/unit/1", "我的": "/web/me", "管理": "/web/admin"}
@@ -123,20 +125,41 @@ def main() -> None:
                       f"warm {runs[-1][2]}")
         app.engine.dispose()
 
-    app, client = fresh_server()  # later, in one server: the clock moves, the process stays
+    app, client = fresh_server()  # later, in one server with the scheduler's job: the clock moves
+    jobs = JobQueue(app)
+
+    def job() -> tuple[float, float, int]:
+        """(ms, CPU ms, SQL statements) of the scheduler's run (months.keep): off the request path."""
+        statements[0] = 0
+        t, c = time.perf_counter(), time.process_time()
+        assert jobs.keep_figures()
+        return (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000, statements[0]
+
+    def median(runs: list) -> list:
+        return [statistics.median(r[i] for r in runs) for i in range(3)]
+
     with client:
         sign_in(client, "admin")
         timed(client, "/web/")
-        start, later = clock.now(), []
+        start, counted, read = clock.now(), [], []
         for minute in (1, 2, 3):
             clock.set(start + timedelta(minutes=minute, seconds=1))
-            later.append(timed(client, "/web/"))
-        print(line("each minute (the running month counted again): admin 总览",
-                   *(statistics.median(r[i] for r in later) for i in range(3))))
+            counted.append(job())
+            clock.set(start + timedelta(minutes=minute, seconds=31))
+            read.append(timed(client, "/web/"))
+        print(line("each minute: the job (running month counted), median", *median(counted)))
+        print(line("each minute: admin 总览 between its runs, median", *median(read)))
         clock.set(start + timedelta(minutes=11, seconds=2))
-        print(line("ten minutes on (kept months checked, running month counted)", *timed(client, "/web/")[:3]))
+        print(line("ten minutes on: the job (kept months checked too)", *job()))
+        clock.set(start + timedelta(minutes=11, seconds=32))
+        print(line("ten minutes on: admin 总览", *timed(client, "/web/")[:3]))
+        end = datetime(2026, 11, 1, tzinfo=clock.now().tzinfo)
+        for after in (timedelta(seconds=30), timedelta(minutes=11)):  # October counted: provisionally, then settled
+            clock.set(end + after)
+            print(line(f"a month ended {after} ago: the job", *job()))
+            clock.set(end + after + timedelta(seconds=30))
+            print(line(f"a month ended {after} ago: admin 总览", *timed(client, "/web/")[:3]))
     app.engine.dispose()
-
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,9 @@
 - a run is claimed in the database as (job, period) in the same transaction that puts its
   messages in the outbox, so each period runs once however many processes or restarts;
 - on start, a run missed while down is caught up if it is within the grace period.
+
+Besides the configured jobs, housekeeping on intervals, in every replica: publishing rankings whose
+review window ended (every 5 minutes), 总览's figures for the pages (every minute) and pruning (daily).
 """
 from __future__ import annotations
 
@@ -18,13 +21,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.clock import Clock
 from bot.config import Config
 from bot.render import Renderer
 from bot import targets
-from bot.campaign import release
+from bot.campaign import months, release
 from bot.reply import Push, Target
 from db import queries
 from db.month import Month
@@ -51,6 +55,7 @@ class Host(Protocol):
     config: Config
     clock: Clock
     renderer: Renderer
+    engine: Engine  # months.keep reads in a session of its own, as the pages do
 
     def session(self) -> ContextManager[Session]: ...
 
@@ -170,6 +175,9 @@ class JobQueue:
             self.scheduler.add_job(self._fire_logged, self.trigger(name), args=[name], id=name, name=name)
         self.scheduler.add_job(self._daily_logged, CronTrigger(hour=3, minute=17, timezone=self.tz), id="daily")
         self.scheduler.add_job(self._publish_logged, IntervalTrigger(minutes=5, timezone=self.tz), id="publish")
+        if self.app.config.web.enabled:  # 总览's figures (until its first run, the pages count what is not kept)
+            self.scheduler.add_job(self._keep_logged, IntervalTrigger(seconds=months.KEEP_EVERY.total_seconds(),
+                                                                      timezone=self.tz), id="keep_figures")
         self.scheduler.start()
 
     def publish_due(self) -> list[str]:
@@ -195,6 +203,19 @@ class JobQueue:
             self.publish_due()
         except Exception:
             log.exception("publishing rankings due failed")
+
+    def keep_figures(self) -> bool:
+        """Count 总览's figures for the pages to read (bot/campaign/months.py's keep): the running
+        month's ranking so far every minute; the finished months of the trend when they changed or
+        ended, checked every ten minutes. Each replica's scheduler runs it; one that finds the
+        ranking kept by another within the minute leaves it. False: nothing counted."""
+        return months.keep(self.app, self.app.clock.now())
+
+    def _keep_logged(self) -> None:
+        try:
+            self.keep_figures()
+        except Exception:  # the pages count what is not kept themselves
+            log.exception("keeping the home page's figures failed")
 
     PRUNE_MARGIN = timedelta(hours=1)
 

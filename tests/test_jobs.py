@@ -242,8 +242,9 @@ def test_the_scheduler_fires_the_right_period_with_a_deliberate_grace(app):
     try:
         jobs = {j.id: j for j in q.scheduler.get_jobs()}
         assert set(jobs) == {"deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
-                             "annual_summary", "item_watch", "daily", "publish"}
+                             "annual_summary", "item_watch", "daily", "publish", "keep_figures"}
         assert jobs["monthly_prompt"].misfire_grace_time == 24 * 3600 and jobs["monthly_prompt"].coalesce
+        assert jobs["keep_figures"].trigger.interval == timedelta(minutes=1)  # 总览's figures (tests/test_months.py)
     finally:
         q.shutdown()
     app.clock.set(at(2026, 5, 6, 10, 0, 3))  # the moved ranking fire time (after May Day), a few seconds late
@@ -358,6 +359,7 @@ def test_a_run_before_the_roster_is_imported_is_not_claimed(db_url, clock):
         assert q.run("escalation", at(2026, 3, 25, 17)).status == "no-roster"
         with Session(app.engine) as s:
             assert s.exec(select(func.count()).select_from(JobRun)).one() == 0
+        assert not q.keep_figures()  # 总览's figures: nothing to count either, nor to keep
         seed(app)
         result = q.run("escalation", at(2026, 3, 25, 17))
         assert result.status == "ran" and result.messages > 0

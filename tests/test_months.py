@@ -1,7 +1,8 @@
 """总览's numbers (bot/campaign/months.py): the trend's finished months, kept in the database, and the
 running month's ranking so far agree with the scoring module's own count of each month, when they are
 counted first, read back, checked again, and after what changes a finished month (a late 办结, a
-task added to it, a report timed in it, other ranking settings)."""
+task added to it, a report timed in it, other ranking settings); counted by the scheduler
+(months.keep) and read by the pages between its runs, or by a page when nothing usable is kept."""
 from __future__ import annotations
 
 import itertools
@@ -9,8 +10,10 @@ from sqlmodel import Session, select
 
 from bot.app import Application
 from bot.campaign import digest
+from bot.campaign import months as bot_months
 from bot.web import pages
 from conftest import at, make_config
+from jobs import JobQueue
 from db.models import MonthFigures, RankingSoFar
 from db.month import Month
 
@@ -52,6 +55,7 @@ def assert_agrees(app, data: dict, userid: str) -> None:
     months = [month]
     while len(months) < pages.TREND_MONTHS:
         months.insert(0, months[0].prev())
+    assert months == bot_months.trend(month)
     for m in months:
         trend.append(pages._trend_point(counted(app, m), None if unit is None else {unit}))
     assert list(zip(data["trend_scores"], data["trend_rates"])) == trend
@@ -109,7 +113,7 @@ def test_a_finished_month_changed_later_is_counted_again(app):
     assert_agrees(app, before, "sun")
 
     say(app, "admin", "办结 D3", at(2026, 6, 2, 11))  # accepted in June: May's 督办 is on time after all
-    app.clock.set(at(2026, 6, 2, 11, 11))  # kept months are checked every ten minutes
+    app.clock.set(at(2026, 6, 2, 11, 11))  # kept months are checked every ten minutes (by a page: fifteen)
     after = overview(app, "sun")
     assert after["trend_scores"][-2] > before["trend_scores"][-2]
     assert_agrees(app, after, "sun")
@@ -140,31 +144,83 @@ def test_a_finished_month_changed_later_is_counted_again(app):
         other.engine.dispose()
 
 
-def test_the_running_ranking_is_counted_once_a_minute_for_every_process(app):
+def kept_at(app) -> tuple:
+    """(when the ranking so far was counted, when each kept month was counted and last checked)."""
+    with Session(app.engine) as s:
+        return (s.exec(select(RankingSoFar.computed_at)).one(),
+                {f.month: (f.computed_at, f.checked_at) for f in s.exec(select(MonthFigures))})
+
+
+def test_the_scheduler_keeps_the_figures_and_a_page_between_its_runs_reads_them(app):
     history(app)
+    q = JobQueue(app)
     app.clock.set(at(2026, 5, 20, 10))
-    assert_agrees(app, overview(app, "admin"), "admin")
+    assert q.keep_figures()  # the scheduler's run: the running month's ranking and the eleven months before
+    counted = kept_at(app)
+    assert counted[0] == app.clock.now() and sorted(counted[1]) == (
+        [f"2025-{m:02d}" for m in range(6, 13)] + [f"2026-{m:02d}" for m in range(1, 5)])
+    for userid in VIEWERS:  # read back, by processes started afresh, and nothing counted by them
+        assert_agrees(app, overview(app, userid), userid)
+    assert kept_at(app) == counted
+
     say(app, "sun", "汇报 T5 60% 五月进展", at(2026, 5, 20, 10, 0, 30))
-    stale = overview(app, "sun")  # another process, within the minute: the kept ranking, without the report
+    app.clock.set(at(2026, 5, 20, 10, 0, 40))
+    assert not q.keep_figures()  # counted 40 s ago (by another replica's scheduler, say): left as it is
+    app.clock.set(at(2026, 5, 20, 10, 3))  # a page between runs (the scheduler a little late): the kept ranking
+    stale = overview(app, "sun")
+    assert kept_at(app) == counted
     with Session(app.engine) as s:
         kept = digest.rank(s, app.config, Month(2026, 5), at(2026, 5, 20, 10))
         now = digest.rank(s, app.config, Month(2026, 5), app.clock.now())
     library = {unit_id(app, "sun")}
     assert (stale["trend_scores"][-1], stale["trend_rates"][-1]) == pages._trend_point(kept, library)
     assert pages._trend_point(kept, library) != pages._trend_point(now, library)
-    app.clock.set(at(2026, 5, 20, 10, 1, 1))
-    assert_agrees(app, overview(app, "sun"), "sun")  # a minute on: counted again, with it
+    assert q.keep_figures()  # its next run: counted again, with the report
+    assert kept_at(app)[0] == app.clock.now()
+    assert_agrees(app, overview(app, "sun"), "sun")
+
+    app.clock.set(at(2026, 5, 20, 10, 11))  # ten minutes on: the kept months are checked (and unchanged)
+    assert q.keep_figures()
+    assert all(checked == app.clock.now() and computed == counted[1][m][0]
+               for m, (computed, checked) in kept_at(app)[1].items())
+    for userid in VIEWERS:
+        assert_agrees(app, overview(app, userid), userid)
 
 
-def test_the_first_minutes_of_a_month_count_the_month_just_ended_without_keeping_it(app):
+def test_without_the_scheduler_a_page_counts_what_is_not_kept_or_kept_too_long_ago(app):
     history(app)
+    app.clock.set(at(2026, 5, 20, 10))
+    assert_agrees(app, overview(app, "admin"), "admin")  # nothing kept: counted in the request, and kept
+    assert kept_at(app)[0] == app.clock.now() and len(kept_at(app)[1]) == 11
+    say(app, "sun", "汇报 T5 60% 五月进展", at(2026, 5, 20, 10, 2))
+    app.clock.set(at(2026, 5, 20, 10, 4, 59))  # kept less than months.KEPT_FOR ago: read, not counted
+    overview(app, "sun")
+    assert kept_at(app)[0] == at(2026, 5, 20, 10)
+    app.clock.set(at(2026, 5, 20, 10, 5, 1))  # no scheduler keeps it: counted again by the page, with the report
+    assert_agrees(app, overview(app, "sun"), "sun")
+    assert kept_at(app)[0] == app.clock.now()
+
+
+def test_the_month_just_ended_is_kept_provisionally_until_it_has_settled(app):
+    history(app)
+    q = JobQueue(app)
     app.clock.set(at(2026, 6, 1, 0, 3))  # May ended three minutes ago: a late report may still be on its way
+    for userid in VIEWERS:  # the first minute of June, before the scheduler's run: counted in the request
+        assert_agrees(app, overview(app, userid), userid)
+    assert kept_at(app)[1]["2026-05"][0] == app.clock.now()  # kept, but provisionally
+    app.clock.set(at(2026, 6, 1, 0, 4))
+    assert q.keep_figures()  # counted again by the scheduler until it has settled
+    assert kept_at(app)[1]["2026-05"][0] == app.clock.now()
+    app.clock.set(at(2026, 6, 1, 0, 5))
+    counted = kept_at(app)
+    for userid in VIEWERS:  # the pages read the provisional figures
+        assert_agrees(app, overview(app, userid), userid)
+    assert kept_at(app) == counted
+    app.clock.set(at(2026, 6, 1, 0, 11))
+    assert q.keep_figures()
+    assert kept_at(app)[1]["2026-05"][0] == app.clock.now()  # settled: kept for good
+    app.clock.set(at(2026, 6, 1, 0, 12))
+    assert q.keep_figures()
+    assert kept_at(app)[1]["2026-05"][0] == at(2026, 6, 1, 0, 11)
     for userid in VIEWERS:
         assert_agrees(app, overview(app, userid), userid)
-    with Session(app.engine) as s:
-        assert "2026-05" not in s.exec(select(MonthFigures.month)).all()
-    app.clock.set(at(2026, 6, 1, 0, 15))
-    for userid in VIEWERS:
-        assert_agrees(app, overview(app, userid), userid)
-    with Session(app.engine) as s:
-        assert "2026-05" in s.exec(select(MonthFigures.month)).all()

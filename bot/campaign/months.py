@@ -11,6 +11,13 @@ every use (a report added afterwards but timed before the month's end, as with a
 makes them stale); the tasks, units and items, which take a pass over every row, at most every
 CHECK_EVERY, by whichever process comes first.
 
+The counting is the scheduler's (keep(), every minute: jobs/__init__.py): it counts the running
+month's ranking so far, checks the kept months when due and counts those that changed or ended.
+A page (bot/web/pages.py) calls finished() and so_far() too, but takes what is kept while it is
+recent enough (the ranking so far KEPT_FOR, the checks CHECK_EVERY + KEPT_FOR) and counts in the
+request only when nothing usable is kept: a fresh database, the first minute after a month ends
+(before the scheduler's run), or no scheduler running.
+
 Each kept month also holds the newest report of every task at its end (`carry`): the next month
 starts from it and adds its own reports, instead of going through a year of reports. This relies on
 what add_report writes: a report's `month` is the local month of its `created_at`.
@@ -41,6 +48,14 @@ FIGURES_VERSION = "1"
 SETTLE = timedelta(minutes=10)
 # How long kept months are trusted after their tasks, units and items were last found unchanged.
 CHECK_EVERY = timedelta(minutes=10)
+TREND_MONTHS = 12  # 总览's trend: the running month and the eleven before it
+KEEP_EVERY = timedelta(minutes=1)  # the scheduler's keep(): the running month's ranking counted again
+# keep() leaves the ranking so far alone when another process (a replica's scheduler) kept it this recently
+KEPT_BY_ANOTHER = timedelta(seconds=45)
+# A page serves the kept ranking so far while it is younger than this, and the kept months while they
+# were checked less than CHECK_EVERY + KEPT_FOR ago: with the scheduler running they always are; past
+# that (no scheduler, or it is stuck), the page counts in the request, as it did before the scheduler.
+KEPT_FOR = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -101,14 +116,21 @@ class Finished:
     carry: dict | None = None  # the newest report per task (queries.Latest) at the end of the last of
     # them, when counted (else read from the last one's kept figures when needed: running())
     kept_last: tuple | None = None  # (month, computed_at) of the last one's kept figures, if read
+    counted: bool = False  # some of them were counted now (not all read back as kept)
+    unsettled: frozenset = frozenset()  # those read back as kept provisionally (their carry is not read)
 
 
 def finished(s: Session, app, months: list[Month], now: datetime, inputs: Inputs | None = None,
-             previous: Finished | None = None) -> Finished:
+             previous: Finished | None = None, check_every: timedelta = CHECK_EVERY,
+             provisional: bool = False) -> Finished:
     """The figures of consecutive finished months: from the database while their inputs are
-    unchanged, else counted (from the end of the month before) and kept once settled. `app` gives
-    the settings and, to keep months, app.session(); `previous`, what this process read before,
-    lends its carry when the last month's kept figures are the same."""
+    unchanged (checked when the last check is `check_every` old), else counted (from the end of the
+    month before) and kept. `app` gives the settings and, to keep months, app.session(); `previous`,
+    what this process read before, lends its carry when the last month's kept figures are the same.
+
+    A month counted before it settled (SETTLE after its end) is kept too, but provisionally: only a
+    reader that says `provisional` (a page) takes it; counting (the scheduler's keep()) counts it
+    again until it is kept settled."""
     config = app.config
     tz = config.schedule.tz
     mark = queries.report_mark(s)  # first: what is read next includes at least the reports up to it
@@ -117,9 +139,13 @@ def finished(s: Session, app, months: list[Month], now: datetime, inputs: Inputs
     earliest = {mark_: queries.earliest_report_after(s, mark_) for mark_ in {k.report_mark for k in kept.values()}}
     kept = {m: k for m, k in kept.items() if k.settings == settings
             and (earliest[k.report_mark] is None or earliest[k.report_mark] >= m.end_utc(tz))}
-    if months and len(kept) == len(months) and all(timedelta(0) <= now - k.checked_at < CHECK_EVERY
-                                                   for k in kept.values()):
-        return _reuse(Finished({m: Figures.load(kept[m].units) for m in months}), kept, months, previous)
+    settled = {m: k for m, k in kept.items() if k.computed_at >= m.end_utc(tz) + SETTLE}
+    usable = kept if provisional else settled
+    if months and len(usable) == len(months) and all(timedelta(0) <= now - k.checked_at < check_every
+                                                     for k in usable.values()):
+        return _reuse(Finished({m: Figures.load(usable[m].units) for m in months},
+                               unsettled=frozenset(m for m in months if m not in settled)), usable, months, previous)
+    kept = settled
     inputs = inputs or Inputs(s)
     units, tasks = inputs.units, inputs.tasks
     digests = _digests(s, months, units, tasks)
@@ -137,10 +163,10 @@ def finished(s: Session, app, months: list[Month], now: datetime, inputs: Inputs
         out[m] = Figures.of(scoring.ranking(s, m, now, tz, config.schedule.report_deadline_day,
                                             digest.weights(config), with_trend=False, units=units, tasks=tasks,
                                             preloaded=(latest, first_days)))
-        if now >= m.end_utc(tz) + SETTLE:
-            fresh.append({"month": str(m), "settings": settings, "inputs": digests[m], "report_mark": mark,
-                          "checked_at": now, "units": out[m].dump(), "carry": _dump_carry(latest),
-                          "computed_at": now})
+        # kept settled once SETTLE has passed since its end, provisionally before (computed_at tells)
+        fresh.append({"month": str(m), "settings": settings, "inputs": digests[m], "report_mark": mark,
+                      "checked_at": now, "units": out[m].dump(), "carry": _dump_carry(latest),
+                      "computed_at": now})
         carry = latest
     if fresh or checked:
         try:
@@ -148,7 +174,9 @@ def finished(s: Session, app, months: list[Month], now: datetime, inputs: Inputs
                 queries.keep_months(w, fresh, checked, mark, now)
         except Exception:  # they are counted again next time
             log.warning("keeping the figures of %s failed", ", ".join(r["month"] for r in fresh), exc_info=True)
-    return Finished(out, carry) if carry is not None else _reuse(Finished(out), kept, months, previous)
+    if carry is not None:
+        return Finished(out, carry, counted=True)
+    return _reuse(Finished(out, counted=bool(fresh)), kept, months, previous)
 
 
 def _reuse(done: Finished, kept: dict, months: list[Month], previous: Finished | None) -> Finished:
@@ -160,11 +188,37 @@ def _reuse(done: Finished, kept: dict, months: list[Month], previous: Finished |
     return done
 
 
+def trend(month: Month) -> list[Month]:
+    """总览's trend: the TREND_MONTHS months up to `month`, the running one."""
+    out = [month]
+    while len(out) < TREND_MONTHS:
+        out.insert(0, out[0].prev())
+    return out
+
+
+def keep(app, now: datetime) -> bool:
+    """The scheduler's, every KEEP_EVERY (jobs/__init__.py): count the running month's ranking so far
+    and keep it, with the trend's finished months checked when due and counted when they changed or
+    ended (finished()), so that the pages read them. False: nothing counted, for there are no units
+    yet, or another process (a replica) kept the ranking so far less than KEPT_BY_ANOTHER ago."""
+    months = trend(Month.of(now.astimezone(app.config.schedule.tz)))
+    with Session(app.engine) as s:
+        kept = queries.so_far_at(s, str(months[-1]))
+        if kept is not None and kept[1] == _settings(app.config) and timedelta(0) <= now - kept[0] < KEPT_BY_ANOTHER:
+            return False
+        inputs = Inputs(s)
+        if not inputs.units:
+            return False
+        done = finished(s, app, months[:-1], now, inputs)
+        so_far(s, app, months[-1], now, done, timedelta(0), inputs)
+    return True
+
+
 def so_far(s: Session, app, month: Month, now: datetime, before: Finished, fresh_for: timedelta,
            inputs: Inputs | None = None) -> tuple[datetime, list]:
     """(when counted, the ranking of the running `month` so far): the one kept in the database if
     it was counted less than `fresh_for` ago with these settings (release.thaw's, read like the live
-    one), else counted now (running()) and kept for every process."""
+    one), else counted now (running()) and kept for every process (timedelta(0): counted now)."""
     kept, settings = queries.so_far_at(s, str(month)), _settings(app.config)
     if kept is not None and kept[1] == settings and timedelta(0) <= now - kept[0] < fresh_for:
         data = queries.so_far(s, str(month))
@@ -188,7 +242,8 @@ def running(s: Session, app, month: Month, now: datetime, before: Finished,
     inputs = inputs or Inputs(s)
     units, tasks = inputs.units, inputs.tasks
     if before.carry is None:  # kept with the month before; read once, then held with `before`
-        before.carry = _carry_before(s, month, tz, month.prev() in before.figures)
+        before.carry = _carry_before(s, month, tz, month.prev() in before.figures
+                                     and month.prev() not in before.unsettled)
     latest, first_days = _month(s, month, now, tz, before.carry)
     previous = before.figures.get(month.prev())
     return scoring.ranking(s, month, now, tz, config.schedule.report_deadline_day, digest.weights(config),

@@ -24,10 +24,10 @@ JOB_LABELS = {
     "midyear_review": "阶段性点评",
     "annual_summary": "年度总结与考核评比",
 }
-TREND_MONTHS = 12
-RUNNING_TTL = timedelta(minutes=1)  # the running month's ranking (截至目前) is counted at most once
-# a minute, by whichever process needs it first, and kept in the database for the others; a process
-# reads it, and the trend's finished months (bot/campaign/months.py), again after this long
+TREND_MONTHS = months.TREND_MONTHS
+RUNNING_TTL = timedelta(minutes=1)  # the running month's ranking (截至目前) is counted once a minute
+# by the scheduler (months.keep) and kept in the database; a process reads it, and the trend's
+# finished months, again once what it read is this old
 
 
 class NotVisible(Exception):
@@ -63,7 +63,9 @@ def this_month(app, now: datetime) -> Month:
 
 class Rankings:
     """The trend's finished months, the running month's ranking so far and the published ranking
-    as this process last read them (bot/campaign/months.py), for RUNNING_TTL of the app's clock."""
+    as this process last read them (bot/campaign/months.py), for RUNNING_TTL of the app's clock.
+    What the scheduler kept is read even when a few minutes old (months.KEPT_FOR); only when nothing
+    usable is kept (a fresh database, no scheduler running) is it counted here, and kept."""
 
     def __init__(self):
         self._window: tuple[Month, datetime, months.Finished, list] | None = None
@@ -78,8 +80,11 @@ class Rankings:
         if last is not None and last[0] == month and timedelta(0) <= now - last[1] < RUNNING_TTL:
             return last[2], last[3]
         inputs = months.Inputs(s)
-        done = months.finished(s, app, trend[:-1], now, inputs, previous=last[2] if last else None)
-        counted, running = months.so_far(s, app, month, now, done, RUNNING_TTL, inputs)
+        done = months.finished(s, app, trend[:-1], now, inputs, previous=last[2] if last else None,
+                               check_every=months.CHECK_EVERY + months.KEPT_FOR, provisional=True)
+        # months counted now: the ranking so far too (last month's ranks may have changed)
+        counted, running = months.so_far(s, app, month, now, done,
+                                         timedelta(0) if done.counted else months.KEPT_FOR, inputs)
         with self._lock:
             self._window = (month, counted, done, running)
         return done, running
@@ -105,9 +110,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     from jobs import JobQueue
 
     month = this_month(app, now)
-    trend = [month]
-    while len(trend) < TREND_MONTHS:
-        trend.insert(0, trend[0].prev())
+    trend = months.trend(month)
     done, running = rankings.window(s, app, trend, now)
     published_month = month.prev()
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
