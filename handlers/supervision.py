@@ -148,6 +148,8 @@ def _issue(ctx: Context) -> Reply:
     pushes = _to_units(ctx, item, "supervision_push", {"lead": lead, "partners": partners}, item.code)
     reached = {p.data["unit"].id for p in pushes}
     return Reply("supervise_ok", {"item": item, "lead": lead, "partners": partners,
+                                  "grouped": [p.data["unit"] for p in pushes if p.target.channel != "app"],
+                                  "direct": [p.data["unit"] for p in pushes if p.target.channel == "app"],
                                   "unreached": [u for u in units if u.id not in reached]}, pushes)
 
 

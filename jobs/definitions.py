@@ -1,4 +1,4 @@
-"""The six campaign jobs (SPEC §3). Each maps its scheduled (base) moment to a period and builds
+"""The seven campaign jobs (SPEC §3 and the daily 督办 watch). Each maps its scheduled (base) moment to a period and builds
 the pushes for that period from db/ through the shared digest. Nothing here sends or writes."""
 from __future__ import annotations
 

@@ -355,3 +355,13 @@ def test_a_leader_named_in_a_task_must_be_one_person(empty_app, tmp_path):
     twins["任务清单"][-1][4] = "liu2"
     assert not run_import(empty_app, workbook(tmp_path / "t2.xlsx", **twins)).errors
     assert leader_units(empty_app) == {"liu1": set(), "liu2": {"校领导"}}
+
+
+def test_a_unit_without_a_group_is_reached_through_its_leader(empty_app, tmp_path):
+    """Only the smart robot's 群ID (which cannot start a conversation), or no group at all: the
+    unit's prompts go to its 负责人 1:1, so a 负责人 is enough."""
+    only_leader = {**GOOD, "单位": GOOD["单位"] + [["图书馆", "馆", "zhao", "", "", "grp-lib"]],
+                   "人员": GOOD["人员"] + [["zhao", "赵六", "图书馆", "负责人"]]}
+    result = run_import(empty_app, workbook(tmp_path / "a.xlsx", **only_leader))
+    assert result.errors == [] and counts(empty_app)[0] == 3
+

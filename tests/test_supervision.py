@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from bot.campaign import digest
 from conftest import at
-from db.models import ItemEvent, Outbox, SupervisionItem
+from db.models import ItemEvent, Outbox, SupervisionItem, Unit
 from db.month import Month
 from jobs import JobQueue
 
@@ -194,3 +194,12 @@ def test_the_monthly_prompt_lists_an_item_for_its_lead_and_its_partner_units(app
     prompts = {r.target: content(r) for r in outbox(app, "monthly_prompt")}
     assert "📌 D1" in prompts["chat-jd"] and "本单位配合" not in prompts["chat-jd"]
     assert "📌 D1" in prompts["key-xx"] and "本单位配合" in prompts["key-xx"] and "反馈 督办编号" in prompts["key-xx"]
+
+
+def test_the_issuer_is_told_which_units_got_the_item_in_their_group_and_which_through_their_leader(app):
+    with app.session() as s:
+        lib = s.exec(select(Unit).where(Unit.name == "图书馆")).one()
+        lib.chat_id = ""
+    reply = say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
+    assert "已推送到单位群：机电工程系" in reply and "图书馆 未配置群聊或群机器人，已推送给其负责人" in reply
+    assert {(r.channel, r.target) for r in outbox(app)} == {("appchat", "chat-jd"), ("app", "sun")}

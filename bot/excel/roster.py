@@ -197,7 +197,8 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
             err(RowError("单位", n, "required", {"column": "单位名称"}))
         elif name in file_units:
             err(RowError("单位", n, "duplicate", {"column": "单位名称", "value": name, "first": file_units[name][0]}))
-        elif not (_text(v.get("群聊ID")) or _text(v.get("群机器人Key"))):
+        elif not (_text(v.get("群聊ID")) or _text(v.get("群机器人Key")) or _text(v.get("负责人账号"))):
+            # a unit's prompts and 督办单 go to its group, else 1:1 to its 负责人: one must be there
             err(RowError("单位", n, "no_target", {"value": name}))
         elif category and category not in UNIT_CATEGORIES:
             err(RowError("单位", n, "bad_category", {"value": category, "categories": UNIT_CATEGORIES}))
