@@ -192,6 +192,7 @@ def test_an_admin_sees_every_unit_the_preview_and_the_outbox(site, fake):
     assert "第1版" in xx.text and "待反馈" in xx.text and "未整改" in xx.text
     overview = client.get("/web/").text
     assert "2026-04 排名预览" in overview and "2026-03 排名" in overview and "<svg" in overview
+    assert "<b>不参评</b>" in overview  # the office has no task: not ranked, not "0 / 4"
     assert "4月" in overview and "月度督办提示" in overview and "4月25日" in overview
     assert client.get("/web/admin").status_code == 200
 
