@@ -57,7 +57,7 @@ def assert_agrees(app, data: dict, userid: str) -> None:
         months.insert(0, months[0].prev())
     assert months == bot_months.trend(month)
     for m in months:
-        trend.append(pages._trend_point(counted(app, m), None if unit is None else {unit}))
+        trend.append(bot_months.Figures.of(counted(app, m)).point(None if unit is None else {unit}))
     assert list(zip(data["trend_scores"], data["trend_rates"])) == trend
     running = [(sc.unit.id, sc.score, sc.report_rate, sc.rank, sc.tier, sc.prev_rank, sc.lights)
                for sc in counted(app, month)]
@@ -173,8 +173,8 @@ def test_the_scheduler_keeps_the_figures_and_a_page_between_its_runs_reads_them(
         kept = digest.rank(s, app.config, Month(2026, 5), at(2026, 5, 20, 10))
         now = digest.rank(s, app.config, Month(2026, 5), app.clock.now())
     library = {unit_id(app, "sun")}
-    assert (stale["trend_scores"][-1], stale["trend_rates"][-1]) == pages._trend_point(kept, library)
-    assert pages._trend_point(kept, library) != pages._trend_point(now, library)
+    assert (stale["trend_scores"][-1], stale["trend_rates"][-1]) == bot_months.Figures.of(kept).point(library)
+    assert bot_months.Figures.of(kept).point(library) != bot_months.Figures.of(now).point(library)
     assert q.keep_figures()  # its next run: counted again, with the report
     assert kept_at(app)[0] == app.clock.now()
     assert_agrees(app, overview(app, "sun"), "sun")

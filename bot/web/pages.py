@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from sqlmodel import Session
 
 from bot.campaign import months, release, scoring
-from bot.campaign.scoring import UnitScore
 from db import queries
 from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
 from db.month import Month
@@ -98,14 +97,6 @@ class Rankings:
         return last[1]
 
 
-def _trend_point(scores: list[UnitScore], unit_ids: set[int] | None) -> tuple[float | None, float | None]:
-    """(score, report rate in %): the mean over these units (None: all) with active tasks."""
-    rows = [sc for sc in scores if sc.active_tasks and (unit_ids is None or sc.unit.id in unit_ids)]
-    if not rows:
-        return None, None
-    return (sum(sc.score for sc in rows) / len(rows), 100 * sum(sc.report_rate for sc in rows) / len(rows))
-
-
 def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) -> dict:
     from jobs import JobQueue
 
@@ -116,7 +107,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
     published = rankings.published(frozen) if frozen is not None and frozen.status == RELEASE_PUBLISHED else None
     trend_units = None if who.admin else set(who.units) or {who.unit.id}
-    points = [done.figures[m].point(trend_units) for m in trend[:-1]] + [_trend_point(running, trend_units)]
+    points = [done.figures[m].point(trend_units) for m in trend[:-1]] + [months.Figures.of(running).point(trend_units)]
     mine = next((sc for sc in running if sc.unit.id == who.unit.id), None)
     deadline_day = app.config.schedule.report_deadline_day
     deadline = month.first_day.replace(day=deadline_day)
