@@ -2,6 +2,7 @@
 a seeded organisation, an app on a fixed clock, the bot on real HTTP, and the fake WeCom API."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
+from sqlmodel import Session, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -22,13 +24,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bot.app import Application  # noqa: E402
 from bot.clock import FixedClock  # noqa: E402
 from bot.config import Config  # noqa: E402
-from db.models import Member, Task, Unit  # noqa: E402
+from db.models import Member, Outbox, Task, Unit  # noqa: E402
 from fake_wecom import FakeWeCom  # noqa: E402
 from serving import free_port  # noqa: E402
 from wecom_client import AES_KEY, CORP_ID, TOKEN  # noqa: E402
 
 PG_ENV = "DUBAN_TEST_POSTGRES_URL"
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+def outbox(app: Application, like: str = "") -> list[Outbox]:
+    """The outbox rows whose key contains `like`, in the order they were added."""
+    with Session(app.engine) as s:
+        return [r for r in s.exec(select(Outbox).order_by(Outbox.id)) if like in r.key]
+
+
+def content(row: Outbox) -> str:
+    return json.loads(row.payload)["content"]
 
 
 def at(*args) -> datetime:

@@ -17,8 +17,8 @@ from bot.app import Application
 from bot.evidence import Fetcher
 from bot.excel.export import generate
 from bot.wecom.api import WeComTransport
-from conftest import at, make_config, seed
-from db.models import Highlight, Outbox
+from conftest import at, make_config, outbox, seed
+from db.models import Highlight
 from jobs import JobQueue
 
 _ids = itertools.count(1)
@@ -49,11 +49,6 @@ def app(db_url, clock, fake, tmp_path):
     seed(application)
     yield application
     application.engine.dispose()
-
-
-def outbox(app, like: str) -> list[Outbox]:
-    with Session(app.engine) as s:
-        return [r for r in s.exec(select(Outbox).order_by(Outbox.id)) if like in r.key]
 
 
 def test_a_highlight_is_sent_listed_picked_broadcast_once_and_in_the_year_workbook(app, fake, clock):

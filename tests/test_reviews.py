@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 
 import pytest
 from openpyxl import load_workbook
@@ -13,8 +12,8 @@ from sqlmodel import Session, select
 
 from bot.app import Application
 from bot.cli import _worker
-from conftest import at, make_config, seed
-from db.models import Outbox, ReviewComment
+from conftest import at, content, make_config, outbox, seed
+from db.models import ReviewComment
 from jobs import JobQueue
 
 _ids = itertools.count(1)
@@ -30,15 +29,6 @@ def say(app, userid: str, text: str, chat: str = "") -> str:
 def comments(app) -> list[tuple[str, str, str, str]]:
     with Session(app.engine) as s:
         return [(c.period, c.kind, c.userid, c.text) for c in s.exec(select(ReviewComment).order_by(ReviewComment.id))]
-
-
-def outbox(app, like: str = "") -> list[Outbox]:
-    with Session(app.engine) as s:
-        return [r for r in s.exec(select(Outbox).order_by(Outbox.id)) if like in r.key]
-
-
-def content(row: Outbox) -> str:
-    return json.loads(row.payload)["content"]
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ own unit; 帮助 shows each role its own commands. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import itertools
-import json
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from bot.app import Application
 from bot.cli import _worker
 from bot.clock import FixedClock
-from conftest import add_overseer, at, make_config, seed
-from db.models import LeaderUnit, Member, Outbox, Report, Task, Unit
+from conftest import add_overseer, at, content, make_config, outbox, seed
+from db.models import LeaderUnit, Member, Report, Task, Unit
 from jobs import JobQueue
 
 _ids = itertools.count(1)
@@ -22,15 +21,6 @@ XX_TASKS = ("上线一站式学生服务大厅", "完成双高校中期自评报
 
 def say(app, userid: str, text: str) -> str:
     return app.handle_message(userid, text, msg_id=f"ro{next(_ids)}")
-
-
-def outbox(app, like: str = "") -> list[Outbox]:
-    with Session(app.engine) as s:
-        return [r for r in s.exec(select(Outbox).order_by(Outbox.id)) if like in r.key]
-
-
-def content(row: Outbox) -> str:
-    return json.loads(row.payload)["content"]
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ admins' overdue line, and scoring by the accepted answer. On SQLite and PostgreS
 from __future__ import annotations
 
 import itertools
-import json
 
 from sqlmodel import Session, select
 
 from bot.campaign import digest
-from conftest import at
-from db.models import ItemEvent, Outbox, SupervisionItem, Unit
+from conftest import at, content, outbox
+from db.models import ItemEvent, SupervisionItem, Unit
 from db.month import Month
 from jobs import JobQueue
 
@@ -29,15 +28,6 @@ def item(app, code: str = "D1") -> SupervisionItem:
 def events(app) -> list[tuple[str, str, str]]:
     with Session(app.engine) as s:
         return [(e.kind, e.userid, e.text) for e in s.exec(select(ItemEvent).order_by(ItemEvent.id))]
-
-
-def outbox(app, like: str = "") -> list[Outbox]:
-    with Session(app.engine) as s:
-        return [r for r in s.exec(select(Outbox).order_by(Outbox.id)) if like in r.key]
-
-
-def content(row: Outbox) -> str:
-    return json.loads(row.payload)["content"]
 
 
 def test_an_item_goes_from_issue_to_done_through_a_return(app, clock):
