@@ -669,22 +669,14 @@ def prune_held(s: Session, before: datetime) -> int:
                                            Attachment.created_at < before)).rowcount
 
 
-def _fetch_due(now: datetime):
-    """To fetch and due, or claimed by a fetcher whose lease ran out."""
-    return ((Attachment.status == ATTACH_PENDING)
-            & (col(Attachment.next_attempt_at).is_(None) | (Attachment.next_attempt_at <= now))) | (
-        (Attachment.status == ATTACH_FETCHING) & (Attachment.lease_until < now))
-
-
 def due_attachment_ids(s: Session, now: datetime, limit: int) -> list[int]:
-    return list(s.exec(select(Attachment.id).where(_fetch_due(now)).order_by(Attachment.id).limit(limit)))
+    due = _leased_due(Attachment, ATTACH_PENDING, ATTACH_FETCHING, now)
+    return list(s.exec(select(Attachment.id).where(due).order_by(Attachment.id).limit(limit)))
 
 
 def claim_attachment(s: Session, attachment_id: int, now: datetime, lease: timedelta) -> bool:
     """Atomically take one attachment to fetch; False if another fetcher has it."""
-    stmt = (update(Attachment).where(Attachment.id == attachment_id, _fetch_due(now))
-            .values(status=ATTACH_FETCHING, lease_until=now + lease, attempts=Attachment.attempts + 1))
-    return s.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+    return _claim(s, Attachment, attachment_id, ATTACH_PENDING, ATTACH_FETCHING, now, lease)
 
 
 def attachments(s: Session, codes: list[str] | None = None, unit_id: int | None = None) -> list[Attachment]:
@@ -810,11 +802,23 @@ def forget_pending_outbox(s: Session) -> None:
     s.info.pop("outbox_keys", None)
 
 
-def _due(now: datetime):
-    """Pending and due, or claimed by a sender whose lease ran out (it crashed or hung)."""
-    return ((Outbox.status == "pending") & (col(Outbox.next_attempt_at).is_(None) | (Outbox.next_attempt_at <= now))) | (
-        (Outbox.status == "sending") & (Outbox.lease_until < now)
+def _leased_due(model, waiting: str, working: str, now: datetime):
+    """Rows of a work queue (the outbox, pictures to fetch) that are `waiting` and due, or `working`
+    under a worker whose lease ran out (it crashed or hung)."""
+    return ((model.status == waiting) & (col(model.next_attempt_at).is_(None) | (model.next_attempt_at <= now))) | (
+        (model.status == working) & (model.lease_until < now)
     )
+
+
+def _claim(s: Session, model, row_id: int, waiting: str, working: str, now: datetime, lease: timedelta) -> bool:
+    """Atomically take one due row of a work queue for `lease`; False if another worker has it."""
+    stmt = (update(model).where(model.id == row_id, _leased_due(model, waiting, working, now))
+            .values(status=working, lease_until=now + lease, attempts=model.attempts + 1))
+    return s.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+
+
+def _due(now: datetime):
+    return _leased_due(Outbox, "pending", "sending", now)
 
 
 REPLY_KEYS = ("reply:", "response_url:")  # outbox keys of answers to a person's own message
@@ -837,12 +841,7 @@ def outbox_by_ids(s: Session, ids: list[int]) -> list[Outbox]:
 
 def claim_outbox(s: Session, outbox_id: int, now: datetime, lease: timedelta) -> bool:
     """Atomically take one due message; False if another sender has it."""
-    stmt = (
-        update(Outbox)
-        .where(Outbox.id == outbox_id, _due(now))
-        .values(status="sending", lease_until=now + lease, attempts=Outbox.attempts + 1)
-    )
-    return s.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+    return _claim(s, Outbox, outbox_id, "pending", "sending", now, lease)
 
 
 def outbox_rows(s: Session, statuses: tuple[str, ...]) -> list[Outbox]:
