@@ -282,6 +282,10 @@ class SenderConfig(_Section):
         """(start, end) of the quiet hours, or None."""
         return _quiet_span(self.quiet_hours) if self.quiet_hours else None
 
+    def backoff(self, attempts: int) -> timedelta:
+        """How long to wait before trying again after `attempts` tries (a send, a picture's download)."""
+        return timedelta(seconds=min(self.backoff_seconds * 2 ** (attempts - 1), self.backoff_max_seconds))
+
 
 def _quiet_span(text: str) -> tuple[time, time]:
     try:

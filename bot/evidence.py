@@ -132,11 +132,11 @@ class Fetcher:
         with session_scope(self.app.engine) as s:
             att = s.get(Attachment, attachment_id)
             if retryable and att.attempts < sender.max_attempts:
-                delay = min(sender.backoff_seconds * 2 ** (att.attempts - 1), sender.backoff_max_seconds)
+                delay = sender.backoff(att.attempts)
                 att.status, att.lease_until, att.error = ATTACH_PENDING, None, error
-                att.next_attempt_at = self.app.clock.now() + timedelta(seconds=delay)
+                att.next_attempt_at = self.app.clock.now() + delay
                 s.add(att)
-                log.warning("attachment %s: %s; trying again in %.0f s", attachment_id, error, delay)
+                log.warning("attachment %s: %s; trying again in %.0f s", attachment_id, error, delay.total_seconds())
                 return
         log.warning("attachment %s: %s; given up", attachment_id, error)
         self._finish(attachment_id, ATTACH_FAILED, error=error)

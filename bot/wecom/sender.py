@@ -112,9 +112,6 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
         self._progress = time.monotonic()  # when a pass or a send last finished (any outcome)
 
-    def backoff(self, attempts: int) -> timedelta:
-        return timedelta(seconds=min(self.cfg.backoff_seconds * 2 ** (attempts - 1), self.cfg.backoff_max_seconds))
-
     def run_once(self, limit: int = 500) -> PassResult:
         """One pass over what is due now: each target's messages in order, targets in parallel."""
         now = self.clock.now()
@@ -209,7 +206,7 @@ class OutboxWorker:
             if retryable and obj.attempts < self.cfg.max_attempts:
                 obj.status = "pending"
                 delay = timedelta(seconds=self.cfg.rate_limit_retry_seconds) if rate_limited \
-                    else self.backoff(obj.attempts)
+                    else self.cfg.backoff(obj.attempts)
                 obj.next_attempt_at = self.clock.now() + delay
                 result.retried += 1
             else:
