@@ -1,0 +1,98 @@
+"""督办 items and their events."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import NamedTuple
+
+from sqlmodel import Session, col, select
+
+from db.models import (
+    EVENT_FEEDBACK,
+    ITEM_ANSWERED,
+    ITEM_DONE,
+    ItemEvent,
+    SupervisionItem,
+)
+from db.month import Month
+from db.queries._shared import _plain
+from db.queries.tasks import code_key
+
+# ---------------------------------------------------------------- supervision
+
+
+def get_item(s: Session, code: str) -> SupervisionItem | None:
+    return s.exec(select(SupervisionItem).where(SupervisionItem.code == code)).first()
+
+
+def _due_in(month: Month):
+    """Supervision items whose deadline falls in `month`: the month they are scored in."""
+    return SupervisionItem.deadline.between(month.first_day, month.last_day)
+
+
+class Accepted(NamedTuple):
+    answered_at: datetime  # when the answer that was accepted came
+    closed_at: datetime  # when it was accepted (办结)
+
+
+def accepted_answers(s: Session, month: Month) -> dict[int, Accepted]:
+    """item id -> its accepted answer, for the items due in the month that are 办结."""
+    q = select(SupervisionItem.id, SupervisionItem.answered_at, SupervisionItem.closed_at).where(
+        _due_in(month), col(SupervisionItem.closed_at).is_not(None))
+    return {item_id: Accepted(answered, closed) for item_id, answered, closed in _plain(s, q)}
+
+
+def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[SupervisionItem]:
+    """Supervision items issued by `as_of` that wait for the unit: not answered (or sent back) and
+    not 办结. An item whose 牵头单位 or 配合单位 is `unit_id`, if given."""
+    q = select(SupervisionItem).where(col(SupervisionItem.status).not_in((ITEM_ANSWERED, ITEM_DONE)),
+                                      SupervisionItem.created_at <= as_of)
+    items = sorted(s.exec(q), key=lambda i: code_key(i.code))
+    if unit_id is not None:
+        items = [i for i in items if i.unit_id == unit_id or unit_id in i.partners]
+    return items
+
+
+def unfinished_items(s: Session) -> list[SupervisionItem]:
+    """Every item not yet 办结, for the daily reminders."""
+    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE)
+    return sorted(s.exec(q), key=lambda i: code_key(i.code))
+
+
+def add_item_event(s: Session, item: SupervisionItem, kind: str, userid: str, text: str, now: datetime) -> ItemEvent:
+    row = ItemEvent(item_id=item.id, kind=kind, userid=userid, text=text, created_at=now)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def item_events(s: Session, item_id: int) -> list[ItemEvent]:
+    return list(s.exec(select(ItemEvent).where(ItemEvent.item_id == item_id).order_by(ItemEvent.id)))
+
+
+def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
+    q = select(ItemEvent).where(ItemEvent.item_id == item_id, ItemEvent.kind == EVENT_FEEDBACK)
+    return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
+
+
+def month_items_full(s: Session, month: Month) -> list[SupervisionItem]:
+    """The items due in `month`, for the export."""
+    return list(s.exec(select(SupervisionItem).where(_due_in(month)).order_by(SupervisionItem.id)))
+
+
+class ScoredItem(NamedTuple):
+    id: int
+    unit_id: int
+    deadline: date
+    answered_at: datetime | None
+    closed_at: datetime | None
+
+    @property
+    def accepted(self) -> Accepted | None:
+        """Its accepted answer, once it is 办结 (as accepted_answers gives it)."""
+        return Accepted(self.answered_at, self.closed_at) if self.closed_at is not None else None
+
+
+def scored_items(s: Session, month: Month) -> list[ScoredItem]:
+    """The items due in `month` with their accepted answer, for scoring."""
+    q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month))
+    return [ScoredItem(*row) for row in _plain(s, q)]

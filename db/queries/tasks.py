@@ -1,0 +1,246 @@
+"""Tasks and their monthly reports (the hot path's statements are built once, here)."""
+from __future__ import annotations
+
+import re
+from collections import namedtuple
+from datetime import date, datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    bindparam,
+    func,
+    insert,
+)
+from sqlmodel import Session, col, select
+
+from db.models import (
+    Report,
+    Task,
+)
+from db.month import Month
+from db.queries._shared import _plain
+
+# ---------------------------------------------------------------- tasks
+
+
+def unit_tasks(s: Session, unit_id: int) -> list[Task]:
+    return sorted(s.exec(select(Task).where(Task.unit_id == unit_id)), key=lambda t: code_key(t.code))
+
+
+class TaskRow(NamedTuple):
+    """A task as plain data, for computations over every task (ORM objects cost 10x to build)."""
+
+    id: int
+    code: str
+    unit_id: int
+    line: str
+    content: str
+    milestone: str
+    leader_in_charge: str
+    owner_userid: str
+    start_date: date
+    due_date: date
+
+
+_TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
+
+
+def all_tasks(s: Session) -> list[TaskRow]:
+    return [TaskRow(*row) for row in _plain(s, _TASK_ROWS)]
+
+
+_TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"))
+
+
+def get_task(s: Session, code: str) -> TaskRow | None:
+    row = s.connection().execute(_TASK_BY_CODE, {"code": code}).first()
+    return TaskRow(*row) if row else None
+
+
+# A task about to be reported on: its row, and how many of its unit's other active tasks have no
+# report in the month yet (after this report, the unit's count of tasks still to report).
+ReportTarget = namedtuple("ReportTarget", (*TaskRow._fields, "others_unreported"))
+
+
+def task_to_report(s: Session, code: str, month: Month):
+    """The task with this code as ReportTarget, in one query. Nothing is locked: two replicas
+    reporting on one task at once would take the same version number, which the unique
+    (task_id, month, version) refuses, and that message is handled again (add_report)."""
+    row = s.connection().execute(_TASK_TO_REPORT, {"code": code, "month": str(month),
+                                                    "last_day": month.last_day}).first()
+    return ReportTarget(*row) if row else None
+
+
+def code_key(code: str) -> tuple:
+    m = re.fullmatch(r"([A-Za-z]*)(\d+)", code)
+    return (m.group(1), int(m.group(2)), "") if m else (code, 0, code)
+
+
+def next_code(s: Session, model, prefix: str) -> str:
+    """The next free code with this prefix, e.g. T13 after T12."""
+    numbers = [0]
+    for code in s.exec(select(model.code).where(col(model.code).startswith(prefix))):
+        tail = code[len(prefix):]
+        if tail.isdigit():
+            numbers.append(int(tail))
+    return f"{prefix}{max(numbers) + 1}"
+
+
+# ---------------------------------------------------------------- reports
+
+
+def latest_report(s: Session, task_id: int, month: Month | None = None) -> Report | None:
+    q = select(Report).where(Report.task_id == task_id)
+    if month is not None:
+        q = q.where(Report.month == str(month))
+    return s.exec(q.order_by(col(Report.id).desc()).limit(1)).first()
+
+
+class ReportRow(NamedTuple):
+    """A report as add_report() wrote it (no ORM object: building one costs more than the insert)."""
+
+    id: int
+    task_id: int
+    unit_id: int
+    userid: str
+    percent: int
+    text: str
+    created_at: datetime
+    month: str
+    local_day: int
+    version: int
+    supersedes_id: int | None
+
+
+def add_report(
+    s: Session,
+    task: TaskRow,
+    userid: str,
+    percent: int,
+    text: str,
+    now: datetime,
+    tz: ZoneInfo,
+    supersedes: Report | None = None,
+) -> ReportRow:
+    """Write the next version of the task's report for the month; earlier versions stay.
+
+    The version is the month's last plus one, taken in the INSERT itself. Two replicas reporting on
+    one task at once would both take the same one: the unique (task_id, month, version) refuses
+    the second (IntegrityError), and its message is handled again after its batch commits."""
+    local_now = now.astimezone(tz)
+    values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
+              "created_at": now, "month": str(Month.of(local_now)), "local_day": local_now.day,
+              "supersedes_id": supersedes.id if supersedes else None}
+    report_id, version = s.connection().execute(_INSERT_REPORT, values).one()
+    return ReportRow(id=report_id, version=version, **values)
+
+
+def _insert_report_statement():
+    """INSERT … SELECT: the version is the month's last one plus one, taken in the same statement."""
+    given = [c for c in Report.__table__.c if c.name not in ("id", "version")]
+    version = func.coalesce(func.max(Report.version), 0) + 1
+    latest = select(*(bindparam(c.name, type_=c.type) for c in given), version) \
+        .where(Report.task_id == bindparam("task_id"), Report.month == bindparam("month"))
+    return insert(Report).from_select([*given, Report.__table__.c.version], latest) \
+        .returning(Report.id, Report.version)
+
+
+# The hot path's statements are built once: building one costs far more than running it.
+_INSERT_REPORT = _insert_report_statement()
+
+
+def _unreported(task):
+    """`task` (a task table or alias) is active by the month's end (bind `last_day`), has no report
+    in the month (bind `month`) and was not finished earlier: the rule of scoring.snapshots."""
+    r, r2, latest = (Report.__table__.alias(n) for n in ("r", "r2", "latest"))
+    reported = select(r.c.id).where(r.c.task_id == task.c.id, r.c.month == bindparam("month")).exists()
+    last_id = select(func.max(r2.c.id)).where(r2.c.task_id == task.c.id).correlate(task).scalar_subquery()
+    finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
+    return (task.c.start_date <= bindparam("last_day")) & ~reported & ~finished
+
+
+def _task_to_report_statement():
+    other = Task.__table__.alias("other")
+    others = select(func.count()).select_from(other) \
+        .where(other.c.unit_id == Task.unit_id, other.c.id != Task.id, _unreported(other)) \
+        .correlate(Task).scalar_subquery()
+    return select(*(getattr(Task, f) for f in TaskRow._fields), others) \
+        .where(Task.code == bindparam("code"))
+
+
+# Built once: building these costs far more than running them.
+_UNREPORTED = select(func.count()).select_from(Task.__table__) \
+    .where(Task.unit_id == bindparam("unit_id"), _unreported(Task.__table__))
+_TASK_TO_REPORT = _task_to_report_statement()
+
+
+def unreported_count(s: Session, unit_id: int, month: Month) -> int:
+    """How many of the unit's active tasks have no report in `month`: the same rule as
+    scoring.snapshots (started by the month's end, not finished in an earlier month), in one query."""
+    return s.connection().execute(_UNREPORTED, {"unit_id": unit_id, "month": str(month), "last_day": month.last_day}).scalar()
+
+
+def open_task_codes(s: Session, userid: str, month: Month) -> list[str]:
+    """The codes of the person's own tasks that are open in `month`: started by its end and not
+    finished (their latest report is under 100 %)."""
+    tasks = s.exec(select(Task.id, Task.code).where(Task.owner_userid == userid, Task.start_date <= month.last_day))
+    codes = []
+    for task_id, code in tasks:
+        last = latest_report(s, task_id)
+        if last is None or last.percent < 100:
+            codes.append(code)
+    return sorted(codes, key=code_key)
+
+
+def report_history(s: Session, task_id: int) -> list[Report]:
+    return list(s.exec(select(Report).where(Report.task_id == task_id).order_by(Report.id)))
+
+
+class LatestReport(NamedTuple):
+    percent: int
+    month: str
+
+
+def latest_reports_before(s: Session, cutoff: datetime, unit_id: int | None = None) -> dict[int, LatestReport]:
+    """The newest report of every task made before `cutoff` (plain rows: this runs over every task)."""
+    newest = select(func.max(Report.id)).where(Report.created_at < cutoff)
+    if unit_id is not None:
+        newest = newest.where(Report.unit_id == unit_id)
+    newest = newest.group_by(Report.task_id)
+    rows = _plain(
+        s, select(Report.task_id, Report.percent, Report.month).where(col(Report.id).in_(newest.scalar_subquery()))
+    )
+    return {tid: LatestReport(pct, month) for tid, pct, month in rows}
+
+
+def year_report_rows(s: Session, cutoff: datetime) -> list:
+    """Every report before cutoff as a plain row (task_id, month, percent, local_day), in the order
+    the reports were made within each month and task: one pass serves a whole year's rankings.
+    (Grouping here in SQL costs more than it saves: the database has to hash 200,000 rows too.)"""
+    q = (
+        select(Report.task_id, Report.month, Report.percent, Report.local_day)
+        .where(Report.created_at < cutoff)
+        .order_by(Report.month, Report.task_id, Report.id)
+    )
+    return _plain(s, q)
+
+
+def month_report_days(s: Session, month: Month, cutoff: datetime, unit_id: int | None = None) -> dict[int, int]:
+    """task_id -> the earliest local day of the month it was reported on (reports before cutoff)."""
+    q = select(Report.task_id, func.min(Report.local_day)).where(
+        Report.month == str(month), Report.created_at < cutoff
+    )
+    if unit_id is not None:
+        q = q.where(Report.unit_id == unit_id)
+    return dict(_plain(s, q.group_by(Report.task_id)))
+
+
+def unit_last_report_times(s: Session, month: Month, cutoff: datetime) -> dict[int, datetime]:
+    """unit_id -> the time of the unit's last report in the month (before cutoff)."""
+    q = (
+        select(Report.unit_id, func.max(Report.created_at))
+        .where(Report.month == str(month), Report.created_at < cutoff)
+        .group_by(Report.unit_id)
+    )
+    return dict(_plain(s, q))
