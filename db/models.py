@@ -46,7 +46,7 @@ class Member(SQLModel, table=True):
 
 class LeaderUnit(SQLModel, table=True):
     """A unit a 分管领导 is over, from the roster's 分管单位. (A task whose 责任领导 is the person's
-    userid or name puts its unit under them too: db/queries.py oversight, computed when asked.)"""
+    userid or name puts its unit under them too: db/queries/people.py oversight, computed when asked.)"""
 
     userid: str = Field(foreign_key="member.userid", primary_key=True, max_length=64)
     unit_id: int = Field(foreign_key="unit.id", primary_key=True)

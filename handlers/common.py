@@ -50,7 +50,7 @@ def task_to_report(s: Session, command: str, token: str, member: Member, month: 
 
 def units_in_view(s: Session, command: str, member: Member, unit: Unit) -> list[Unit] | None:
     """The units a person looks across with 状态, 未报 and 排名: None for an admin (every unit), a
-    分管领导's units (db/queries.py oversight; none: they are told where units come from), a
+    分管领导's units (db/queries/people.py oversight; none: they are told where units come from), a
     负责人's own unit."""
     if member.role == ROLE_ADMIN:
         return None
