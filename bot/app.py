@@ -8,10 +8,12 @@ A batch of chat messages is one write transaction (handle_batch); each message i
 the same short list of steps (handle_one):
 
     1. who, dedupe the sender and their unit (someone not on the roster is told whom to ask), and
-                   the answer their MsgId got before, if any: given again, word for word
+                   the answer their MsgId got before, if any: given again, word for word (read for
+                   the whole batch in one query)
     2. savepoint   everything the message writes is kept apart from the other messages
     3. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
-    4. remember    the answer is stored under the MsgId, in the same savepoint
+    4. remember    the answer is kept under the MsgId; the batch's answers are written together
+                   before its commit (a retry in the same batch is answered from memory)
 """
 from __future__ import annotations
 
@@ -97,6 +99,7 @@ class Application:
         again: list[int] = []
         try:
             with self.session() as s:
+                queries.expect(s, [(m[0], m[2]) for m in messages])
                 for i, message in enumerate(messages):
                     try:
                         results[i] = self.handle_one(s, *message)
@@ -105,7 +108,10 @@ class Application:
                     except Exception as exc:
                         log.exception("message %s from %s failed", message[2], message[0])
                         results[i] = exc
+                queries.write_answers(s)
         except Exception as exc:
+            if len(messages) == 1 and _collided(exc) and tries < MAX_TRIES:  # another replica answered it
+                return self.handle_batch(messages, tries + 1)
             if len(messages) == 1:
                 log.exception("message %s from %s: commit failed", messages[0][2], messages[0][0])
                 return [exc]
@@ -137,9 +143,9 @@ class Application:
                 if refused:  # a wrong form: the answer is kept, none of the handler's writes
                     savepoint.rollback()
                     savepoint = s.begin_nested()
-                if msg_id:
-                    queries.record_processed(s, msg_id, userid, reply, now)
             savepoint.commit()
+            if msg_id and who is not None and who.reply is None:
+                queries.record_processed(s, msg_id, userid, reply, now)
         except Exception as exc:
             if savepoint.is_active:
                 savepoint.rollback()

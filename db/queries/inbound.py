@@ -36,30 +36,68 @@ class Sender(NamedTuple):
     reply: str | None  # the answer already given to this MsgId (WeCom retries what got no answer)
 
 
-def _sender_statement():
+def _senders_statement():
+    """A batch's senders with their units, and the answers any of its MsgIds got before (a row for
+    each such answer, else one with no answer)."""
     m, u, p = Member.__table__, Unit.__table__, ProcessedMessage.__table__
-    seen = (p.c.userid == m.c.userid) & (p.c.msg_id == bindparam("msg_id"))
-    return select(*m.c, *u.c, p.c.reply).select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(p, seen)) \
-        .where(m.c.userid == bindparam("userid"))
+    seen = (p.c.userid == m.c.userid) & p.c.msg_id.in_(bindparam("msg_ids", expanding=True))
+    return select(*m.c, *u.c, p.c.msg_id, p.c.reply).select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(p, seen)) \
+        .where(m.c.userid.in_(bindparam("userids", expanding=True)))
 
 
-_SENDER = _sender_statement()
+_SENDERS = _senders_statement()
 _MEMBER_FIELDS = len(MemberRow._fields)
+_UNIT_END = _MEMBER_FIELDS + len(UnitRow._fields)
 _RECORD_PROCESSED = insert(ProcessedMessage)
 
 
+def expect(s: Session, messages: list[tuple[str, str]]) -> None:
+    """Look up the senders of a batch's (userid, msg_id) messages, their units and the answers their
+    MsgIds got before, in one query; sender() then answers from what was read. A batch's answers
+    are written together when it ends (write_answers), so a message costs no lookup and no write
+    of its own for the dedupe."""
+    found = s.info.setdefault("senders", {})
+    answers = s.info.setdefault("answers", {})
+    params = {"userids": sorted({u for u, _ in messages}), "msg_ids": sorted({m for _, m in messages if m})}
+    for row in s.connection().execute(_SENDERS, params):
+        userid = row[0]
+        if userid not in found:
+            found[userid] = (MemberRow(*row[:_MEMBER_FIELDS]), UnitRow(*row[_MEMBER_FIELDS:_UNIT_END]))
+        if row[-2] is not None:
+            answers.setdefault((userid, row[-2]), row[-1])
+    s.info.setdefault("asked", set()).update(messages)
+
+
 def sender(s: Session, userid: str, msg_id: str = "") -> Sender | None:
-    """Who sent a message, with their unit and the answer their MsgId already got, in one query;
-    None if they are not on the roster (nothing is ever stored for them)."""
-    row = s.connection().execute(_SENDER, {"userid": userid, "msg_id": msg_id}).first()
-    if row is None:
+    """Who sent a message, with their unit and the answer their MsgId already got (in this batch or
+    before); None if they are not on the roster (nothing is ever stored for them)."""
+    if (userid, msg_id) not in s.info.get("asked", ()):
+        expect(s, [(userid, msg_id)])
+    found = s.info["senders"].get(userid)
+    if found is None:
         return None
-    return Sender(MemberRow(*row[:_MEMBER_FIELDS]), UnitRow(*row[_MEMBER_FIELDS:-1]), row[-1])
+    return Sender(*found, s.info["answers"].get((userid, msg_id)) if msg_id else None)
+
+
+def forget_senders(s: Session) -> None:
+    """A unit or person changed in this transaction: the next sender() reads them afresh."""
+    s.info.pop("senders", None)
+    s.info.pop("asked", None)
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
-    """Remember the answer to a person's MsgId; a second record of the same raises IntegrityError."""
-    s.connection().execute(_RECORD_PROCESSED, {"msg_id": msg_id, "userid": userid, "reply": reply, "created_at": now})
+    """Remember the answer to a person's MsgId: a retry of it in this batch gets it at once, and it
+    is written with the batch's other answers (write_answers)."""
+    s.info.setdefault("answers", {})[(userid, msg_id)] = reply
+    s.info.setdefault("new_answers", []).append({"msg_id": msg_id, "userid": userid, "reply": reply, "created_at": now})
+
+
+def write_answers(s: Session) -> None:
+    """Write the batch's answers in one statement; an answer another replica wrote first for the
+    same MsgId raises IntegrityError (the batch is then handled again)."""
+    rows = s.info.pop("new_answers", None)
+    if rows:
+        s.connection().execute(_RECORD_PROCESSED, rows)
 
 
 def prune_processed(s: Session, before: datetime) -> int:

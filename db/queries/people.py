@@ -17,6 +17,7 @@ from db.models import (
     Unit,
 )
 from db.queries._shared import _plain
+from db.queries.inbound import forget_senders
 
 # ---------------------------------------------------------------- units, members
 
@@ -122,6 +123,7 @@ def bind_group(s: Session, unit: Unit, chatid: str) -> list[Unit]:
     unit.aibot_chatid = chatid
     s.add(unit)
     s.flush()
+    forget_senders(s)
     return others
 
 
