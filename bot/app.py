@@ -147,6 +147,8 @@ class Application:
                     if tap is not None:  # the card stays as it is; the refusal goes to the person 1:1
                         self._tell(s, ctx, reply, "refused")
                         reply = ""
+                    else:  # words a tap asked for get one try: the refusal shows the command's form
+                        queries.take_ask(s, userid, now)
                 if msg_id:
                     queries.record_processed(s, msg_id, userid, reply, now)
             savepoint.commit()

@@ -341,3 +341,12 @@ def test_an_appeal_is_text_until_its_commands_exist(bot, clock):
         appeals = [r for r in s.exec(select(Outbox)) if ":appeal:" in r.key]
     has_command = app.dispatcher.match("采纳 信息工程系")[0] is not None
     assert appeals and {r.msgtype for r in appeals} == ({"template_card"} if has_command else {"markdown"})
+
+
+def test_words_that_do_not_fit_the_command_are_refused_once_with_its_form(bot, clock):
+    bot.say("admin", "督办 图书馆 3月28日 报送方案")
+    assert bot.tap("sun", bot.card("sun", "督办单 D1"), "申请延期") is None
+    assert "日期" in bot.say("sun", "下个月 等待批复")  # no date: refused with the forms that work
+    assert item(bot.app, "D1").ask_deadline is None
+    assert "待管理员审批" in bot.say("sun", "延期 D1 4月10日 等待批复")  # typed in full, as the refusal shows
+    assert str(item(bot.app, "D1").ask_deadline) == "2026-04-10"
