@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.app import Application
+from bot.excel.export import generate
 from bot.wecom.api import WeComTransport
 from bot.wecom.callback import build_asgi
 from bot.wecom.sender import ConsoleTransport, OutboxWorker
@@ -26,7 +27,8 @@ class Bot:
     def __init__(self, app: Application, wecom: WeComSide, fake):
         self.app, self.wecom, self.fake = app, wecom, fake
         self.worker = OutboxWorker(app.engine, WeComTransport(app.config.wecom), app.clock, app.config.sender,
-                                   tz=app.config.schedule.tz)
+                                   tz=app.config.schedule.tz,
+                                   file_source=lambda s, row: generate(s, app.config, json.loads(row.payload)))
 
     def say(self, userid: str, text: str) -> str:
         return self.wecom.say(userid, text)
@@ -350,3 +352,17 @@ def test_words_that_do_not_fit_the_command_are_refused_once_with_its_form(bot, c
     assert item(bot.app, "D1").ask_deadline is None
     assert "待管理员审批" in bot.say("sun", "延期 D1 4月10日 等待批复")  # typed in full, as the refusal shows
     assert str(item(bot.app, "D1").ask_deadline) == "2026-04-10"
+
+
+def test_a_ranking_published_when_its_window_ends_shows_on_the_preview_cards(bot, clock):
+    app = bot.app
+    app.config.broadcast.chat_id = "chat-all"
+    clock.set(at(2026, 4, 1, 10))
+    q = JobQueue(app)
+    q.run_at("monthly_ranking", clock.now())
+    preview = bot.card("admin", "2026-03 排名预览")
+    clock.set(at(2026, 4, 2, 10, 5))
+    assert q.publish_due() == ["2026-03"]
+    bot.deliver()
+    assert sorted(bot.fake.card_updates()) == [("user:admin", "已发布 · 04-02 10:05"), ("user:admin2", "已发布 · 04-02 10:05")]
+    assert bot.tap("admin", preview, "暂缓") == "已发布 · 04-02 10:05"  # nothing asked: it is out
