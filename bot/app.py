@@ -12,6 +12,9 @@ the same short list of steps (handle_one):
     2. savepoint   everything the message writes is kept apart from the other messages
     3. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
     4. remember    the answer is stored under the MsgId, in the same savepoint
+
+A tap on a decision card's button (bot/cards.py) runs the same steps with the command the button
+stands for; its answer is what the tapped card shows.
 """
 from __future__ import annotations
 
@@ -88,7 +91,7 @@ class Application:
         return result
 
     def handle_batch(self, messages: list[tuple], tries: int = 1) -> list[str | Exception]:
-        """Handle (userid, text, msg_id[, chat, once, media]) messages in order in one write transaction (one commit for
+        """Handle (userid, text, msg_id[, chat, once, media, tap]) messages in order in one write transaction (one commit for
         many messages), each in a savepoint of its own: a message that fails loses only its own
         writes. Returns the reply, or the exception, for each message; none is answered before
         the transaction is committed. A message that collided with a concurrent writer is handled

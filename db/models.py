@@ -175,7 +175,7 @@ class Outbox(SQLModel, table=True):
     key: str = Field(unique=True, max_length=255)
     channel: str = Field(max_length=16)  # app | appchat | webhook | response_url
     target: str = Field(sa_column=Column(Text, nullable=False))  # a response_url can be long
-    msgtype: str = Field(max_length=16)  # text | markdown | file
+    msgtype: str = Field(max_length=16)  # text | markdown | file | image | template_card | card_update
     payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON; for a file, how to generate it
     filename: str = Field(default="", max_length=255)
     status: str = Field(default="pending", max_length=8, index=True)  # pending|sending|sent|failed
