@@ -366,3 +366,32 @@ def test_a_ranking_published_when_its_window_ends_shows_on_the_preview_cards(bot
     bot.deliver()
     assert sorted(bot.fake.card_updates()) == [("user:admin", "已发布 · 04-02 10:05"), ("user:admin2", "已发布 · 04-02 10:05")]
     assert bot.tap("admin", preview, "暂缓") == "已发布 · 04-02 10:05"  # nothing asked: it is out
+
+
+def test_a_card_whose_first_send_was_taken_is_delivered_not_failed(bot, clock):
+    bot.fake.fail("message/send", errcode=42014)  # WeCom took it before, and its answer was lost
+    bot.say("admin", "督办 图书馆 3月28日 报送方案")
+    bot.deliver()  # nothing failed: the card is there
+    assert bot.fake.cards("sun") == []
+    with Session(bot.app.engine) as s:
+        (card,) = s.exec(select(DecisionCard)).all()
+    assert (card.userid, card.response_code) == ("sun", "")
+
+
+def test_the_publish_button_publishes_once_as_the_typed_command(bot, clock):
+    app = bot.app
+    app.config.broadcast.chat_id = "chat-all"
+    clock.set(at(2026, 4, 1, 10))
+    JobQueue(app).run_at("monthly_ranking", clock.now())
+    clock.set(at(2026, 4, 1, 11))
+    assert bot.tap("admin", bot.card("admin", "2026-03 排名预览"), "发布") == "已发布 · 王管理 04-01 11:00"
+    with Session(app.engine) as s:
+        release = s.exec(select(RankingRelease)).one()
+        out = [r for r in s.exec(select(Outbox)) if r.target == "chat-all"]
+    assert (release.status, release.published_at) == ("published", at(2026, 4, 1, 11))
+    assert sorted(r.msgtype for r in out) == ["image", "markdown"] and "2026-03" in json.loads(out[0].payload)["content"]
+    bot.say("admin", "发布 2026-03")
+    with Session(app.engine) as s:
+        assert len([r for r in s.exec(select(Outbox)) if r.target == "chat-all"]) == 2  # publishing twice sends once
+    bot.deliver()
+    assert ("user:admin2", "已发布 · 王管理 04-01 11:00") in bot.fake.card_updates()
