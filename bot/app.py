@@ -14,6 +14,9 @@ the same short list of steps (handle_one):
     3. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
     4. remember    the answer is kept under the MsgId; the batch's answers are written together
                    before its commit (a retry in the same batch is answered from memory)
+
+A tap on a decision card's button (bot/cards.py) runs the same steps with the command the button
+stands for; its answer is what the tapped card shows.
 """
 from __future__ import annotations
 
@@ -23,10 +26,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
+from bot import cards
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.render import Renderer
-from bot.reply import Push, UserError
+from bot.reply import Card, Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
@@ -89,7 +93,7 @@ class Application:
         return result
 
     def handle_batch(self, messages: list[tuple], tries: int = 1) -> list[str | Exception]:
-        """Handle (userid, text, msg_id[, chat, once, media]) messages in order in one write transaction (one commit for
+        """Handle (userid, text, msg_id[, chat, once, media, tap]) messages in order in one write transaction (one commit for
         many messages), each in a savepoint of its own: a message that fails loses only its own
         writes. Returns the reply, or the exception, for each message; none is answered before
         the transaction is committed. A message that collided with a concurrent writer is handled
@@ -122,12 +126,14 @@ class Application:
         return [results[i] for i in range(len(messages))]
 
     def handle_one(self, s: Session, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False,
-                   media: tuple[str, str] | None = None) -> str:
+                   media: tuple[str, str] | None = None, tap: tuple[str, str] | None = None) -> str:
         """One message inside the batch's transaction (the steps in the module docstring).
         `chat`: the group it was said in (the smart robot's chatid; "" in a 1:1 chat).
         `once`: a msg_id answered before gets "" (nothing) instead of the stored answer.
         `media`: a picture or file message, (kind, WeCom media_id), instead of text: it is recorded
-        here and fetched afterwards (bot/evidence.py), never within this transaction."""
+        here and fetched afterwards (bot/evidence.py), never within this transaction.
+        `tap`: a tap on a decision card's button, (TaskId, EventKey), instead of text: the answer is
+        what the tapped card now shows ("" to leave it as it is; see _tap)."""
         now = self.clock.now()
         savepoint = s.begin_nested()
         try:
@@ -139,10 +145,19 @@ class Application:
             else:
                 ctx = Context(session=s, member=who.member, unit=who.unit, now=now, config=self.config, msg_id=msg_id,
                               chat=chat, media=media)
-                reply, refused = self._dispatch(s, ctx, text)
+                if tap is not None:
+                    reply, refused = self._tap(s, ctx, *tap)
+                else:
+                    text, lapsed = self._complete_ask(s, ctx, text)
+                    reply, refused = self._dispatch(s, ctx, text) if lapsed is None else (lapsed, False)
                 if refused:  # a wrong form: the answer is kept, none of the handler's writes
                     savepoint.rollback()
                     savepoint = s.begin_nested()
+                    if tap is not None:  # the card stays as it is; the refusal goes to the person 1:1
+                        self._tell(s, ctx, reply, "refused")
+                        reply = ""
+                    else:  # words a tap asked for get one try: the refusal shows the command's form
+                        queries.take_ask(s, userid, now)
             savepoint.commit()
             if msg_id and who is not None and who.reply is None:
                 queries.record_processed(s, msg_id, userid, reply, now)
@@ -156,8 +171,9 @@ class Application:
             queries.forget_pending_outbox(s)
         return reply
 
-    def _dispatch(self, s: Session, ctx: Context, text: str) -> tuple[str, bool]:
-        """Router -> handler -> template -> outbox. Returns the reply and whether it was refused."""
+    def _dispatch(self, s: Session, ctx: Context, text: str, tapped: str = "") -> tuple[str, bool]:
+        """Router -> handler -> template -> outbox. Returns the reply and whether it was refused.
+        `tapped`: the task_id of the card whose tap this is (the passive reply updates that one)."""
         try:
             reply = self.on_media(ctx) if ctx.media else self.dispatcher.dispatch(ctx, text)
         except UserError as err:
@@ -174,7 +190,68 @@ class Application:
             # quiet_hours hold pushes only (the outbox worker tells them apart by the key).
             own = push.target.channel == "app" and push.target.id == ctx.member.userid
             self.enqueue_push(s, push, f"{prefix if own else 'push' + prefix[len('reply'):]}:{push.key or i}")
+        for subject, data in reply.settles:
+            self.settle(s, subject, {"by": ctx.member, "when": ctx.now, **data}, ctx.now, tapped)
         return rendered, False
+
+    # ------------------------------------------------------------ decision cards (bot/cards.py)
+
+    def _tap(self, s: Session, ctx: Context, task_id: str, key: str) -> tuple[str, bool]:
+        """A tap on a card's button is the command it stands for, by the person who tapped, through
+        the same dispatcher (rights, transaction, timeline, pushes). Returns what the tapped card
+        shows now ("" unchanged) and whether the command was refused (its words are the reply)."""
+        card = queries.card_by_task(s, task_id)
+        if card is None or card.userid != ctx.member.userid:
+            return "", False  # not a card this bot sent this person: nothing to do
+        if card.outcome:  # decided already (a second tap, another admin, a typed command): show it
+            return card.outcome, False
+        try:
+            mode, command, words = cards.parse_key(key)
+        except ValueError:
+            return "", False
+        if mode == "ask":  # the words come with the person's next message
+            cmd, _ = self.dispatcher.match(command)
+            if cmd is None or not cmd.allowed(ctx.member):
+                return self._dispatch(s, ctx, command)[0], True
+            queries.ask_words(s, ctx.member.userid, command, task_id, ctx.now)
+            self._tell(s, ctx, self.renderer.render("card_ask", words=words, command=command), "ask")
+            return "", False
+        reply, refused = self._dispatch(s, ctx, command, tapped=task_id)
+        return (reply, True) if refused else (card.outcome, False)
+
+    def _complete_ask(self, s: Session, ctx: Context, text: str) -> tuple[str, str | None]:
+        """A 1:1 text message after a tap that asked for words completes that command. Returns the
+        text to handle, and the answer instead of handling it when the tap's time ran out and
+        the message is no command of its own (None otherwise)."""
+        if ctx.in_group or ctx.media:
+            return text, None
+        ask, fresh = queries.take_ask(s, ctx.member.userid, ctx.now)
+        if ask is None:
+            return text, None
+        if fresh:
+            return f"{ask.command} {text}", None
+        if self.dispatcher.match(text)[0] is None:
+            return text, self.renderer.render("card_ask_lapsed", command=ask.command)
+        return text, None
+
+    def _tell(self, s: Session, ctx: Context, text: str, what: str) -> None:
+        """A word to the person who tapped, 1:1 (a tap's passive reply can only change the card)."""
+        if text:
+            queries.enqueue(s, f"reply:{ctx.member.userid}:{ctx.msg_id}:{what}", "app", ctx.member.userid, "text",
+                            {"content": text}, ctx.now)
+
+    def settle(self, s: Session, subject: str, data: dict, now, tapped: str = "") -> None:
+        """Close every open card of a decision: each shows the outcome (card_outcome.j2). The tapped
+        card is updated by the tap's passive reply; every other by message/update_template_card
+        with its response_code, which WeCom honours once, within 72 hours of sending."""
+        outcome = cards.cut(self.renderer.render("card_outcome", **data), 64)
+        for card in queries.open_cards(s, subject):
+            card.outcome = outcome
+            s.add(card)
+            if card.task_id == tapped or (card.sent_at and now - card.sent_at > cards.RESPONSE_CODE_TTL):
+                continue
+            queries.enqueue(s, f"card:{card.task_id}:update", "app", card.userid, "card_update",
+                            {"task_id": card.task_id, "content": outcome}, now)
 
     def _fit_reply(self, s: Session, text: str, userid: str, prefix: str) -> str:
         """A passive reply is a text message (2048 bytes at most): a longer answer (状态, 排名 of many
@@ -189,6 +266,11 @@ class Application:
         return f"{parts[0]}\n{note}"
 
     # ------------------------------------------------------------ outbound
+
+    def _cards_for(self, card: Card) -> bool:
+        """Cards are on ([wecom] cards) and every button's command exists in this build (a card for
+        a command not here, such as 采纳 before the appeals work, goes as today's text)."""
+        return self.config.wecom.cards and all(self.dispatcher.match(b.command)[0] is not None for b in card.buttons)
 
     def enqueue_response(self, url: str, text: str, key: str) -> bool:
         """Put a smart-robot answer that missed its passive reply in the outbox, for the message's
@@ -205,6 +287,14 @@ class Application:
             msgtype = "image" if push.image else "file"
             return int(queries.enqueue(s, key, target.channel, target.id, msgtype, push.file, now, push.filename))
         content = self.renderer.render(push.template, channel=target.channel, **push.data)
+        if push.card is not None and target.channel == "app" and self._cards_for(push.card):
+            task = cards.task_id(push.card.subject, key)
+            card = cards.build(self.renderer.render(push.card.template, **push.data), push.card, task,
+                               self.config.org.name)
+            if not queries.enqueue(s, key, "app", target.id, "template_card", {"content": content, "card": card}, now):
+                return 0
+            queries.add_card(s, task, push.card.subject, target.id, now)
+            return 1
         msgtype = "markdown" if push.markdown else "text"
         limit = TEXT_LIMIT if msgtype == "text" else MARKDOWN_LIMIT
         chunks = split_message(content, limit)

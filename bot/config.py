@@ -69,6 +69,7 @@ class WeComConfig(_Section):
     encoding_aes_key: str = ""
     api_base: str = "https://qyapi.weixin.qq.com"
     timeout_seconds: float = Field(default=10.0, gt=0)
+    cards: bool = True  # decisions asked 1:1 come as template cards with buttons (bot/cards.py); false: text
 
     @field_validator("api_base")
     @classmethod

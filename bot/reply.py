@@ -25,6 +25,26 @@ class Target:
         return show_target(self.channel, self.id)
 
 
+@dataclass(frozen=True)
+class Button:
+    """A button on a decision card: its label and the command a tap stands for, as typed
+    ("同意延期 D3"). `words`: the command needs words after it (退回 D3 <意见>), which the tap asks for."""
+
+    label: str
+    command: str
+    words: str = ""  # what to ask for ("退回意见"); "" for a command complete as it is
+
+
+@dataclass
+class Card:
+    """A 1:1 push that asks for a decision, as a WeCom template card (bot/cards.py); elsewhere the
+    push's text. `subject` names the decision ("D3:extend"); a Reply's `settles` closes it."""
+
+    template: str  # bot/templates/card_*.j2: the card's title, description and fields
+    subject: str
+    buttons: list[Button]
+
+
 @dataclass
 class Push:
     target: Target
@@ -36,6 +56,7 @@ class Push:
     filename: str = ""
     image: bool = False  # with `file`: an image message (a PNG generated at send time) instead of a file
     key: str = ""  # idempotency suffix; the caller's prefix makes it unique
+    card: Card | None = None  # to a person 1:1 (channel "app"), with [wecom] cards: a template card
 
 
 @dataclass
@@ -43,6 +64,8 @@ class Reply:
     template: str
     data: dict = field(default_factory=dict)
     pushes: list[Push] = field(default_factory=list)
+    # Decisions this reply took: (card subject, data for card_outcome.j2); their cards then show the outcome.
+    settles: list[tuple[str, dict]] = field(default_factory=list)
 
 
 class UserError(Exception):

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from bot.campaign.digest import UnitDue
 from bot.config import Config
-from bot.reply import Push, Target
+from bot.reply import Button, Card, Push, Target
 from bot.wecom.api import IMAGE_LIMIT
 from db import queries
 from db.models import ATTACH_STORED, Attachment, Member, SupervisionItem, Unit
@@ -117,8 +117,14 @@ def highlight_pictures(s: Session, highlights: list) -> dict[str, Attachment]:
 
 def ranking_review(s: Session, config: Config, month: Month, scores: list, until: datetime) -> list[Push]:
     """The 预览 to every admin, and to each ranked unit's 负责人 the unit's own line and why."""
-    pushes = [Push(Target("app", a.userid), "ranking_preview", {"scores": scores, "month": month, "until": until},
-                   key=f"preview:{a.userid}") for a in queries.admins(s)]
+    data = {"scores": scores, "month": month, "until": until}
+    pushes = [Push(Target("app", a.userid), "ranking_preview", data, key=f"preview:{a.userid}")
+              for a in queries.admins(s)]
+    if config.wecom.cards:  # after the whole ranking, its decision as a card (bot/cards.py)
+        card = Card("card_ranking_preview", f"ranking:{month}",
+                    [Button("发布", f"发布 {month}"), Button("暂缓", f"暂缓 {month}", "暂缓原因")])
+        pushes += [Push(Target("app", a.userid), "ranking_preview_decide", data, markdown=False,
+                        key=f"decide:{a.userid}", card=card) for a in queries.admins(s)]
     leaders = {m.userid for m in queries.members_by_id(s).values()}
     for sc in scores:
         if sc.unit.leader_userid in leaders:

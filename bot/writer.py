@@ -19,7 +19,7 @@ from bot.app import Application
 
 log = logging.getLogger("duban.writer")
 
-Message = tuple  # userid, text, msg_id[, chat, once, media]: Application.handle_one's arguments
+Message = tuple  # userid, text, msg_id[, chat, once, media, tap]: Application.handle_one's arguments
 _STOP = object()
 
 
@@ -45,13 +45,13 @@ class MessageWriter:
             self._thread = None
 
     async def handle(self, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False,
-                     media: tuple[str, str] | None = None) -> str:
+                     media: tuple[str, str] | None = None, tap: tuple[str, str] | None = None) -> str:
         """Handle one message and return its reply; raises what handling raised. `chat`: the group
         it was said in ("" for 1:1); `once`: a repeated msg_id gets "" (see Application.handle_one);
-        `media`: a picture or file message, (kind, media_id)."""
+        `media`: a picture or file message, (kind, media_id); `tap`: a card's button, (TaskId, EventKey)."""
         self.start()  # an app served without its lifespan (mounted elsewhere) still works
         future = asyncio.get_running_loop().create_future()
-        self._queue.put(((userid, text, msg_id, chat, once, media), future))
+        self._queue.put(((userid, text, msg_id, chat, once, media, tap), future))
         return await future
 
     def _run(self) -> None:

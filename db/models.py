@@ -175,7 +175,7 @@ class Outbox(SQLModel, table=True):
     key: str = Field(unique=True, max_length=255)
     channel: str = Field(max_length=16)  # app | appchat | webhook | response_url
     target: str = Field(sa_column=Column(Text, nullable=False))  # a response_url can be long
-    msgtype: str = Field(max_length=16)  # text | markdown | file
+    msgtype: str = Field(max_length=16)  # text | markdown | file | image | template_card | card_update
     payload: str = Field(sa_column=Column(Text, nullable=False))  # JSON; for a file, how to generate it
     filename: str = Field(default="", max_length=255)
     status: str = Field(default="pending", max_length=8, index=True)  # pending|sending|sent|failed
@@ -344,3 +344,31 @@ class RankingSoFar(SQLModel, table=True):
     settings: str = Field(max_length=40)  # as MonthFigures.settings
     data: str = Field(sa_column=Column(Text, nullable=False))
     computed_at: datetime
+
+
+CARD_ASK_MINUTES = 10  # a tap that asks for words (退回, 不同意延期, 暂缓) waits this long for the next message
+
+
+class DecisionCard(SQLModel, table=True):
+    """A WeCom template card (button_interaction) that asks one person for a decision (bot/cards.py).
+    `subject` names the decision ("D3:extend", "P3:close", "ranking:2026-03"); every card of a
+    subject is settled at once, by a tap or the typed command, and then shows `outcome`."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: str = Field(unique=True, max_length=128)
+    subject: str = Field(index=True, max_length=64)
+    userid: str = Field(max_length=64)
+    response_code: str = Field(default="", max_length=255)  # from message/send: updates this card once, 72 h
+    sent_at: datetime | None = None
+    outcome: str = Field(default="", max_length=255)  # "" while the decision is open
+    created_at: datetime
+
+
+class CardAsk(SQLModel, table=True):
+    """A tapped button whose command needs words: the person's next message (within CARD_ASK_MINUTES)
+    is appended to `command` ("return D3") and handled as typed."""
+
+    userid: str = Field(primary_key=True, max_length=64)
+    command: str = Field(max_length=255)
+    task_id: str = Field(max_length=128)
+    asked_at: datetime

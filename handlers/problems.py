@@ -4,7 +4,7 @@
                                                                       -> 退回 by an admin: back to 整改中"""
 import re
 
-from bot.reply import Push, Reply, Target
+from bot.reply import Button, Card, Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_REFUSE, LEADERS, Context, Router
 from bot.text import blank, normalize_map
 from db import queries
@@ -95,7 +95,10 @@ def close(ctx: Context) -> Reply:
     ctx.session.add(row)
     unit = ctx.session.get(Unit, row.unit_id)
     data = {"problem": row, "unit": unit, "member": ctx.member, "text": text}
-    pushes = [Push(Target("app", a.userid), "problem_admin_push", data, markdown=False, key=f"admin:{a.userid}")
+    card = Card("card_problem_close", f"{row.code}:close",
+                [Button("确认销号", f"确认销号 {row.code}"), Button("退回", f"退回 {row.code}", "退回意见")])
+    pushes = [Push(Target("app", a.userid), "problem_admin_push", data, markdown=False, key=f"admin:{a.userid}",
+                   card=card)
               for a in queries.admins(ctx.session) if a.userid != ctx.member.userid]
     return Reply("close_ok", {"problem": row, "kind": "asked"}, pushes)
 
@@ -111,7 +114,8 @@ def confirm(ctx: Context) -> Reply:
     queries.add_problem_progress(ctx.session, row, ctx.member.userid, remark, ctx.now, PROGRESS_CONFIRM)
     row.status, row.closed_at = PROBLEM_CLOSED, ctx.now
     ctx.session.add(row)
-    return Reply("close_ok", {"problem": row, "kind": "closed"}, _to_unit(ctx, row, "closed", remark))
+    return Reply("close_ok", {"problem": row, "kind": "closed"}, _to_unit(ctx, row, "closed", remark),
+                 settles=[(f"{row.code}:close", {"kind": "确认销号"})])
 
 
 def send_back(ctx: Context, code: str, remark: str) -> Reply:
@@ -124,7 +128,8 @@ def send_back(ctx: Context, code: str, remark: str) -> Reply:
     queries.add_problem_progress(ctx.session, row, ctx.member.userid, remark, ctx.now, PROGRESS_RETURN)
     row.status = PROBLEM_RECTIFYING
     ctx.session.add(row)
-    return Reply("close_ok", {"problem": row, "kind": "returned"}, _to_unit(ctx, row, "returned", remark))
+    return Reply("close_ok", {"problem": row, "kind": "returned"}, _to_unit(ctx, row, "returned", remark),
+                 settles=[(f"{row.code}:close", {"kind": "退回"})])
 
 
 def _to_unit(ctx: Context, row: Problem, kind: str, remark: str) -> list[Push]:

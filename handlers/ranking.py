@@ -1,7 +1,7 @@
 """排名 / 申诉 / 发布 / 暂缓: the month's ranking, its review window and its release (公开亮晒)."""
 from bot import targets
 from bot.campaign import digest, release
-from bot.reply import Push, Reply, Target
+from bot.reply import Button, Card, Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, OVERSIGHT, Context, Router
 from bot.text import blank, parse_month_text, split_args
 from db import queries
@@ -51,7 +51,10 @@ def appeal(ctx: Context) -> Reply:
         raise fail("申诉", "not_ranked_unit", month=frozen.month)
     release.add_appeal(ctx.session, frozen, ctx.unit.id, ctx.member.userid, text, ctx.now)
     data = {"unit": ctx.unit, "month": frozen.month, "member": ctx.member, "text": text, "sc": mine}
-    pushes = [Push(Target("app", a.userid), "appeal_push", data, key=f"appeal:{a.userid}")
+    # 采纳 / 驳回 decide an appeal where this build has them; without them the card goes as text
+    card = Card("card_appeal", f"appeal:{frozen.month}:{ctx.unit.id}", [
+        Button("采纳", f"采纳 {ctx.unit.name}"), Button("驳回", f"驳回 {ctx.unit.name}", "驳回意见")])
+    pushes = [Push(Target("app", a.userid), "appeal_push", data, key=f"appeal:{a.userid}", card=card)
               for a in queries.admins(ctx.session)]
     return Reply("appeal_ok", {"unit": ctx.unit, "month": frozen.month}, pushes)
 
@@ -82,7 +85,9 @@ def publish(ctx: Context) -> Reply:
     pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, release.thaw(frozen.data), ctx.now) \
         if done else []
     ctx.session.refresh(frozen)
-    return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes)
+    outcome = {"kind": "发布"} if done else {"kind": "发布", "by": None, "when": frozen.published_at}
+    return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes,
+                 settles=[(f"ranking:{month}", outcome)])
 
 
 @router.command("暂缓", "hold", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -91,4 +96,4 @@ def hold(ctx: Context) -> Reply:
     if frozen.status == RELEASE_PUBLISHED:
         raise fail("暂缓", "already_published", month=month)
     release.hold(ctx.session, frozen, reason)
-    return Reply("hold_ok", {"month": month, "reason": reason})
+    return Reply("hold_ok", {"month": month, "reason": reason}, settles=[(f"ranking:{month}", {"kind": "暂缓"})])

@@ -9,7 +9,7 @@ import re
 
 from bot import targets
 from bot.campaign import items as lights
-from bot.reply import Push, Reply, Target, UserError
+from bot.reply import Button, Card, Push, Reply, Target, UserError
 from bot.router import ADMINS, EVERYONE, IN_GROUP_REFUSE, Context, Router
 from bot.text import parse_code, parse_date_text, split_args
 from db import queries
@@ -67,10 +67,30 @@ def _to_units(ctx: Context, item: SupervisionItem, template: str, data: dict, ke
     return pushes
 
 
-def _to_admins(ctx: Context, item: SupervisionItem, kind: str, text: str) -> list[Push]:
+def _sign_cards(ctx: Context, item: SupervisionItem, pushes: list[Push]) -> list[Push]:
+    """A new item asks each unit's 负责人 to sign: a card to them 1:1 (bot/cards.py). Where the
+    item went to the 负责人 already, that push is the card; a group reads the text, and with
+    [wecom] cards its 负责人 gets the card as well."""
+    card = Card("card_item_issued", f"{item.code}:sign", [
+        Button("签收", f"签收 {item.code}"), Button("反馈", f"反馈 {item.code}", "办理情况"),
+        Button("申请延期", f"延期 {item.code}", "新期限和理由（如 12月20日 等待批复）")])
+    out = []
+    for push in pushes:
+        unit = push.data["unit"]
+        if push.target.channel == "app":
+            push.card = card
+        elif ctx.config.wecom.cards and unit.leader_userid and queries.get_member(ctx.session, unit.leader_userid):
+            out.append(Push(Target("app", unit.leader_userid), "supervision_push", push.data, markdown=False,
+                            key=f"{push.key}:card", card=card))
+    return pushes + out
+
+
+def _to_admins(ctx: Context, item: SupervisionItem, kind: str, text: str, card: Card | None = None,
+               **extra) -> list[Push]:
     data = {"item": item, "unit": ctx.session.get(Unit, item.unit_id), "kind": kind, "text": text,
-            "member": ctx.member, "sender_unit": ctx.unit}
-    return [Push(Target("app", a.userid), "item_admin_push", data, markdown=False, key=f"admin:{a.userid}")
+            "member": ctx.member, "sender_unit": ctx.unit, **extra}
+    return [Push(Target("app", a.userid), "item_admin_push", data, markdown=False, key=f"admin:{a.userid}",
+                 card=card)
             for a in queries.admins(ctx.session) if a.userid != ctx.member.userid]
 
 
@@ -147,9 +167,11 @@ def _issue(ctx: Context) -> Reply:
     queries.add_item_event(s, item, EVENT_ISSUE, ctx.member.userid, text, ctx.now)
     pushes = _to_units(ctx, item, "supervision_push", {"lead": lead, "partners": partners}, item.code)
     reached = {p.data["unit"].id for p in pushes}
+    pushes = _sign_cards(ctx, item, pushes)
     return Reply("supervise_ok", {"item": item, "lead": lead, "partners": partners,
                                   "grouped": [p.data["unit"] for p in pushes if p.target.channel != "app"],
-                                  "direct": [p.data["unit"] for p in pushes if p.target.channel == "app"],
+                                  "direct": [p.data["unit"] for p in pushes
+                                             if p.target.channel == "app" and not p.key.endswith(":card")],
                                   "unreached": [u for u in units if u.id not in reached]}, pushes)
 
 
@@ -165,7 +187,7 @@ def sign(ctx: Context) -> Reply:
     item.status = ITEM_SIGNED
     ctx.session.add(item)
     queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
-    return Reply("item_ok", {"kind": "签收", "item": item})
+    return Reply("item_ok", {"kind": "签收", "item": item}, settles=[(f"{item.code}:sign", {"kind": "签收"})])
 
 
 @router.command("反馈", "feedback")
@@ -180,7 +202,10 @@ def feedback(ctx: Context) -> Reply:
     item.status = ITEM_ANSWERED
     ctx.session.add(item)
     late = _today(ctx) > item.deadline
-    return Reply("feedback_ok", {"item": item, "late": late}, _to_admins(ctx, item, "反馈", text))
+    card = Card("card_item_admin", f"{item.code}:answer",
+                [Button("办结", f"办结 {item.code}"), Button("退回", f"退回 {item.code}", "退回意见")])
+    return Reply("feedback_ok", {"item": item, "late": late}, _to_admins(ctx, item, "反馈", text, card),
+                 settles=[(f"{item.code}:sign", {"kind": "签收"})])
 
 
 @router.command("延期", "extend")
@@ -199,7 +224,10 @@ def extend(ctx: Context) -> Reply:
     ctx.session.add(item)
     text = f"{item.deadline} → {new}：{reason}"
     queries.add_item_event(ctx.session, item, EVENT_EXTEND_ASK, ctx.member.userid, text, ctx.now)
-    return Reply("item_ok", {"kind": "延期", "item": item}, _to_admins(ctx, item, "延期", text))
+    card = Card("card_item_admin", f"{item.code}:extend", [
+        Button("同意延期", f"同意延期 {item.code}"), Button("不同意", f"不同意延期 {item.code}", "不同意的理由")])
+    return Reply("item_ok", {"kind": "延期", "item": item},
+                 _to_admins(ctx, item, "延期", text, card, asked=new, reason=reason))
 
 
 # ---------------------------------------------------------------- the admins' steps
@@ -219,7 +247,8 @@ def done(ctx: Context) -> Reply:
     queries.add_item_event(ctx.session, item, EVENT_DONE, ctx.member.userid, remark, ctx.now)
     on_time = answer.created_at.astimezone(ctx.tz).date() <= item.deadline
     data = {"kind": "办结", "remark": remark, "on_time": on_time}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, "done"))
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, "done"),
+                 settles=[(f"{item.code}:answer", {"kind": "办结"})])
 
 
 @router.command("退回", "return", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -237,7 +266,8 @@ def send_back(ctx: Context) -> Reply:
     ctx.session.add(item)
     event = queries.add_item_event(ctx.session, item, EVENT_RETURN, ctx.member.userid, remark, ctx.now)
     data = {"kind": "退回", "remark": remark}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"return{event.id}"))
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"return{event.id}"),
+                 settles=[(f"{item.code}:answer", {"kind": "退回"})])
 
 
 @router.command("同意延期", "extendok", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -250,7 +280,8 @@ def extend_yes(ctx: Context) -> Reply:
     event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_YES, ctx.member.userid,
                                    f"{old} → {item.deadline}" + (f"：{remark}" if remark else ""), ctx.now)
     data = {"kind": "同意延期", "remark": remark, "old": old}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"))
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"),
+                 settles=[(f"{item.code}:extend", {"kind": "同意延期", "deadline": item.deadline})])
 
 
 @router.command("不同意延期", "extendno", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -261,7 +292,8 @@ def extend_no(ctx: Context) -> Reply:
     ctx.session.add(item)
     event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_NO, ctx.member.userid, remark, ctx.now)
     data = {"kind": "不同意延期", "remark": remark, "asked": asked}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"))
+    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"),
+                 settles=[(f"{item.code}:extend", {"kind": "不同意延期"})])
 
 
 def _pending_extension(ctx: Context, command: str, code: str) -> SupervisionItem:

@@ -193,6 +193,7 @@ class JobQueue:
                     continue
                 for p in targets.ranking_broadcast(s, self.app.config, month, release.thaw(frozen.data), now):
                     self.app.enqueue_push(s, p, f"job:monthly_ranking:{month}:publish:{p.key}")
+                self.app.settle(s, f"ranking:{month}", {"kind": "发布", "by": None, "when": now}, now)  # the 预览 cards
                 done.append(frozen.month)
         for month in done:
             log.info("ranking for %s published: its review window ended", month)

@@ -10,6 +10,12 @@ of at most 2 MB whose md5 matches; an app chat's or app message's media_id must 
 image. images() gives each delivered image message with its bytes.
 aibot/response (a smart robot message's response_url; recorded with target "response:<code>").
 
+Template cards (发送应用消息 → 模板卡片消息, card_type button_interaction) are checked against WeCom's
+documented required fields and limits (card_error(); 40058 when one is broken, 42014 for a task_id
+used before) and answered with a response_code; message/update_template_card takes a response_code
+once, within 72 hours, and is recorded with target "user:<id>" for each of its userids.
+cards() gives each delivered card; card_updates() each update.
+
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
@@ -25,13 +31,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlparse
 
-SEND_PATHS = ("message/send", "appchat/send", "webhook/send", "aibot/response")
+SEND_PATHS = ("message/send", "appchat/send", "webhook/send", "aibot/response", "message/update_template_card")
+TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
+RESPONSE_CODE_SECONDS = 72 * 3600
 IMAGE_LIMIT = 2 * 1024 * 1024
 IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPG
 
@@ -73,6 +83,8 @@ class State:
     media: dict = field(default_factory=dict)  # media_id -> (bytes, content type, file name): what people sent
     hold: dict | None = None
     held_count: int = 0
+    task_ids: set = field(default_factory=set)  # every template card's task_id (unique in the app)
+    response_codes: dict = field(default_factory=dict)  # code -> (userid, task_id, issued at, used)
 
 
 class FakeWeCom:
@@ -166,6 +178,23 @@ class FakeWeCom:
                 with self.lock:
                     out.append((d, self.state.uploads[image["media_id"]][1]))
         return out
+
+    def cards(self, userid: str | None = None) -> list[dict]:
+        """Every delivered template card (its template_card object), in order; to `userid` only if given."""
+        return [d.body["template_card"] for d in self.deliveries("message/send")
+                if d.body.get("msgtype") == "template_card" and (userid is None or d.target == f"user:{userid}")]
+
+    def card_updates(self) -> list[tuple[str, str]]:
+        """(target, button text) of every card update made through message/update_template_card."""
+        return [(d.target, d.body["button"]["replace_name"]) for d in self.deliveries("message/update_template_card")]
+
+    def click_code(self, task_id: str) -> str:
+        """The ResponseCode a tap on this card's button carries (valid once, like a sent card's)."""
+        with self.lock:
+            userid = next((u for u, t, _, _ in self.state.response_codes.values() if t == task_id), "")
+            code = f"rc-{secrets.token_hex(6)}"
+            self.state.response_codes[code] = (userid, task_id, time.monotonic(), False)
+        return code
 
     def counts_by_target(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -295,6 +324,20 @@ class FakeWeCom:
         body = json.loads(raw or b"{}")
         if body.get("msgtype") == "image" and (error := self._bad_image(body.get("image") or {})):
             return self._reply(h, 200, error)
+        if path == "message/update_template_card":
+            return self._update_card(h, body)
+        answer: dict = {"errcode": 0, "errmsg": "ok"}
+        if path == "message/send" and body.get("msgtype") == "template_card":
+            card = body.get("template_card")
+            if (error := card_error(card)) is not None:
+                return self._reply(h, 200, {"errcode": 40058, "errmsg": f"invalid template_card: {error}"})
+            with self.lock:
+                if card["task_id"] in self.state.task_ids:
+                    return self._reply(h, 200, {"errcode": 42014, "errmsg": "taskid has existed"})
+                self.state.task_ids.add(card["task_id"])
+                code = f"rc-{secrets.token_hex(6)}"
+                self.state.response_codes[code] = (body.get("touser", ""), card["task_id"], time.monotonic(), False)
+            answer["response_code"] = code
         target = {"message/send": lambda: "user:" + body.get("touser", ""),
                   "appchat/send": lambda: "chat:" + body.get("chatid", ""),
                   "webhook/send": lambda: "robot:" + query.get("key", ""),
@@ -324,7 +367,22 @@ class FakeWeCom:
                 return  # dropped unprocessed; the connection just closes
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok"})
         self._record(path, target, body)
-        return self._reply(h, 200, {"errcode": 0, "errmsg": "ok"})
+        return self._reply(h, 200, answer)
+
+    def _update_card(self, h: BaseHTTPRequestHandler, body: dict) -> None:
+        """更新模版卡片消息: a response_code works once, within 72 hours; the button's new text is required."""
+        code, userids = body.get("response_code", ""), body.get("userids") or []
+        replace = (body.get("button") or {}).get("replace_name")
+        if not isinstance(body.get("agentid"), int) or not isinstance(replace, str) or not replace or not userids:
+            return self._reply(h, 200, {"errcode": 40058, "errmsg": "agentid, userids and button.replace_name required"})
+        with self.lock:
+            known = self.state.response_codes.get(code)
+            if known is None or known[3] or time.monotonic() - known[2] > RESPONSE_CODE_SECONDS:
+                return self._reply(h, 200, {"errcode": 40058, "errmsg": "invalid response_code"})
+            self.state.response_codes[code] = (*known[:3], True)
+        for userid in userids:
+            self._record("message/update_template_card", f"user:{userid}", body)
+        return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "invaliduser": []})
 
     def _bad_image(self, image: dict) -> dict | None:
         """WeCom's answer to an image message it would refuse, else None."""
@@ -351,6 +409,49 @@ class FakeWeCom:
                     return  # WeCom's duplicate check: the same message again is not shown again
                 self.state.dedupe[key] = time.monotonic()
             self.state.deliveries.append(Delivery(path, target, body, time.monotonic()))
+
+
+def card_error(card) -> str | None:
+    """What makes a button_interaction template card one WeCom refuses, by its documented required
+    fields and limits (characters; bytes where named), else None."""
+    if not isinstance(card, dict) or card.get("card_type") != "button_interaction":
+        return "card_type must be button_interaction"
+    if not isinstance(card.get("task_id"), str) or not TASK_ID.fullmatch(card["task_id"]):
+        return "task_id: 1-128 digits, letters or _-@"
+    title = card.get("main_title")
+    if not isinstance(title, dict) or not title.get("title"):
+        return "main_title.title required"
+    limits = [(title.get("title", ""), 36, "main_title.title"), (title.get("desc", ""), 44, "main_title.desc"),
+              ((card.get("source") or {}).get("desc", ""), 13, "source.desc"),
+              (card.get("sub_title_text", ""), 160, "sub_title_text")]
+    rows = card.get("horizontal_content_list", [])
+    if len(rows) > 6:
+        return "horizontal_content_list: at most 6"
+    for row in rows:
+        if not row.get("keyname"):
+            return "horizontal_content_list.keyname required"
+        limits += [(row["keyname"], 5, "horizontal_content_list.keyname"),
+                   (row.get("value", ""), 30, "horizontal_content_list.value")]
+    buttons = card.get("button_list")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 6:
+        return "button_list: 1 to 6 buttons"
+    keys = [b.get("key", "") for b in buttons]
+    for b in buttons:
+        if not b.get("text"):
+            return "button_list.text required"
+        if b.get("type", 0) == 0 and not b.get("key"):
+            return "button_list.key required for a callback button"
+        if len(b.get("key", "").encode()) > 1024:
+            return "button_list.key: at most 1024 bytes"
+        if b.get("style", 1) not in (1, 2, 3, 4):
+            return "button_list.style: 1 to 4"
+        limits.append((b["text"], 10, "button_list.text"))
+    if len(set(keys)) != len(keys):
+        return "button_list.key must not repeat"
+    for value, limit, name in limits:
+        if len(value) > limit:
+            return f"{name}: at most {limit} characters"
+    return None
 
 
 def _image_error(data: bytes) -> dict | None:

@@ -136,8 +136,9 @@ def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
     reply = say(app, "admin", "督办 机电工程系 2026-03-28 报送实训基地建设进度")
     assert "D1" in reply and "已推送到单位群" in reply and "负责人" not in reply
     (item,) = rows(app, SupervisionItem)
-    (push,) = rows(app, Outbox)
+    push, card = rows(app, Outbox)  # the group's text, and the card asking its 负责人 to sign (bot/cards.py)
     assert (push.channel, push.target, push.msgtype) == ("appchat", "chat-jd", "markdown")
+    assert (card.channel, card.target, card.msgtype) == ("app", "zhang", "template_card")
     content = json.loads(push.payload)["content"]
     assert "D1" in content and "报送实训基地建设进度" in content and "@张三" in content
     assert "在期限 2026-03-28 内" in say(app, "li", "反馈 D1 已报送")
@@ -149,7 +150,7 @@ def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
 
 def test_supervision_to_a_robot_group_mentions_with_userid_markup(app):
     say(app, "admin", "督办 信息工程系 2026-03-28 报送中期自评报告")
-    (push,) = rows(app, Outbox)
+    push, _card = rows(app, Outbox)
     assert push.channel == "webhook" and "<@wang>" in json.loads(push.payload)["content"]
 
 

@@ -191,7 +191,8 @@ def test_console_mode_prints_pushes_and_keeps_them_in_the_outbox(db_url, clock, 
     worker.stop()
     out = capsys.readouterr().out
     assert "[推送 → appchat:chat-lib]" in out and "延长开放时间方案" in out
-    assert [r.status for r in outbox(app)] == ["sent"]
+    assert "[卡片 → app:sun]" in out and "[签收] [反馈] [申请延期]" in out  # its 负责人's card, as text
+    assert [r.status for r in outbox(app)] == ["sent", "sent"]
     assert json.loads(outbox(app)[0].payload)["content"] in out
 
 

@@ -33,8 +33,9 @@ def events(app) -> list[tuple[str, str, str]]:
 def test_an_item_goes_from_issue_to_done_through_a_return(app, clock):
     reply = say(app, "admin", "督办 机电工程系,信息工程系 3月28日 报送实训基地建设进度")
     assert "D1" in reply and "牵头单位 机电工程系" in reply and "配合单位 信息工程系" in reply
-    pushed = {(r.channel, r.target): content(r) for r in outbox(app)}
+    pushed = {(r.channel, r.target): content(r) for r in outbox(app) if r.msgtype != "template_card"}
     assert set(pushed) == {("appchat", "chat-jd"), ("webhook", "key-xx")}
+    assert {r.target for r in outbox(app) if r.msgtype == "template_card"} == {"zhang", "wang"}  # 负责人: 签收 cards
     assert "（牵头）" in pushed["appchat", "chat-jd"] and "签收 D1" in pushed["appchat", "chat-jd"]
     assert "（配合）" in pushed["webhook", "key-xx"] and "<@wang>" in pushed["webhook", "key-xx"]
 
@@ -192,4 +193,5 @@ def test_the_issuer_is_told_which_units_got_the_item_in_their_group_and_which_th
         lib.chat_id = ""
     reply = say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
     assert "已推送到单位群：机电工程系" in reply and "图书馆 未配置群聊或群机器人，已推送给其负责人" in reply
-    assert {(r.channel, r.target) for r in outbox(app)} == {("appchat", "chat-jd"), ("app", "sun")}
+    assert {(r.channel, r.target) for r in outbox(app)} == {("appchat", "chat-jd"), ("app", "sun"), ("app", "zhang")}
+    assert [r.target for r in outbox(app) if r.msgtype == "template_card"] == ["sun", "zhang"]

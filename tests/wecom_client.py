@@ -33,6 +33,18 @@ def image_xml(userid: str, media_id: str, msg_id: str, agent_id: int = 1000002) 
     )
 
 
+def card_event_xml(userid: str, task_id: str, key: str, response_code: str, create_time: int | None = None,
+                   agent_id: int = 1000002) -> str:
+    """A tap on a template card's button (接收事件 → 模板卡片事件推送)."""
+    return (
+        "<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"
+        "<CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event>"
+        "<EventKey><![CDATA[%s]]></EventKey><TaskId><![CDATA[%s]]></TaskId><CardType><![CDATA[button_interaction]]></CardType>"
+        "<ResponseCode><![CDATA[%s]]></ResponseCode><AgentID>%d</AgentID></xml>"
+        % (CORP_ID, userid, create_time or int(time.time()), key, task_id, response_code, agent_id)
+    )
+
+
 class WeComSide:
     def __init__(self, base_url: str, path: str = "/wecom/callback", token: str = TOKEN, aes_key: str = AES_KEY,
                  corp_id: str = CORP_ID, clock=None):
@@ -69,6 +81,14 @@ class WeComSide:
         env = xmltodict.parse(resp.text)["xml"]
         plain = self.crypto.decrypt_message(resp.text, env["MsgSignature"], env["TimeStamp"], env["Nonce"])
         return xmltodict.parse(plain)["xml"]
+
+    def tap(self, userid: str, task_id: str, key: str, response_code: str = "", create_time: int | None = None) -> dict | None:
+        """Tap a card's button; returns the passive reply (an update_button's XML as a dict), or None
+        when the bot leaves the card as it is (an empty answer)."""
+        xml = card_event_xml(userid, task_id, key, response_code, create_time or int(self.now()))
+        resp = self.post_raw(*self.encrypt(xml))
+        assert resp.status_code == 200, resp.text
+        return self.decrypt_reply(resp) if resp.text else None
 
     def say(self, userid: str, content: str, msg_id: str | None = None) -> str:
         resp = self.send_text(userid, content, msg_id)

@@ -31,6 +31,7 @@ logging.getLogger("urllib3").setLevel(logging.WARNING)
 TOKEN_ERRORS = {40001, 40014, 41001, 42001, 42009}  # the token is missing, invalid or expired: refresh it
 RETRYABLE_ERRORS = {-1, 45009, 45033, 45011}  # busy or rate limited: try again later
 RATE_LIMITED = {45009, 45033}
+TASK_ID_USED = 42014  # a template card's task_id was taken: the same card was delivered before
 TOKEN_TRIES = 3
 IMAGE_LIMIT = 2 * 1024 * 1024  # a robot's image message, and an uploaded image: JPG or PNG, at most 2 MB  # a send whose fresh token is rejected too is tried again later, not failed
 
@@ -219,9 +220,12 @@ class WeComTransport:
                             rate_limited=code in RATE_LIMITED)
         return result
 
-    def send(self, row: Outbox, attachment: bytes | None) -> None:
+    def send(self, row: Outbox, attachment: bytes | None) -> dict | None:
+        """Send one outbox row; a decision card's answer carries its response_code."""
         payload = json.loads(row.payload)
         msgtype = row.msgtype
+        if msgtype in ("template_card", "card_update"):
+            return self._card(row, payload)
         if msgtype == "file":
             payload = {"media_id": self._upload(row, attachment, "file")}
         elif msgtype == "image":
@@ -241,6 +245,27 @@ class WeComTransport:
             self._api(lambda: self.client.message.send(self.cfg.agent_id, row.target, msg=msg))
         else:
             raise SendError(f"unknown channel {row.channel}", retryable=False)
+
+    def _card(self, row: Outbox, payload: dict) -> dict:
+        """A decision card to one person (message/send, template_card), or the update of one sent
+        before (message/update_template_card, with the response_code its sending gave)."""
+        if row.channel != "app":
+            raise SendError(f"{row.msgtype} goes to a person only", retryable=False)
+        if row.msgtype == "template_card":
+            msg = {"msgtype": "template_card", "template_card": payload["card"], "enable_duplicate_check": 1,
+                   "duplicate_check_interval": 1800}
+            try:
+                return self._api(lambda: self.client.message.send(self.cfg.agent_id, row.target, msg=msg))
+            except SendError as exc:
+                if str(exc).startswith(f"errcode {TASK_ID_USED}:"):  # sent before, its answer lost: delivered
+                    return {}
+                raise
+        if not payload.get("response_code"):
+            raise SendError("no response_code for this card (not delivered, or its answer was lost): "
+                            "it keeps its buttons", retryable=False)
+        data = {"userids": [row.target], "agentid": self.cfg.agent_id, "response_code": payload["response_code"],
+                "button": {"replace_name": payload["content"]}}
+        return self._api(lambda: self.client.post("message/update_template_card", data=data))
 
     def _image(self, row: Outbox, data: bytes | None) -> dict:
         """A group robot takes the picture itself (base64 and the md5 of the bytes); an app chat or an

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -158,12 +159,50 @@ class Callback:
                 reply_text = self.app.renderer.render("server_error")
         elif msg.type == "event":
             return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
+        elif (event := _card_event(plain)) is not None:
+            return await self._tap(msg.source, event)
         else:
             reply_text = self.app.renderer.render("text_only", pictures=True)
         reply = TextReply(message=msg, content=reply_text)
         stamp = str(int(self.app.clock.now().timestamp()))
         xml = self.crypto.encrypt_message(reply.render(), secrets.token_hex(8), stamp)
         return Response(xml, media_type="application/xml")
+
+
+    async def _tap(self, userid: str, event: dict) -> Response:
+        """A tap on a decision card's button (模板卡片事件推送). WeCom sends no MsgId with it: the
+        event's time, card and button stand for one (a retry is answered from the record). The
+        answer updates the tapped card's buttons (被动回复: 模板卡片更新消息), or leaves it as it is."""
+        seen = hashlib.sha1(f"{event['CreateTime']}|{event['TaskId']}|{event['EventKey']}".encode()).hexdigest()
+        try:
+            shown = await self.writer.handle(userid, "", f"card:{seen[:40]}", tap=(event["TaskId"], event["EventKey"]))
+        except Exception:
+            log.exception("handling a card tap from %s", userid)
+            shown = ""
+        if not shown:
+            return Response("", media_type="text/plain")
+        stamp = str(int(self.app.clock.now().timestamp()))
+        plain = ("<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"
+                 "<CreateTime>%s</CreateTime><MsgType><![CDATA[update_button]]></MsgType>"
+                 "<Button><ReplaceName><![CDATA[%s]]></ReplaceName></Button></xml>"
+                 % (_cdata(userid), _cdata(self.app.config.wecom.corp_id), stamp, _cdata(shown)))
+        return Response(self.crypto.encrypt_message(plain, secrets.token_hex(8), stamp), media_type="application/xml")
+
+
+def _card_event(plain: str) -> dict | None:
+    """A template_card_event's fields (EventKey, TaskId, ...), or None for anything else."""
+    try:
+        event = xmltodict.parse(plain, disable_entities=True)["xml"]
+    except (ExpatError, KeyError, TypeError, ValueError):
+        return None
+    if not isinstance(event, dict) or event.get("MsgType") != "event" or event.get("Event") != "template_card_event":
+        return None
+    fields = {k: event.get(k) for k in ("CreateTime", "TaskId", "EventKey")}
+    return fields if all(isinstance(v, str) and v for v in fields.values()) else None
+
+
+def _cdata(text: str) -> str:
+    return text.replace("]]>", "]]]]><![CDATA[>")
 
 
 class _TimedHttp(HttpToolsProtocol):

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
+from bot import cards
 from bot.config import SenderConfig
 from bot.reply import show_target
 from bot.wecom.api import SendError
@@ -37,7 +38,7 @@ log = logging.getLogger("duban.sender")
 
 
 class Transport(Protocol):
-    def send(self, row: Outbox, attachment: bytes | None) -> None: ...
+    def send(self, row: Outbox, attachment: bytes | None) -> dict | None: ...
 
 
 class ConsoleTransport:
@@ -56,8 +57,15 @@ class ConsoleTransport:
             kind = "图片" if row.msgtype == "image" else "文件"
             self.out(f"[推送 → {show_target(row.channel, row.target)}] {kind} {path}")
             return
-        content = json.loads(row.payload).get("content", "")
-        self.out(f"[推送 → {show_target(row.channel, row.target)}]\n{content}\n")
+        payload = json.loads(row.payload)
+        if row.msgtype == "template_card":  # the card as text, then the push's text with its commands
+            lines = "\n".join(cards.as_text(payload["card"]))
+            self.out(f"[卡片 → {show_target(row.channel, row.target)}]\n{lines}\n{payload['content']}\n")
+            return
+        if row.msgtype == "card_update":
+            self.out(f"[卡片更新 → {show_target(row.channel, row.target)}] {payload['content']}")
+            return
+        self.out(f"[推送 → {show_target(row.channel, row.target)}]\n{payload.get('content', '')}\n")
 
 
 class RateLimiter:
@@ -178,7 +186,9 @@ class OutboxWorker:
                     attachment = self.file_source(s, row)
             if row.channel == "webhook":
                 self.limiter.record(row.target)
-            self.transport.send(row, attachment)
+            if row.msgtype == "card_update":
+                row = self._with_response_code(row)
+            answer = self.transport.send(row, attachment)
         except SendError as exc:
             self._failed(row, str(exc), exc.retryable, result, exc.rate_limited)
             return False
@@ -190,8 +200,21 @@ class OutboxWorker:
             obj = s.get(Outbox, row.id)
             obj.status, obj.sent_at, obj.lease_until, obj.last_error = "sent", self.clock.now(), None, ""
             s.add(obj)
+            if row.msgtype == "template_card" and isinstance(answer, dict):
+                queries.card_sent(s, json.loads(row.payload)["card"]["task_id"], answer.get("response_code", ""),
+                                  obj.sent_at)
         result.sent += 1
         return True
+
+    def _with_response_code(self, row: Outbox) -> Outbox:
+        """An update of a decision card carries the response_code the card's own sending got; the
+        card went to the same person earlier in the outbox, so it was sent (or failed) first."""
+        payload = json.loads(row.payload)
+        with Session(self.engine) as s:
+            card = queries.card_by_task(s, payload["task_id"])
+        payload["response_code"] = card.response_code if card is not None else ""
+        row.payload = json.dumps(payload, ensure_ascii=False)
+        return row
 
     def _failed(self, row: Outbox, error: str, retryable: bool, result: PassResult,
                 rate_limited: bool = False) -> None:

@@ -1,5 +1,6 @@
 """Small query functions, one module a subject. Handlers and jobs read and write only through
 these, as `from db import queries` then `queries.get_task(s, "T1")`; this package gathers them."""
+from db.queries.cards import *  # noqa: F401,F403
 from db.queries.evidence import *  # noqa: F401,F403
 from db.queries.inbound import *  # noqa: F401,F403
 from db.queries.jobruns import *  # noqa: F401,F403
