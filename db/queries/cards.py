@@ -38,11 +38,15 @@ def ask_words(s: Session, userid: str, command: str, task_id: str, now: datetime
     """The person tapped a button whose command needs words: their next message completes it."""
     s.exec(delete(CardAsk).where(CardAsk.userid == userid))
     s.add(CardAsk(userid=userid, command=command, task_id=task_id, asked_at=now))
+    if "asking" in s.info:  # read with the batch's senders (queries.expect)
+        s.info["asking"].add(userid)
 
 
 def take_ask(s: Session, userid: str, now: datetime) -> tuple[CardAsk | None, bool]:
     """The person's waiting tap, removed (the caller's transaction keeps it if the command is
     refused), and whether it is still within CARD_ASK_MINUTES; (None, False) if there is none."""
+    if userid not in s.info.get("asking", (userid,)):  # the batch's senders were read: nothing waits
+        return None, False
     ask = s.get(CardAsk, userid)
     if ask is None:
         return None, False

@@ -13,6 +13,7 @@ from sqlalchemy import (
 from sqlmodel import Session, select
 
 from db.models import (
+    CardAsk,
     Member,
     ProcessedMessage,
     Unit,
@@ -39,9 +40,10 @@ class Sender(NamedTuple):
 def _senders_statement():
     """A batch's senders with their units, and the answers any of its MsgIds got before (a row for
     each such answer, else one with no answer)."""
-    m, u, p = Member.__table__, Unit.__table__, ProcessedMessage.__table__
+    m, u, p, a = Member.__table__, Unit.__table__, ProcessedMessage.__table__, CardAsk.__table__
     seen = (p.c.userid == m.c.userid) & p.c.msg_id.in_(bindparam("msg_ids", expanding=True))
-    return select(*m.c, *u.c, p.c.msg_id, p.c.reply).select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(p, seen)) \
+    return select(*m.c, *u.c, a.c.userid, p.c.msg_id, p.c.reply) \
+        .select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(a, a.c.userid == m.c.userid).outerjoin(p, seen)) \
         .where(m.c.userid.in_(bindparam("userids", expanding=True)))
 
 
@@ -52,17 +54,21 @@ _RECORD_PROCESSED = insert(ProcessedMessage)
 
 
 def expect(s: Session, messages: list[tuple[str, str]]) -> None:
-    """Look up the senders of a batch's (userid, msg_id) messages, their units and the answers their
-    MsgIds got before, in one query; sender() then answers from what was read. A batch's answers
+    """Look up the senders of a batch's (userid, msg_id) messages, their units, the answers their
+    MsgIds got before and who has a card's tap waiting for words (queries.take_ask), in one query;
+    sender() then answers from what was read. A batch's answers
     are written together when it ends (write_answers), so a message costs no lookup and no write
     of its own for the dedupe."""
     found = s.info.setdefault("senders", {})
     answers = s.info.setdefault("answers", {})
+    asking = s.info.setdefault("asking", set())
     params = {"userids": sorted({u for u, _ in messages}), "msg_ids": sorted({m for _, m in messages if m})}
     for row in s.connection().execute(_SENDERS, params):
         userid = row[0]
         if userid not in found:
             found[userid] = (MemberRow(*row[:_MEMBER_FIELDS]), UnitRow(*row[_MEMBER_FIELDS:_UNIT_END]))
+        if row[-3] is not None:
+            asking.add(userid)
         if row[-2] is not None:
             answers.setdefault((userid, row[-2]), row[-1])
     s.info.setdefault("asked", set()).update(messages)
@@ -81,8 +87,8 @@ def sender(s: Session, userid: str, msg_id: str = "") -> Sender | None:
 
 def forget_senders(s: Session) -> None:
     """A unit or person changed in this transaction: the next sender() reads them afresh."""
-    s.info.pop("senders", None)
-    s.info.pop("asked", None)
+    for key in ("senders", "asked", "asking"):
+        s.info.pop(key, None)
 
 
 def record_processed(s: Session, msg_id: str, userid: str, reply: str, now: datetime) -> None:
