@@ -1,7 +1,8 @@
 """The web pages in a real browser: Debian's headless Chromium driven by Playwright signs in
 through a fake OAuth code against the fake WeCom, opens each page as each role, submits a report
-by the form, and takes screenshots of 总览 at phone and desktop width (into DUBAN_SCREENSHOTS, or
-the test's temporary folder). Skipped, with the reason, where there is no browser."""
+by the form, and takes screenshots of every page of each role at phone and desktop width (into
+DUBAN_SCREENSHOTS, e.g. docs/screens, or the test's temporary folder). Skipped, with the reason,
+where there is no browser."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from sqlmodel import select
 
 from bot.wecom.callback import build_asgi
 from conftest import ServerThread
-from db.models import Report
+from db.models import Report, Unit
 from test_web import XX_SECRETS, build, fill
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -100,23 +101,94 @@ def test_a_member_reports_by_the_form(browser, site, fake):
     page.fill("#percent", "60")
     page.fill("#text", "完成实训基地主体验收")
     page.click("text=提交汇报")
-    assert "已收到 T1 汇报：进度 60%" in page.inner_text("#reply")
-    assert "60%" in page.inner_text("#mine")
+    assert "已收到 T1 汇报：进度 60%" in page.inner_text("#stored")  # after the redirect (Post/Redirect/Get)
+    assert "60%" in page.inner_text("#mine") and page.input_value("#percent") == "" and page.input_value("#text") == ""
+    page.click("text=提交汇报")  # a second press, the form empty: nothing stored
+    assert "已收到" not in page.inner_text("body")
     with app.session() as s:
         latest = s.exec(select(Report).order_by(Report.id.desc())).first()
     assert (latest.userid, latest.percent, latest.text) == ("li", 60, "完成实训基地主体验收")
     context.close()
 
 
-def test_screenshots_of_the_overview_at_phone_and_desktop_width(browser, site, fake, tmp_path):
-    app, server, _ = site
+def showcase(app) -> dict[str, int]:
+    """A month as the pages show it on 04-10: reports, an overdue problem with notes, a 督办 sent back
+    and done, March's ranking in review with an appeal, a failed and a waiting message."""
+    from db.models import Outbox
+    from jobs import JobQueue
+
+    from conftest import add_overseer, at
+
+    add_overseer(app)
+    app.config.broadcast.chat_id = "chat-all"
+    app.config.ranking.review_hours = 240  # March's ranking in review until 04-11
+    steps = [(at(2026, 3, 12, 9), "li", "汇报 T1 30% 完成方案论证"), (at(2026, 3, 14, 9), "zhang", "汇报 T2 40% 完成两次专题学习"),
+             (at(2026, 3, 16, 9), "sun", "汇报 T5 50% 自习室延长至22点"),
+             (at(2026, 3, 18, 9), "zhao", "汇报 T3 60% 大厅主体上线"),
+             (at(2026, 3, 20, 9), "li", "问题 实训室屋顶漏水，影响设备安全 时限=2026-04-05"),
+             (at(2026, 3, 22, 9), "zhang", "整改 P1 已联系后勤维修"),
+             (at(2026, 3, 25, 9), "admin", "督办 机电工程系,图书馆 2026-04-08 报送实训中心验收方案")]
+    for when, userid, text in steps:
+        app.clock.set(when)
+        app.handle_message(userid, text)
+    app.clock.set(at(2026, 4, 1, 10))
+    JobQueue(app).run("monthly_ranking", at(2026, 4, 1, 10))
+    for when, userid, text in [(at(2026, 4, 1, 11), "wang", "申诉 T4 已于3月14日完成，请核实"),
+                               (at(2026, 4, 2, 9), "zhang", "签收 D1"), (at(2026, 4, 3, 9), "zhang", "反馈 D1 已报送方案"),
+                               (at(2026, 4, 3, 15), "admin", "退回 D1 缺少预算表"),
+                               (at(2026, 4, 7, 9), "zhang", "反馈 D1 已补预算表"),
+                               (at(2026, 4, 8, 9), "admin", "办结 D1 材料齐全，同意办结"),
+                               (at(2026, 4, 9, 9), "li", "汇报 T1 45% 完成设备招标"),
+                               (at(2026, 4, 9, 10), "li", "问题 机房空调噪音大 时限=2026-05-30")]:
+        app.clock.set(when)
+        app.handle_message(userid, text)
+    app.clock.set(at(2026, 4, 10, 10))
+    with app.session() as s:
+        s.add(Outbox(key="push:li:c0e8d4", channel="app", target="li", msgtype="markdown", status="failed",
+                     payload='{"content": "**本月汇报提醒**\\n请于25日前汇报 T1"}', attempts=30,
+                     last_error="errcode 81013: user & party & tag all invalid", created_at=at(2026, 4, 9, 9)))
+        s.add(Outbox(key="job:x:1", channel="appchat", target="chat-lib", msgtype="text", status="pending",
+                     payload='{"content": "图书馆：督办 D1 已办结"}', attempts=2, last_error="HTTP 502",
+                     next_attempt_at=at(2026, 4, 10, 10, 5), created_at=at(2026, 4, 10, 9)))
+        return {u.name: u.id for u in s.exec(select(Unit))}
+
+
+ROLES = {"admin": "管理员", "vp": "分管领导", "zhang": "负责人", "li": "成员"}
+
+
+@pytest.mark.parametrize("userid", list(ROLES))
+def test_every_page_fits_a_phone_and_a_desktop_and_is_photographed(browser, tmp_path, clock, fake, userid):
+    """Each role's pages (总览, 机电工程系's 单位, 我的, and 管理 for an admin) at 390 px and 1,280 px:
+    never wider than the screen (wide tables scroll inside their card); a problem's 期限 and 超期 mark
+    are there on a phone. Screenshots go to DUBAN_SCREENSHOTS (docs/screens) or the test's folder."""
     folder = Path(os.environ.get("DUBAN_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
-    for width in (390, 1440):
-        context, page = open_as(browser, server, fake, "admin", width)
-        shot = folder / f"overview-{width}.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
-        box = page.locator("#trend svg").bounding_box()
-        assert 0 < box["width"] <= width  # the chart fits the screen
-        context.close()
+    app = build(f"sqlite:///{tmp_path / 'duban.db'}", clock, fake)
+    ids = showcase(app)
+    pages = {"overview": "/web/", "unit": f"/web/unit/{ids['机电工程系']}", "me": "/web/me"}
+    if userid == "admin":
+        pages["admin"] = "/web/admin"
+    try:
+        with ServerThread(build_asgi(app)) as server:
+            app.config.web.base_url = server.base
+            for width in (390, 1280):
+                context, page = open_as(browser, server, fake, userid, width)
+                for name, url in pages.items():
+                    assert page.goto(server.base + url).status == 200, url
+                    assert ROLES[userid] in page.inner_text("header")
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= width, (url, width, wide)
+                    if name == "overview":
+                        box = page.locator("#trend svg").bounding_box()
+                        assert 0 < box["width"] <= width  # the chart fits the screen
+                    if name == "unit":
+                        due = page.locator("#problems tr.problem[data-code=P1] td").nth(3)
+                        assert due.is_visible() and "2026-04-05" in due.inner_text() and "超期" in due.inner_text()
+                    if name == "admin":
+                        retry = page.locator("#outbox button", has_text="重试").last
+                        box = retry.bounding_box()
+                        assert box and box["x"] + box["width"] <= width  # the button is on the screen
+                    page.screenshot(path=str(folder / f"{userid}-{name}-{width}.png"), full_page=True)
+                context.close()
+    finally:
+        app.engine.dispose()
