@@ -55,7 +55,7 @@ def _sheet(wb: Workbook, title: str, header: list[str], rows: list[list], tiers:
     MAX_WIDTH, longer text wraps); dates and times as Excel dates; printed landscape, one page wide.
     `tiers`: the column coloured by 等次."""
     ws = wb.create_sheet(title)
-    widths = [_text_width(h) for h in header]
+    widths = [_text_width(h) + 2 for h in header]  # room for the filter's button
     for row in rows:
         for i, v in enumerate(row):
             widths[i] = max(widths[i], _text_width(v))
