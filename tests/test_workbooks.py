@@ -54,6 +54,7 @@ def test_month_workbook_sheets_are_fitted_filtered_frozen_and_dated(app):
         assert ws.freeze_panes == "A2", ws.title
         assert ws.auto_filter.ref == f"A1:{chr(64 + len(header))}{max(ws.max_row, 1)}", ws.title
         assert all(c.font.b for c in ws[1]), ws.title
+        assert ws.oddHeader.center.text == "&A" and ws.page_setup.orientation == "landscape"  # printed, named
         for i, _ in enumerate(header):
             width = ws.column_dimensions[chr(65 + i)].width
             assert 4 <= width <= MAX_WIDTH, (ws.title, header[i], width)

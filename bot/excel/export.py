@@ -69,6 +69,7 @@ def _sheet(wb: Workbook, title: str, header: list[str], rows: list[list], tiers:
     ws.page_setup.orientation = "landscape"
     ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
     ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.oddHeader.center.text = "&A"  # the sheet's name on the printed page
     if tiers:
         _tier_colours(ws, tiers, len(rows))
     ws.append([_styled(ws, h, font=BOLD) for h in header])
