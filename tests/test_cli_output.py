@@ -1,38 +1,20 @@
-"""What the command line tells an operator: a quiet `serve` that names the pages, `jobs list` with a
-run moved off a rest day, `outbox` saying why each message waits, `export --year`."""
+"""What the command line tells an operator (a quiet `serve` naming the pages: test_cli.py): `jobs
+list` with a run moved off a rest day, `outbox` saying why each message waits, `export --year`."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import httpx
 from openpyxl import load_workbook
 from sqlmodel import Session
 
 from bot.clock import FixedClock
 from bot.config import Config
 from db.models import Outbox
-from serving import free_port, wait_healthy
-from test_cli import ENV, duban
+from serving import free_port
+from test_cli import duban
 
 TZ = ZoneInfo("Asia/Shanghai")
-
-
-def test_serve_starts_quietly_and_names_the_pages(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_healthy(port, proc), "serve did not answer"
-        assert httpx.get(f"http://127.0.0.1:{port}/web/", timeout=5).status_code == 401  # the pages are there
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    assert f"页面（总览、单位、我的、管理）：http://127.0.0.1:{port}/web/" in err
-    assert "apscheduler" not in err and " INFO " not in err, err  # no scheduler chatter without -v
 
 
 def test_jobs_list_shows_a_run_moved_off_a_rest_day():

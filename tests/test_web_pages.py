@@ -10,35 +10,25 @@ import unicodedata
 import pytest
 from openpyxl import load_workbook
 
-from bot.wecom.callback import build_asgi
-from conftest import ServerThread, add_overseer, at
+from conftest import add_overseer, at
 from db.models import Member, Outbox
-from test_web import build, fill, signed_in
+from test_web import clock, fill, signed_in, site  # noqa: F401 (clock, site: fixtures)
 
 
 @pytest.fixture
-def clock():
-    from bot.clock import FixedClock
-    return FixedClock(at(2026, 4, 10, 10, 0))
-
-
-@pytest.fixture
-def site(db_url, clock, fake):
-    app = build(db_url, clock, fake)
+def college(site):
+    """test_web's site (the fixed clock on 04-10) with fill()'s reports, a broadcast group."""
+    app, server = site
     app.config.broadcast.chat_id = "chat-all"
-    ids = fill(app)
-    with ServerThread(build_asgi(app)) as server:
-        app.config.web.base_url = server.base
-        yield app, server, ids
-    app.engine.dispose()
+    return app, server, fill(app)
 
 
 def section(page: str, name: str) -> str:
     return page.split(f'id="{name}"', 1)[1].split("</section>", 1)[0]
 
 
-def test_the_outbox_names_whom_a_message_goes_to_with_its_first_line_and_error_in_words(site, fake):
-    app, server, _ = site
+def test_the_outbox_names_whom_a_message_goes_to_with_its_first_line_and_error_in_words(college, fake):
+    app, server, _ = college
     rows = [("push:li:c0e8d4aa", "app", "li|zhang", "markdown", '{"content": "**本月汇报提醒**\\n请于25日前汇报"}',
              "failed", "errcode 81013: user & party & tag all invalid"),
             ("job:monthly_ranking:2026-03:unit:2", "appchat", "chat-jd", "text", '{"content": "\\n机电工程系 3月排名"}',
@@ -62,10 +52,10 @@ def test_the_outbox_names_whom_a_message_goes_to_with_its_first_line_and_error_i
     assert "<b>信息工程系群</b>" in outbox and "争先督办-2026-03.xlsx" in outbox
 
 
-def test_timelines_show_names_and_the_whole_supervision_story(site, fake):
+def test_timelines_show_names_and_the_whole_supervision_story(college, fake):
     """A note by someone named nowhere else on the page (陈静, chenjing) shows her name; the 督办's
     退回 and 办结 with their opinions; an overdue problem marked 超期 next to its 期限."""
-    app, server, ids = site
+    app, server, ids = college
     with app.session() as s:
         s.add(Member(userid="chenjing", name="陈静", unit_id=ids["机电工程系"], role="成员"))
     app.handle_message("li", "问题 实训室漏水 时限=2026-04-05")
@@ -88,8 +78,8 @@ def test_timelines_show_names_and_the_whole_supervision_story(site, fake):
     assert "张三 <b>签收</b>" in steps[0][1]
 
 
-def test_the_running_month_is_marked_and_drawn_apart(site, fake):
-    app, server, _ = site
+def test_the_running_month_is_marked_and_drawn_apart(college, fake):
+    app, server, _ = college
     trend = section(signed_in(server, fake, "li").get("/web/").text, "trend")
     assert ">截至10日</text>" in trend and "本月截至10日，尚未结束" in trend
     running = re.findall(r'<circle class="running"[^>]*>', trend)
@@ -100,8 +90,8 @@ def test_the_running_month_is_marked_and_drawn_apart(site, fake):
 
 
 @pytest.mark.parametrize("userid", ["admin", "vp"])
-def test_an_admin_or_leader_in_charge_opens_with_the_organisation(site, fake, userid):
-    app, server, _ = site
+def test_an_admin_or_leader_in_charge_opens_with_the_organisation(college, fake, userid):
+    app, server, _ = college
     add_overseer(app)
     summary = section(signed_in(server, fake, userid).get("/web/").text, "summary")
     assert 'class="org"' in summary and "参评单位" in summary and "党政办公室" not in summary
@@ -114,8 +104,8 @@ def _emoji(text: str) -> list[str]:
     return [ch for ch in text if unicodedata.category(ch) == "So" and ord(ch) > 0x2500 or ch == "\ufe0f"]
 
 
-def test_no_page_needs_an_emoji_font(site, fake):
-    app, server, ids = site
+def test_no_page_needs_an_emoji_font(college, fake):
+    app, server, ids = college
     client = signed_in(server, fake, "li")
     page = client.get("/web/me").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
@@ -130,8 +120,8 @@ def test_no_page_needs_an_emoji_font(site, fake):
     assert _emoji(shown) == []
 
 
-def test_an_admin_downloads_the_month_and_year_workbooks_from_the_admin_page(site, fake):
-    app, server, _ = site
+def test_an_admin_downloads_the_month_and_year_workbooks_from_the_admin_page(college, fake):
+    app, server, _ = college
     admin = signed_in(server, fake, "admin")
     links = re.findall(r'href="(/web/admin/export\?[^"]+)"', section(admin.get("/web/admin").text, "exports"))
     assert links == ["/web/admin/export?month=2026-04", "/web/admin/export?month=2026-03",
