@@ -134,3 +134,10 @@ def test_an_admin_downloads_the_month_and_year_workbooks_from_the_admin_page(col
     assert admin.get("/web/admin/export?month=13月").status_code == 400
     member = signed_in(server, fake, "li")
     assert member.get(links[1]).status_code == 404
+
+
+def test_someone_with_nothing_to_report_gets_no_empty_form(college, fake):
+    app, server, _ = college
+    mine = section(signed_in(server, fake, "admin").get("/web/me").text, "report")  # 党政办公室 has no task
+    assert "暂无在办任务" in mine and "<form" not in mine
+    assert "<form" in section(signed_in(server, fake, "li").get("/web/me").text, "report")
