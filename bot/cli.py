@@ -94,7 +94,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool, show_versio
     """争先督办 duban: WeCom bot for monthly reporting, supervision and ranking."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in ("alembic", "apscheduler"):  # their INFO lines (jobs added, scheduler started) only with -v
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.ensure_object(dict)["config_path"] = config_path
     if show_version:
         _print_version(ctx, config_path)
@@ -248,20 +249,27 @@ def template(file: str, force: bool) -> None:
 @main.command()
 @_config_option
 @click.option("--month", default=None, help="YYYY-MM (default: this month)")
+@click.option("--year", type=int, default=None, help="the year's workbook (年度考核) instead of a month's")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.pass_context
-def export(ctx: click.Context, config_path: str | None, month: str | None, output: str) -> None:
-    """Write the month's Excel workbook."""
-    from bot.excel.export import month_workbook
+def export(ctx: click.Context, config_path: str | None, month: str | None, year: int | None, output: str) -> None:
+    """Write the month's (or with --year, the year's) Excel workbook."""
+    from bot.excel.export import generate
 
+    if month and year:
+        raise click.UsageError("give --month or --year, not both")
     app = _app(ctx, config_path)
     now = app.clock.now()
-    try:
-        m = Month.parse(month) if month else Month.of(now.astimezone(app.tz))
-    except ValueError:
-        raise click.BadParameter("expected YYYY-MM", param_hint="--month") from None
+    if year:
+        spec = {"kind": "year", "year": year}
+    else:
+        try:
+            m = Month.parse(month) if month else Month.of(now.astimezone(app.tz))
+        except ValueError:
+            raise click.BadParameter("expected YYYY-MM", param_hint="--month") from None
+        spec = {"kind": "month", "month": str(m)}
     with app.session() as s:
-        Path(output).write_bytes(month_workbook(s, app.config, m, now))
+        Path(output).write_bytes(generate(s, app.config, {**spec, "at": now.isoformat()}))
     click.echo(output)
 
 
@@ -334,12 +342,31 @@ def outbox(ctx: click.Context, config_path: str | None, show_all: bool) -> None:
 
     from db import queries
 
+    from bot.wecom.sender import why_waiting
+
     app = _app(ctx, config_path)
     statuses = ("pending", "sending", "failed") + (("sent",) if show_all else ())
     with Session(app.engine) as s:
         rows = queries.outbox_rows(s, statuses)
         counts = queries.outbox_counts(s)
-    click.echo(app.renderer.render("cli_outbox", rows=rows, counts=counts))
+    now = app.clock.now()
+    waits = {r.id: why_waiting(r, now, app.config.sender, app.tz) for r in rows if r.status == "pending"}
+    serving = _serving(app) if waits else True
+    click.echo(app.renderer.render("cli_outbox", rows=rows, counts=counts, waits=waits, serving=serving,
+                                   server=f"{app.config.server.host}:{app.config.server.port}"))
+
+
+def _serving(app: Application) -> bool:
+    """Whether `duban serve` answers on the configured port (its /healthz)."""
+    import httpx
+
+    host = app.config.server.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    try:
+        httpx.get(f"http://{host}:{app.config.server.port}/healthz", timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
 
 
 @outbox.command("retry")
@@ -373,7 +400,9 @@ def jobs_list(ctx: click.Context, config_path: str | None) -> None:
 
     app = _application(ctx, config_path)
     q = JobQueue(app)
-    click.echo(app.renderer.render("cli_jobs", rows=q.next_runs()))
+    rows = q.next_runs()
+    click.echo(app.renderer.render("cli_jobs", rows=rows, moved={
+        name: q.planned(name, nxt) for name, enabled, nxt, _ in rows if enabled and nxt is not None}))
     for year in q.calendar_gaps():
         click.echo(app.renderer.render("cli_calendar_gap", year=year), err=True)
 

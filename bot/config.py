@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from datetime import date, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -282,6 +282,18 @@ class SenderConfig(_Section):
     def quiet(self) -> tuple[time, time] | None:
         """(start, end) of the quiet hours, or None."""
         return _quiet_span(self.quiet_hours) if self.quiet_hours else None
+
+    def quiet_end(self, now: datetime, tz) -> datetime | None:
+        """If `now` is within the quiet hours: when they end (local time); else None."""
+        span = self.quiet()
+        if span is None:
+            return None
+        start, end = span
+        local = now.astimezone(tz)
+        if not ((start <= local.time() < end) if start < end else (local.time() >= start or local.time() < end)):
+            return None
+        until = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        return until if until > local else until + timedelta(days=1)
 
     def backoff(self, attempts: int) -> timedelta:
         """How long to wait before trying again after `attempts` tries (a send, a picture's download)."""

@@ -94,6 +94,10 @@ class Problem(SQLModel, table=True):
     created_at: datetime
     closed_at: datetime | None = None
 
+    def overdue(self, today: date) -> bool:
+        """超期: past its 整改时限 and not yet 销号."""
+        return self.deadline is not None and self.deadline < today and self.status != PROBLEM_CLOSED
+
 
 class ProblemProgress(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)

@@ -91,6 +91,11 @@ class JobQueue:
             out.append((name, cfg.enabled, nxt, cfg.cron))
         return out
 
+    def planned(self, name: str, nxt: datetime) -> tuple[datetime, str] | None:
+        """For a run moved off a rest day: (the time its cron gave, EARLIER or LATER); else None."""
+        base = self.trigger(name).base_of(nxt)
+        return (base, JOBS[name].moves) if base is not None and base != nxt else None
+
     # ------------------------------------------------------------ running
 
     def run(self, name: str, base: datetime, dry_run: bool = False, force: bool = False) -> RunResult:

@@ -100,6 +100,13 @@ class WorkdayCronTrigger(BaseTrigger):
                 return adjusted
         return None
 
+    def base_of(self, adjusted: datetime) -> datetime | None:
+        """The cron's own fire time that `adjusted` (a time this trigger gives) was moved from."""
+        for base, moved in self.pairs(adjusted - self.LOOKBACK, adjusted + self.LOOKBACK):
+            if moved == adjusted:
+                return base
+        return None
+
     def last_before(self, moment: datetime) -> tuple[datetime, datetime] | None:
         """The latest (base, adjusted) pair whose adjusted time is at or before `moment`."""
         found = None

@@ -68,10 +68,13 @@ def test_serve_runs_on_embedded_defaults_without_credentials(tmp_path):
         callback = httpx.get(f"http://127.0.0.1:{port}/wecom/callback", timeout=2)
         assert callback.status_code == 503  # console mode: no callback without credentials
         assert (tmp_path / "duban.db").exists()
+        assert httpx.get(f"http://127.0.0.1:{port}/web/", timeout=5).status_code == 401  # the pages are there
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     assert "控制台模式" in err
+    assert f"页面（总览、单位、我的、管理）：http://127.0.0.1:{port}/web/" in err  # the banner names the pages
+    assert "apscheduler" not in err and " INFO " not in err, err  # quiet: no scheduler lines without -v
 
 
 def test_chat_console_speaks_to_the_handlers_and_shows_pushes(tmp_path):

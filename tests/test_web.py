@@ -192,7 +192,9 @@ def test_an_admin_sees_every_unit_the_preview_and_the_outbox(site, fake):
     assert "第1版" in xx.text and "待反馈" in xx.text and "未整改" in xx.text
     overview = client.get("/web/").text
     assert "2026-04 排名预览" in overview and "2026-03 排名" in overview and "<svg" in overview
-    assert "<b>不参评</b>" in overview  # the office has no task: not ranked, not "0 / 4"
+    summary = overview.split('id="summary"', 1)[1].split("</section>", 1)[0]
+    assert 'class="org"' in summary and "参评单位</span><b>3</b>" in summary  # the organisation, not the office
+    assert "不参评" not in summary and "党政办公室" not in summary  # (the office has no task: not ranked)
     assert "4月" in overview and "月度督办提示" in overview and "4月25日" in overview
     assert client.get("/web/admin").status_code == 200
 
@@ -213,9 +215,17 @@ def test_the_report_form_needs_its_csrf_token_and_follows_the_chat_rules(site, f
         assert not s.exec(select(Report)).all()
 
     done = client.post("/web/me/report", data={**form, "csrf": csrf})
-    assert done.status_code == 200 and "已收到 T1 汇报：进度 60%" in done.text
-    twice = client.post("/web/me/report", data={**form, "csrf": csrf})  # the same form sent again
-    assert "已收到 T1 汇报：进度 60%" in twice.text
+    assert done.status_code == 303 and done.headers["location"] == "/web/me#mine"  # Post/Redirect/Get
+    shown = client.get("/web/me").text
+    assert "已收到 T1 汇报：进度 60%" in shown.split('id="stored"', 1)[1].split("</section>", 1)[0]
+    assert 'name="percent" inputmode="numeric" placeholder="例如 60" value=""' in shown  # the form is empty
+    assert "完成实训基地主体验收</textarea>" not in shown and "完成实训基地主体验收" in shown.split('id="mine"')[1]
+    assert "已收到" not in client.get("/web/me").text  # said once
+    again = re.search(r'name="nonce" value="([^"]+)"', shown).group(1)
+    empty = client.post("/web/me/report", data={"csrf": csrf, "nonce": again, "task": "T1", "percent": "", "text": ""})
+    assert empty.status_code == 200 and "已收到" not in empty.text  # a second press of the empty form stores nothing
+    twice = client.post("/web/me/report", data={**form, "csrf": csrf})  # the first form resent (its nonce): one report
+    assert twice.status_code == 200 and "已收到 T1 汇报：进度 60%" in twice.text
     bad = client.post("/web/me/report", data={**form, "csrf": csrf, "nonce": "other", "percent": "六十"})
     assert "六十" in bad.text and "已收到" not in bad.text
     with app.session() as s:
@@ -259,7 +269,8 @@ def test_an_admin_retries_a_failed_message_from_the_page(site, fake):
                          created_at=at(2026, 4, 10, 9)))
     client = signed_in(server, fake, "admin")
     page = client.get("/web/admin").text
-    assert "没有待审核的排名" in page and "errcode 40003" in page and page.count('class="failed"') == 2
+    assert "没有待审核的排名" in page and page.count('class="failed"') == 2
+    assert "收件人账号无效（错误码 40003）" in page and "<b>李四</b>" in page  # in words, by name
     csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
     assert client.post("/web/admin/outbox/retry", data={"csrf": "x", "id": "1"}).status_code == 403
     resp = client.post("/web/admin/outbox/retry", data={"csrf": csrf, "id": "1"}, follow_redirects=True)
@@ -286,17 +297,26 @@ def test_an_admin_reads_the_appeals_and_publishes_from_the_review_queue(db_url, 
             admin = signed_in(server, fake, "admin")
             page = admin.get("/web/admin").text
             assert "2026-03 排名预览中" in page and "T4 已完成，请核实" in page and "信息工程系" in page
+            appeal = page.split('class="appeal"', 1)[1].split("</tr>", 1)[0]  # the appealing unit's figures
+            assert re.search(r"名次 \d</span> <span>得分 \d+\.\d</span> <span>汇报率 \d+%</span> "
+                             r"<span>已报 \d/\d</span> <span>逾期 \d</span>", appeal), appeal
+            frozen = page.split('id="frozen"', 1)[1].split("</details>", 1)[0]  # the ranking as it will go out
+            assert frozen.count("<tr data-unit=") == 4 and "机电工程系" in frozen
             csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
             held = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "hold",
                                                           "reason": "核实申诉"}, follow_redirects=True).text
             assert "已暂缓公布：核实申诉" in held and "已暂缓" in held
             member = signed_in(server, fake, "li")
             assert member.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03"}).status_code == 404
-            done = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "publish"},
-                              follow_redirects=True).text
-            assert "排名已公布到通报群" in done and "没有待审核的排名" in done
-            again = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "publish"},
+            asked = admin.post("/web/admin/ranking", data={"csrf": csrf, "month": "2026-03", "action": "publish"},
                                follow_redirects=True).text
+            assert "确认发布 2026-03 排名？" in asked and 'name="confirm" value="1"' in asked  # asked first
+            with app.session() as s:
+                assert not [r for r in s.exec(select(Outbox)) if r.target == "chat-all"]  # nothing sent yet
+            confirm = {"csrf": csrf, "month": "2026-03", "action": "publish", "confirm": "1"}
+            done = admin.post("/web/admin/ranking", data=confirm, follow_redirects=True).text
+            assert "排名已公布到通报群" in done and "没有待审核的排名" in done
+            again = admin.post("/web/admin/ranking", data=confirm, follow_redirects=True).text
             assert "公布过，未重复发送" in again
         with app.session() as s:
             texts = [r for r in s.exec(select(Outbox)) if r.target == "chat-all" and r.msgtype != "image"]

@@ -1,7 +1,8 @@
 """The web pages in a real browser: Debian's headless Chromium driven by Playwright signs in
 through a fake OAuth code against the fake WeCom, opens each page as each role, submits a report
-by the form, and takes screenshots of 总览 at phone and desktop width (into DUBAN_SCREENSHOTS, or
-the test's temporary folder). Skipped, with the reason, where there is no browser."""
+by the form, and takes screenshots of every page of each role at phone and desktop width (into
+DUBAN_SCREENSHOTS, e.g. docs/screens, or the test's temporary folder). Skipped, with the reason,
+where there is no browser."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ from sqlmodel import select
 from bot.wecom.callback import build_asgi
 from conftest import ServerThread
 from db.models import Report
+from showcase import showcase
 from test_web import XX_SECRETS, build, fill
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -100,23 +102,62 @@ def test_a_member_reports_by_the_form(browser, site, fake):
     page.fill("#percent", "60")
     page.fill("#text", "完成实训基地主体验收")
     page.click("text=提交汇报")
-    assert "已收到 T1 汇报：进度 60%" in page.inner_text("#reply")
-    assert "60%" in page.inner_text("#mine")
+    assert "已收到 T1 汇报：进度 60%" in page.inner_text("#stored")  # after the redirect (Post/Redirect/Get)
+    assert "60%" in page.inner_text("#mine") and page.input_value("#percent") == "" and page.input_value("#text") == ""
+    page.click("text=提交汇报")  # a second press, the form empty: nothing stored
+    assert "已收到" not in page.inner_text("body")
     with app.session() as s:
         latest = s.exec(select(Report).order_by(Report.id.desc())).first()
     assert (latest.userid, latest.percent, latest.text) == ("li", 60, "完成实训基地主体验收")
     context.close()
 
 
-def test_screenshots_of_the_overview_at_phone_and_desktop_width(browser, site, fake, tmp_path):
-    app, server, _ = site
+def small(png: Path) -> None:
+    """A screenshot in 256 colours (a third of the bytes, the same to the eye), for docs/."""
+    from PIL import Image
+
+    with Image.open(png) as img:
+        img.convert("RGB").quantize(256).save(png, optimize=True)
+
+
+ROLES = {"admin": "管理员", "vp": "分管领导", "zhang": "负责人", "li": "成员"}
+
+
+@pytest.mark.parametrize("userid", list(ROLES))
+def test_every_page_fits_a_phone_and_a_desktop_and_is_photographed(browser, tmp_path, clock, fake, userid):
+    """Each role's pages (总览, 机电工程系's 单位, 我的, and 管理 for an admin) at 390 px and 1,280 px:
+    never wider than the screen (wide tables scroll inside their card); a problem's 期限 and 超期 mark
+    are there on a phone. Screenshots go to DUBAN_SCREENSHOTS (docs/screens) or the test's folder."""
     folder = Path(os.environ.get("DUBAN_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
-    for width in (390, 1440):
-        context, page = open_as(browser, server, fake, "admin", width)
-        shot = folder / f"overview-{width}.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 10_000
-        box = page.locator("#trend svg").bounding_box()
-        assert 0 < box["width"] <= width  # the chart fits the screen
-        context.close()
+    app = build(f"sqlite:///{tmp_path / 'duban.db'}", clock, fake)
+    ids = showcase(app)
+    pages = {"overview": "/web/", "unit": f"/web/unit/{ids['机电工程系']}", "me": "/web/me"}
+    if userid == "admin":
+        pages["admin"] = "/web/admin"
+    try:
+        with ServerThread(build_asgi(app)) as server:
+            app.config.web.base_url = server.base
+            for width in (390, 1280):
+                context, page = open_as(browser, server, fake, userid, width)
+                for name, url in pages.items():
+                    assert page.goto(server.base + url).status == 200, url
+                    assert ROLES[userid] in page.inner_text("header")
+                    wide = page.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= width, (url, width, wide)
+                    if name == "overview":
+                        box = page.locator("#trend svg").bounding_box()
+                        assert 0 < box["width"] <= width  # the chart fits the screen
+                    if name == "unit":
+                        due = page.locator("#problems tr.problem[data-code=P1] td").nth(3)
+                        assert due.is_visible() and "2026-04-05" in due.inner_text() and "超期" in due.inner_text()
+                    if name == "admin":
+                        retry = page.locator("#outbox button", has_text="重试").last
+                        box = retry.bounding_box()
+                        assert box and box["x"] + box["width"] <= width  # the button is on the screen
+                    shot = folder / f"{userid}-{name}-{width}.png"
+                    page.screenshot(path=str(shot), full_page=True)
+                    small(shot)
+                context.close()
+    finally:
+        app.engine.dispose()

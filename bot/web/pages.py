@@ -4,6 +4,8 @@ and lights as the broadcast and the chat). Each function takes a short read-only
 queries does not grow with the number of units, tasks or reports."""
 from __future__ import annotations
 
+import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,7 +14,7 @@ from sqlmodel import Session
 
 from bot.campaign import months, release, scoring
 from db import queries
-from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
+from db.models import EVENT_ISSUE, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
 from db.month import Month
 
 JOB_LABELS = {
@@ -118,8 +120,16 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     if local.date() <= deadline:
         calendar.append(("本月汇报截止", deadline, ""))
     calendar.sort(key=lambda row: (row[1], row[2]))
+    rated = [sc for sc in running if sc.rank]
     return {
         "month": month,
+        # admins and 分管领导 open with the organisation (their own office is usually 不参评)
+        "org_first": who.admin or bool(who.units),
+        "org_units": len(rated),
+        "org_reported": sum(sc.reported for sc in rated),
+        "org_tasks": sum(sc.active_tasks for sc in rated),
+        "org_behind": sum(1 for sc in rated if sc.reported < sc.active_tasks),
+        "running_label": f"截至{local.day}日",
         "preview": running if who.admin else None,
         "published": published,
         "published_month": published_month,
@@ -156,13 +166,15 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
     for p in queries.progress_of(s, [p.id for p in problems]):
         progress.setdefault(p.problem_id, []).append(p)
     items = queries.unit_items(s, unit.id)
-    feedback: dict[int, list] = {}
-    for f in queries.feedback_of(s, [i.id for i in items]):
-        feedback.setdefault(f.item_id, []).append(f)
+    timeline: dict[int, list] = {}
+    for e in queries.events_of(s, [i.id for i in items]):
+        if e.kind != EVENT_ISSUE:  # the item itself says what was issued
+            timeline.setdefault(e.item_id, []).append(e)
     files = queries.attachments(s, unit_id=unit.id)[::-1]  # newest first
     today = now.astimezone(app.tz).date()
     people = {unit.leader_userid} | {x.task.owner_userid for x in snaps} | {r.userid for r in reports}
-    people |= {p.owner_userid for p in problems} | {f.userid for fs in feedback.values() for f in fs}
+    people |= {p.owner_userid for p in problems} | {e.userid for es in timeline.values() for e in es}
+    people |= {g.userid for gs in progress.values() for g in gs}
     people |= {a.userid for a in files}
     return {
         "unit": unit,
@@ -173,7 +185,7 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
         "progress": progress,
         "closed": PROBLEM_CLOSED,
         "items": items,
-        "feedback": feedback,
+        "timeline": timeline,
         "files": files,
         "today": today,
         "names": queries.members_named(s, people - {""}),
@@ -195,19 +207,96 @@ def review_queue(s: Session) -> dict:
     """The month's ranking waiting for 发布 (in review or held), with the units' 申诉."""
     frozen = release.latest_in_review(s)
     if frozen is None:
-        return {"review": None, "appeals": []}
+        return {"review": None, "appeals": [], "ranking": []}
     units = {u.id: u.name for u in queries.all_units(s)}
     appeals = release.appeals(s, Month.parse(frozen.month))
     names = queries.members_named(s, {a.userid for a in appeals})
-    return {"review": frozen, "appeals": [(units.get(a.unit_id, ""), names.get(a.userid, a.userid), a)
-                                          for a in appeals]}
+    ranking = release.thaw(frozen.data)
+    figures = {sc.unit.id: sc for sc in ranking}
+    return {"review": frozen, "ranking": ranking,
+            "appeals": [(units.get(a.unit_id, ""), names.get(a.userid, a.userid), a, figures.get(a.unit_id))
+                        for a in appeals]}
 
 
-def outbox_page(s: Session, limit: int = 200) -> dict:
+def outbox_page(s: Session, app, now: datetime, limit: int = 200) -> dict:
+    failed = queries.outbox_page(s, ("failed",), limit)
+    pending = queries.outbox_page(s, ("pending", "sending"), limit)
+    rows = failed + pending
+    people = queries.members_named(s, {u for r in rows if r.channel == "app" for u in r.target.split("|")})
+    groups = {}
+    for u in queries.all_units(s):
+        groups[("appchat", u.chat_id)] = groups[("webhook", u.webhook_key)] = u.name
+    groups[("appchat", app.config.broadcast.chat_id)] = "通报群"
+    month = this_month(app, now)
     return {
         **review_queue(s),
         "counts": queries.outbox_counts(s),
-        "failed": queries.outbox_page(s, ("failed",), limit),
-        "pending": queries.outbox_page(s, ("pending", "sending"), limit),
+        "failed": [Letter.of(r, people, groups) for r in failed],
+        "pending": [Letter.of(r, people, groups) for r in pending],
         "limit": limit,
+        "exports": [(f"{month}（截至目前）", f"month={month}"), (str(month.prev()), f"month={month.prev()}"),
+                    (f"{month.year}年度", f"year={month.year}")],
     }
+
+
+# What a failed send's errcode means, in words (WeCom's global error codes).
+ERRCODE_WORDS = {
+    40003: "收件人账号无效", 81013: "收件人均无效或不在应用可见范围", 60111: "收件人账号不存在",
+    86008: "该群不存在或应用不在群内", 86003: "该群不存在", 93000: "群机器人地址无效",
+    45009: "发送过于频繁，已被企业微信限流", 42001: "access_token 已过期", 40014: "access_token 无效",
+    40001: "应用 Secret 错误", 60020: "服务器 IP 不在企业微信的可信 IP 名单中", 48002: "应用无此接口权限",
+    301002: "应用无权给此人发消息", 82001: "收件人不在应用可见范围",
+}
+
+
+@dataclass
+class Letter:
+    """An outbox row as 管理 shows it: to whom by name, its first line, its last error in words."""
+    row: object
+    to: str
+    headline: str
+    error: str
+
+    @classmethod
+    def of(cls, row, people: dict, groups: dict) -> "Letter":
+        if row.channel == "app":
+            to = "、".join(people.get(u, u) for u in row.target.split("|"))
+        elif row.channel == "response_url":
+            to = "智能机器人（回复）"
+        else:
+            name = groups.get((row.channel, row.target))
+            to = f"{name}{'' if name == '通报群' else '群'}" if name else ("群机器人" if row.channel == "webhook" else "群聊")
+        return cls(row, to, _headline(row), _error_words(row.last_error))
+
+
+def _headline(row) -> str:
+    if row.msgtype in ("file", "image"):
+        return row.filename or ("图片" if row.msgtype == "image" else "文件")
+    try:
+        data = json.loads(row.payload)
+    except ValueError:
+        return ""
+    text = data.get("content") or data.get("main_title", {}).get("title", "") if isinstance(data, dict) else ""
+    for line in str(text).splitlines():
+        line = re.sub(r"<[^>]+>|[#*>`]", "", line).strip()
+        if line:
+            return line
+    return ""
+
+
+def _error_words(error: str) -> str:
+    if not error:
+        return ""
+    code = re.search(r"errcode\D{0,3}(\d+)", error)
+    if code and int(code.group(1)) in ERRCODE_WORDS:
+        return f"{ERRCODE_WORDS[int(code.group(1))]}（错误码 {code.group(1)}）"
+    if code:
+        return f"企业微信拒绝发送（错误码 {code.group(1)}）"
+    status = re.search(r"HTTP (\d{3})", error)
+    if status:
+        return f"企业微信服务器暂时出错（HTTP {status.group(1)}），稍后重试"
+    if re.search(r"timeout|timed out|Timeout", error):
+        return "连接企业微信超时"
+    if re.search(r"Connect|connection|resolve", error, re.I):
+        return "连不上企业微信（网络不通）"
+    return error

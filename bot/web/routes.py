@@ -9,11 +9,13 @@ on the server what they may see; what they may not is answered 404, the same as 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import anyio.to_thread
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -24,10 +26,12 @@ from starlette.routing import Route
 
 from bot.app import Application
 from bot.campaign import scoring
+from bot.excel.export import generate
 from bot.web import auth, pages
 from bot.web.chart import line_chart
 from bot.web.table import ranking_rows
 from db import queries
+from db.month import Month
 
 log = logging.getLogger("duban.web")
 
@@ -39,7 +43,21 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 LIGHT_NAMES = {scoring.GREEN: "绿", scoring.YELLOW: "黄", scoring.RED: "红"}
+
+
+# The chat's emoji, as marks the page draws itself (a phone's browser may lack the emoji font).
+MARKS = {"✅": "ok", "⚠️": "warn", "⚠": "warn", "🔴": "red", "🟡": "yellow", "🟢": "green"}
+EMOJI = re.compile("[\u2600-\u27bf\U0001f300-\U0001faff\u2b50\u2b55]\ufe0f?|\ufe0f")
+
+
+def marks(text: str) -> Markup:
+    """A reply or push text for the page: escaped, its emoji drawn by CSS or left out."""
+    def mark(m: re.Match) -> str:
+        kind = MARKS.get(m.group(0)) or MARKS.get(m.group(0).rstrip("\ufe0f"))
+        return f'<i class="mk mk-{kind}"></i>' if kind else ""
+    return Markup(EMOJI.sub(mark, str(escape(text))))
 
 
 def _environment(app: Application) -> Environment:
@@ -50,6 +68,7 @@ def _environment(app: Application) -> Environment:
         score=lambda v: f"{v:.1f}",
         localtime=lambda v, fmt="%m-%d %H:%M": v.astimezone(app.tz).strftime(fmt) if v else "—",
         lightname=lambda v: LIGHT_NAMES.get(v, v),
+        marks=marks,
     )
     env.globals.update(line_chart=line_chart, ranking_rows=ranking_rows, org=app.config.org)
     return env
@@ -152,11 +171,15 @@ def build_web(app: Application, writer) -> Starlette:
         with Session(app.engine) as s:
             data = pages.me_page(s, app, who, app.clock.now())
         return html(request, "me", status, who=who, reply=reply, nonce=secrets.token_hex(12),
-                    form=form, **data)
+                    form=form, stored=request.session.pop("stored", ""), **data)
 
     @page
     def me(request: Request, who: pages.Viewer) -> Response:
         return me_html(request, who)
+
+    def last_report(userid: str) -> int:
+        with Session(app.engine) as s:
+            return queries.last_report_id(s, userid)
 
     async def report(request: Request) -> Response:
         who = await anyio.to_thread.run_sync(current, request)
@@ -172,11 +195,17 @@ def build_web(app: Application, writer) -> Starlette:
         # The chat's own command, through the same writer: the same rules, replies and dedupe
         # (the form's nonce is the MsgId, so a form sent twice is one report).
         line = f"汇报 {code} {pct}{'%' if pct else ''} {text}"
+        before = await anyio.to_thread.run_sync(last_report, who.member.userid)
         try:
             reply = await writer.handle(who.member.userid, line, f"web:{nonce}")
         except Exception:
             log.exception("web report from %s failed", who.member.userid)
             reply = app.renderer.render("server_error")
+        if await anyio.to_thread.run_sync(last_report, who.member.userid) != before:
+            # stored: Post/Redirect/Get, so the page shows the stored report and an empty form,
+            # and reloading or pressing again sends nothing
+            request.session["stored"] = reply
+            return RedirectResponse("/web/me#mine", status_code=303)
         return await anyio.to_thread.run_sync(
             lambda: me_html(request, who, reply, task=code, percent=pct, text=text))
 
@@ -185,8 +214,26 @@ def build_web(app: Application, writer) -> Starlette:
         if not who.admin:
             raise pages.NotVisible("admin")
         with Session(app.engine) as s:
-            data = pages.outbox_page(s)
+            data = pages.outbox_page(s, app, app.clock.now())
         return html(request, "admin", who=who, notice=request.session.pop("notice", ""), **data)
+
+    @page
+    def download(request: Request, who: pages.Viewer) -> Response:
+        """The month's or the year's workbook, the same as the chat's 导出."""
+        if not who.admin:
+            raise pages.NotVisible("admin")
+        now = app.clock.now()
+        year, month = request.query_params.get("year", ""), request.query_params.get("month", "")
+        try:
+            spec = {"kind": "year", "year": int(year)} if year else {"kind": "month", "month": str(Month.parse(month))}
+        except ValueError:
+            return message(request, 400, "无法导出", "请从管理页的链接下载：月份形如 2026-03，年度形如 2026。",
+                           link="/web/admin")
+        name = f"争先督办-{spec['year']}年度考核.xlsx" if year else f"争先督办-{spec['month']}.xlsx"
+        with Session(app.engine) as s:
+            body = generate(s, app.config, {**spec, "at": now.isoformat()})
+        return Response(body, media_type=XLSX, headers={
+            **SECURITY_HEADERS, "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})
 
     async def admin_form(request: Request):
         """(who, form) of an admin's CSRF-checked POST from the admin page, or the Response refusing it."""
@@ -226,6 +273,9 @@ def build_web(app: Application, writer) -> Starlette:
         month = str(form.get("month", "")).strip()
         if form.get("action") == "hold":
             line = f"暂缓 {month} {str(form.get('reason', '')).strip()}"
+        elif form.get("confirm") != "1":  # 发布 sends to the whole college: asked once more
+            return await anyio.to_thread.run_sync(
+                lambda: html(request, "confirm", who=who, month=month, group=app.config.broadcast.chat_id))
         else:
             line = f"发布 {month}"
         try:
@@ -248,6 +298,7 @@ def build_web(app: Application, writer) -> Starlette:
         Route("/me", me),
         Route("/me/report", report, methods=["POST"]),
         Route("/admin", admin),
+        Route("/admin/export", download),
         Route("/admin/outbox/retry", retry, methods=["POST"]),
         Route("/admin/ranking", ranking_action, methods=["POST"]),
     ]

@@ -37,6 +37,18 @@ from db.session import session_scope
 log = logging.getLogger("duban.sender")
 
 
+def why_waiting(row: Outbox, now: datetime, cfg: SenderConfig, tz) -> tuple[str, datetime | None]:
+    """Why a pending message has not gone out yet, as `duban outbox` says it: ("backoff", the next
+    try) after a failed send, ("quiet", the end of the quiet hours) for a push (replies are never
+    held), or ("", None): due now."""
+    if row.next_attempt_at is not None and row.next_attempt_at > now:
+        return "backoff", row.next_attempt_at
+    end = cfg.quiet_end(now, tz)
+    if end is not None and not row.key.startswith(queries.REPLY_KEYS):
+        return "quiet", end
+    return "", None
+
+
 class Transport(Protocol):
     def send(self, row: Outbox, attachment: bytes | None) -> dict | None: ...
 
@@ -137,12 +149,7 @@ class OutboxWorker:
 
     def quiet(self, now: datetime) -> bool:
         """Within [sender] quiet_hours: only replies to people's own messages go out; pushes wait."""
-        span = self.cfg.quiet()
-        if span is None or not self.quiet_hours:
-            return False
-        start, end = span
-        local = now.astimezone(self.tz).time()
-        return (start <= local < end) if start < end else (local >= start or local < end)
+        return self.quiet_hours and self.cfg.quiet_end(now, self.tz) is not None
 
     def _send_target(self, rows: list[Outbox]) -> PassResult:
         result = PassResult()  # one per thread; run_once adds them up

@@ -9,8 +9,6 @@ from sqlalchemy import (
 from sqlmodel import Session, col, select
 
 from db.models import (
-    EVENT_FEEDBACK,
-    ItemEvent,
     Member,
     Outbox,
     Problem,
@@ -63,14 +61,6 @@ def progress_of(s: Session, problem_ids: list[int]) -> list[ProblemProgress]:
 def unit_items(s: Session, unit_id: int) -> list[SupervisionItem]:
     return sorted(s.exec(select(SupervisionItem).where(SupervisionItem.unit_id == unit_id)),
                   key=lambda i: code_key(i.code), reverse=True)
-
-
-def feedback_of(s: Session, item_ids: list[int]) -> list[ItemEvent]:
-    """The 反馈 steps of these items, oldest first."""
-    if not item_ids:
-        return []
-    q = select(ItemEvent).where(col(ItemEvent.item_id).in_(item_ids), ItemEvent.kind == EVENT_FEEDBACK)
-    return list(s.exec(q.order_by(ItemEvent.id)))
 
 
 def outbox_page(s: Session, statuses: tuple[str, ...], limit: int) -> list[Outbox]:

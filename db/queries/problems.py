@@ -35,3 +35,9 @@ def all_problems(s: Session) -> list[Problem]:
 def last_close_request(s: Session, problem_id: int) -> ProblemProgress | None:
     q = select(ProblemProgress).where(ProblemProgress.problem_id == problem_id, ProblemProgress.kind == PROGRESS_ASK)
     return s.exec(q.order_by(col(ProblemProgress.id).desc()).limit(1)).first()
+
+
+def latest_notes(s: Session) -> dict[int, ProblemProgress]:
+    """Each problem's latest 整改 note (problem id -> note), for the export."""
+    q = select(ProblemProgress).where(ProblemProgress.kind == PROGRESS_NOTE).order_by(ProblemProgress.id)
+    return {p.problem_id: p for p in s.exec(q)}

@@ -96,3 +96,11 @@ def scored_items(s: Session, month: Month) -> list[ScoredItem]:
     """The items due in `month` with their accepted answer, for scoring."""
     q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month))
     return [ScoredItem(*row) for row in _plain(s, q)]
+
+
+def events_of(s: Session, item_ids: list[int]) -> list[ItemEvent]:
+    """The timelines of these items (every step), oldest first."""
+    if not item_ids:
+        return []
+    q = select(ItemEvent).where(col(ItemEvent.item_id).in_(item_ids))
+    return list(s.exec(q.order_by(ItemEvent.id)))

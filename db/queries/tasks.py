@@ -97,6 +97,11 @@ def latest_report(s: Session, task_id: int, month: Month | None = None) -> Repor
     return s.exec(q.order_by(col(Report.id).desc()).limit(1)).first()
 
 
+def last_report_id(s: Session, userid: str) -> int:
+    """The id of the newest report `userid` made (0: none), to tell whether a form stored one."""
+    return s.exec(select(func.max(Report.id)).where(Report.userid == userid)).one() or 0
+
+
 class ReportRow(NamedTuple):
     """A report as add_report() wrote it (no ORM object: building one costs more than the insert)."""
 
