@@ -155,6 +155,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     worker.start()
     click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
                                    port=port or cfg.server.port), err=True)
+    click.echo(_scored_months(app), err=True)
     try:
         uvicorn.run(build_asgi(app, worker), host=host or cfg.server.host,
                     port=port or cfg.server.port, log_level="warning", access_log=False, **server_options())
@@ -360,6 +361,19 @@ def outbox_retry(ctx: click.Context, config_path: str | None, ids: tuple[int, ..
     sys.exit(0 if count or retry_all else 1)
 
 
+def _scored_months(app: Application) -> str:
+    """The current campaign year's scored months, as `serve` and `jobs list` say them."""
+    from sqlmodel import Session
+
+    from bot.campaign import years
+
+    with Session(app.engine) as s:
+        year = years.current_year(s, app.config, app.clock.now())
+    first = years.first_month(app.config, year)
+    return app.renderer.render("cli_months", year=year, first=first, months=years.scored_months(app.config, year),
+                               explicit=str(first) == app.config.campaign.first_month)
+
+
 @main.group()
 def jobs() -> None:
     """Scheduled jobs: list them, or run one by hand."""
@@ -374,6 +388,7 @@ def jobs_list(ctx: click.Context, config_path: str | None) -> None:
     app = _application(ctx, config_path)
     q = JobQueue(app)
     click.echo(app.renderer.render("cli_jobs", rows=q.next_runs()))
+    click.echo(_scored_months(app))
     for year in q.calendar_gaps():
         click.echo(app.renderer.render("cli_calendar_gap", year=year), err=True)
 

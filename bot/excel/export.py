@@ -64,7 +64,7 @@ def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
     _tier_colours(ws, "D", len(scores))
     for sc in scores:
         ws.append(literal_row(ws, [
-            sc.rank or "", sc.unit.name, sc.score, sc.tier, sc.trend if sc.rank else "",
+            sc.rank or "", sc.unit.name, sc.score if sc.rank else "", sc.tier, sc.trend if sc.rank else "",
             round(sc.report_rate * 100, 1), round(sc.progress * 100, 1), round(sc.supervision * 100, 1), sc.overdue,
             sc.active_tasks, sc.reported,
         ]))
@@ -149,8 +149,8 @@ def _attachment_sheet(wb: Workbook, config: Config, files: list, units: dict, pe
 def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comments: dict,
                     highlights: list | None = None) -> bytes:
     """The year table first, with each unit's 点评 and 自评 of the mid-year and the annual review
-    (`comments`: period -> reviews.latest()), then one ranking sheet per campaign month (March to
-    December), then the 亮点 picked that year (rows from highlight_rows)."""
+    (`comments`: period -> reviews.latest()), then one ranking sheet per scored month (from the
+    year's first month, years.first_month), then the 亮点 picked that year (rows from highlight_rows)."""
     wb = _new_workbook()
     periods = [reviews.midyear(year), reviews.annual(year)]
     ws = _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度",
@@ -162,7 +162,7 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comme
             mine = comments.get(period, {}).get(ys.unit.id, {})
             texts += [mine[kind].text if kind in mine else "" for kind in (COMMENT_ADMIN, COMMENT_SELF)]
         ws.append(literal_row(ws, [
-            ys.rank or "", ys.unit.name, ys.score, ys.tier, ys.top_months,
+            ys.rank or "", ys.unit.name, ys.score if ys.rank else "", ys.tier, ys.top_months,
             ys.low_months, round(ys.report_rate * 100, 1), round(ys.progress * 100, 1), *texts,
         ]))
     for month, scores in monthly.items():

@@ -101,7 +101,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     from jobs import JobQueue
 
     month = this_month(app, now)
-    trend = months.trend(month)
+    trend = months.trend(app.config, month)
     done, running = rankings.window(s, app, trend, now)
     published_month = month.prev()
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
@@ -124,7 +124,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         "published": published,
         "published_month": published_month,
         "mine": mine,
-        "total": len(running),
+        "total": sum(1 for sc in running if sc.rank),  # 名次 x / N: N counts the ranked units only
         "unreported": queries.unreported_count(s, who.unit.id, month),
         "deadline": deadline,
         "deadline_passed": local.date() > deadline,
