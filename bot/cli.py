@@ -369,8 +369,8 @@ def _scored_months(app: Application) -> str:
 
     with Session(app.engine) as s:
         year = years.current_year(s, app.config, app.clock.now())
-    first = years.first_month(app.config, year)
-    return app.renderer.render("cli_months", year=year, first=first, months=years.scored_months(app.config, year),
+        first, scored = years.first_month(s, app.config, year), years.scored_months(s, app.config, year)
+    return app.renderer.render("cli_months", year=year, first=first, months=scored,
                                explicit=str(first) == app.config.campaign.first_month)
 
 

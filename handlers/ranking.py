@@ -26,8 +26,8 @@ def ranking(ctx: Context) -> Reply:
     if frozen is not None and frozen.status == RELEASE_PUBLISHED:
         return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
                                  "published_at": frozen.published_at, "scoped": False})
-    if not years.scored(ctx.config, month):
-        raise fail("排名", "not_scored", month=month, first=years.first_month(ctx.config, month.year))
+    if not years.scored(ctx.session, ctx.config, month):
+        raise fail("排名", "not_scored", month=month, first=years.first_month(ctx.session, ctx.config, month.year))
     scope = units_in_view(ctx.session, "排名", ctx.member, ctx.unit)
     scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
     rated = sum(1 for x in scores if x.rank)

@@ -87,7 +87,7 @@ def monthly_ranking(s: Session, config: Config, base: datetime, now: datetime) -
     month = Month.of(base).prev()
     if release.get(s, month) is not None:  # a forced re-run: the frozen ranking stands
         return []
-    if not years.scored(config, month):  # before the campaign's first month: not ranked
+    if not years.scored(s, config, month):  # before the campaign's first month: not ranked
         log.info("monthly_ranking: %s is before the campaign's first month, not ranked", month)
         return []
     scores = digest.rank(s, config, month, now)

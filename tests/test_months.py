@@ -55,7 +55,7 @@ def assert_agrees(app, data: dict, userid: str) -> None:
     months = [month]
     while len(months) < pages.TREND_MONTHS and months[0].prev() >= Month(month.year, 3):  # from March
         months.insert(0, months[0].prev())
-    assert months == bot_months.trend(app.config, month)
+    assert months == bot_months.trend(Session(app.engine), app.config, month)
     for m in months:
         trend.append(bot_months.Figures.of(counted(app, m)).point(None if unit is None else {unit}))
     assert list(zip(data["trend_scores"], data["trend_rates"])) == trend

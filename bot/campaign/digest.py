@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from bot.campaign import release, scoring, years
 from bot.campaign.scoring import TaskSnapshot, UnitScore
 from db import queries
-from db.models import LINES, PROBLEM_CLOSED, Member, Problem, Task, Unit
+from db.models import LINES, PROBLEM_CLOSED, Member, Problem, Unit
 from db.month import Month
 
 if TYPE_CHECKING:
@@ -108,8 +108,8 @@ class YearScore:
 def year_ranking(s: Session, config: Config, year: int, now: datetime, last_month: int = 12):
     """Mean of the monthly scores over the year's scored months so far (from its first month:
     years.scored_months); tiers as for a month."""
-    months = years.scored_months(config, year, now, config.schedule.tz, last_month)
-    units, tasks = queries.all_units(s), queries.all_tasks(s)
+    months = years.scored_months(s, config, year, now, config.schedule.tz, last_month)
+    units, tasks = queries.all_units(s), queries.all_tasks(s, year)
     monthly: dict[Month, list[UnitScore]] = {}
     # One pass over the year's reports; each month's trend is against the month before as published.
     for m, preloaded in scoring.year_reports(s, months, now, config.schedule.tz):
@@ -175,9 +175,10 @@ def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> l
 
 def empty_lists(s: Session) -> list[tuple[Unit, list[str]]]:
     """Units whose task, responsibility or problem list (三张清单) is still empty."""
-    with_tasks = set(s.exec(select(Task.unit_id)).all())
-    with_owner = set(s.exec(select(Task.unit_id).where(Task.owner_userid != "")).all())
-    with_problems = set(s.exec(select(Problem.unit_id)).all())
+    tasks, problems = queries.all_tasks(s), queries.all_problems(s)  # the current campaign year's
+    with_tasks = {t.unit_id for t in tasks}
+    with_owner = {t.unit_id for t in tasks if t.owner_userid}
+    with_problems = {p.unit_id for p in problems}
     out = []
     for u in queries.all_units(s):
         missing = [name for name, ids in (("任务清单", with_tasks), ("责任清单", with_owner), ("问题清单", with_problems))

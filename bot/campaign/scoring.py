@@ -74,8 +74,8 @@ def snapshots(
 
     `preloaded` = (latest report per task, first day reported in the month per task), as
     year_reports() yields them, saves the two queries when many months are computed."""
-    if tasks is None:
-        tasks = queries.unit_tasks(s, unit_id) if unit_id is not None else queries.all_tasks(s)
+    if tasks is None:  # the tasks of the month's campaign year
+        tasks = queries.unit_tasks(s, unit_id, month.year) if unit_id is not None else queries.all_tasks(s, month.year)
     on, latest, first_days = _inputs(s, month, now, tz, unit_id, preloaded)
     return [TaskSnapshot(*state) for state in _states(tasks, latest, first_days, month, on, deadline_day)]
 
@@ -212,7 +212,7 @@ def ranking(
     `units`/`tasks` may be passed in by a caller that ranks many months, so they are loaded once
     (anything with the fields scoring reads: queries.UnitName, queries.TaskDates)."""
     units = units if units is not None else queries.all_units(s)
-    tasks = tasks if tasks is not None else queries.all_tasks(s)
+    tasks = tasks if tasks is not None else queries.all_tasks(s, month.year)  # the month's campaign year's
     on, latest, first_days = _inputs(s, month, now, tz, None, preloaded)
     # One pass over the active tasks: per unit [count, on time, reported, progress sum, overdue, lights].
     totals: dict[int, list] = {}

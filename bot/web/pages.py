@@ -78,7 +78,7 @@ class Rankings:
             last = self._window
         if last is not None and last[0] == month and timedelta(0) <= now - last[1] < RUNNING_TTL:
             return last[2], last[3]
-        inputs = months.Inputs(s)
+        inputs = months.Inputs(s, month.year)
         done = months.finished(s, app, trend[:-1], now, inputs, previous=last[2] if last else None,
                                check_every=months.CHECK_EVERY + months.KEPT_FOR, provisional=True)
         # months counted now: the ranking so far too (last month's ranks may have changed)
@@ -101,7 +101,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     from jobs import JobQueue
 
     month = this_month(app, now)
-    trend = months.trend(app.config, month)
+    trend = months.trend(s, app.config, month)
     done, running = rankings.window(s, app, trend, now)
     published_month = month.prev()
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
