@@ -1,4 +1,4 @@
-"""Command line (SPEC §8): serve, chat, link, import, template, export, outbox, jobs."""
+"""Command line (SPEC §8): serve, chat, link, import, template, export, outbox, jobs, campaign."""
 from __future__ import annotations
 
 import json
@@ -359,6 +359,44 @@ def outbox_retry(ctx: click.Context, config_path: str | None, ids: tuple[int, ..
         count = queries.retry_failed_outbox(s, None if retry_all else list(ids))
     click.echo(app.renderer.render("cli_outbox_retry", count=count, ids=ids))
     sys.exit(0 if count or retry_all else 1)
+
+
+@main.group()
+def campaign() -> None:
+    """Campaign years: start the next one."""
+
+
+@campaign.command("new")
+@_config_option
+@click.argument("year", type=click.IntRange(2000, 2100))
+@click.option("--carry", type=click.Choice(["none", "unfinished"]), default=None,
+              help="what the current year left open to carry (default: list it and ask)")
+@click.option("--at", "at", default=None, help='"YYYY-MM-DD HH:MM" in the configured time zone (default: now)')
+@click.pass_context
+def campaign_new(ctx: click.Context, config_path: str | None, year: int, carry: str | None, at: str | None) -> None:
+    """Start YEAR's campaign: units, people, groups and roles stay; unfinished tasks, open problems and
+    open 督办 items are carried if asked; the current year stays as it is, readable."""
+    from bot.campaign import years
+    from bot.clock import FixedClock
+    from db import queries
+
+    app = _app(ctx, config_path)
+    if at:
+        app.clock = FixedClock(_moment(at, app.tz))
+    now = app.clock.now()
+    with app.session() as s:
+        current = years.current_year(s, app.config, now)
+        if year <= current:
+            raise click.ClickException(f"{year}年必须晚于当前考核年度 {current}年")
+        open_ = queries.unfinished(s, current)
+        click.echo(app.renderer.render("cli_campaign_open", year=current, new=year, open=open_))
+        if carry is None:
+            carry = "unfinished" if open_ and click.confirm(f"结转以上事项到{year}年？", default=True) else "none"
+        years.start(s, app.config, year, now, carry == "unfinished")
+        first = years.first_month(s, app.config, year)
+    click.echo(app.renderer.render("cli_campaign_new", year=year, previous=current, first=first, open=open_,
+                                   carried=carry == "unfinished" and bool(open_)))
+    click.echo(_scored_months(app))
 
 
 def _scored_months(app: Application) -> str:

@@ -65,21 +65,17 @@ def ensure(s: Session, config, now: datetime) -> None:
         queries.add_campaign(s, year, str(first_month(s, config, year)), now)
 
 
-class YearError(Exception):
-    """`campaign new` refused; str() is the one-line reason."""
-
-
 def start(s: Session, config, year: int, now: datetime, carry: bool) -> queries.Unfinished:
-    """Start `year`'s campaign after the current one: its first month recorded, the current year's
-    kept as it is now, and (`carry`) what the current year left open copied into the new one."""
-    current = queries.current_year(s)
-    if current is not None and year <= current:
-        raise YearError(f"{year}年必须晚于当前考核年度 {current}年")
-    if current is not None:
-        row = queries.get_campaign(s, current)
-        row.first_month = str(first_month(s, config, current))  # kept when first_month moves on
-        s.add(row)
-    open_ = queries.unfinished(s, current) if current is not None else queries.Unfinished([], [], [], {})
+    """Start `year`'s campaign after the current one (the caller checked it is later): its first
+    month recorded, the current year's kept as it is now, and (`carry`) what the current year left
+    open copied into the new one under the same codes. Returns what was left open."""
+    current = current_year(s, config, now)
+    row = queries.get_campaign(s, current)
+    if row is None:  # (a database started before years were kept, and never since)
+        row = queries.add_campaign(s, current, "", None)
+    row.first_month = str(first_month(s, config, current))  # kept when [campaign] first_month moves on
+    s.add(row)
+    open_ = queries.unfinished(s, current)
     queries.add_campaign(s, year, str(first_month(s, config, year)), now)
     if carry:
         queries.carry(s, open_, year)

@@ -16,7 +16,7 @@ from bot.excel.cells import literal_row
 from bot.campaign.digest import rank
 from bot.campaign import release, reviews, scoring
 from db import queries
-from db.models import ATTACH_STORED, COMMENT_ADMIN, COMMENT_SELF, RELEASE_PUBLISHED, Problem, Report
+from db.models import ATTACH_STORED, COMMENT_ADMIN, COMMENT_SELF, RELEASE_PUBLISHED, Report
 
 LIGHT_NAMES = {"green": "绿", "yellow": "黄", "red": "红"}
 ATTACH_STATES = {"held": "未指明归属", "pending": "保存中", "fetching": "保存中", "stored": "已保存",
@@ -101,8 +101,10 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
         ]))
 
     ws = _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正", "迟报"])
-    tasks = {t.id: t for t in queries.all_tasks(s)}
+    tasks = {t.id: t for t in queries.all_tasks(s, month.year)}  # the month's campaign year's
     for r in s.exec(select(Report).where(Report.month == str(month)).order_by(Report.id)):
+        if r.task_id not in tasks:  # a task of another year (one carried over goes on with its last report)
+            continue
         who = people.get(r.userid)
         ws.append(literal_row(ws, [
             tasks[r.task_id].code, units[r.unit_id].name, who.name if who else r.userid, r.percent,
@@ -111,7 +113,7 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
         ]))
 
     ws = _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态", "佐证材料"])
-    for p in s.exec(select(Problem).order_by(Problem.id)):
+    for p in sorted(queries.all_problems(s, month.year), key=lambda p: p.id):
         ws.append(literal_row(ws, [
             p.code, units[p.unit_id].name, p.description, p.measure, p.owner_userid, p.deadline,
             "未整改" if p.status == "open" else p.status, kept.get(p.code, 0),
