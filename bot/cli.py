@@ -400,12 +400,18 @@ def campaign_new(ctx: click.Context, config_path: str | None, year: int, carry: 
 
 
 def _scored_months(app: Application) -> str:
-    """The current campaign year's scored months, as `serve` and `jobs list` say them."""
+    """The current campaign year's scored months, as `serve` and `jobs list` say them (`jobs list`
+    does not set the database up: before it is, from the configuration alone)."""
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlmodel import Session
 
     from bot.campaign import years
 
     with Session(app.engine) as s:
+        try:
+            years.current_year(s, app.config, app.clock.now())
+        except SQLAlchemyError:
+            s = None
         year = years.current_year(s, app.config, app.clock.now())
         first, scored = years.first_month(s, app.config, year), years.scored_months(s, app.config, year)
     return app.renderer.render("cli_months", year=year, first=first, months=scored,

@@ -18,12 +18,12 @@ from db.month import Month
 FIRST_MONTH = 3  # March: the default first month of a campaign year
 
 
-def first_month(s: Session, config, year: int) -> Month:
-    """`year`'s first scored month."""
+def first_month(s: Session | None, config, year: int) -> Month:
+    """`year`'s first scored month (s None: from the configuration alone)."""
     text = config.campaign.first_month
     if text and Month.parse(text).year == year:
         return Month.parse(text)
-    row = queries.get_campaign(s, year)
+    row = queries.get_campaign(s, year) if s is not None else None
     if row is not None and row.first_month:
         return Month.parse(row.first_month)
     return Month(year, FIRST_MONTH)
@@ -34,7 +34,7 @@ def scored(s: Session, config, month: Month) -> bool:
     return month >= first_month(s, config, month.year)
 
 
-def scored_months(s: Session, config, year: int, until: datetime | None = None, tz=None,
+def scored_months(s: Session | None, config, year: int, until: datetime | None = None, tz=None,
                   last: int = 12) -> list[Month]:
     """The year's scored months up to `last`, those that have begun by `until` when given."""
     m, out = first_month(s, config, year), []
@@ -51,9 +51,10 @@ def _default_year(config, now: datetime) -> int:
     return Month.parse(text).year if text else now.astimezone(config.schedule.tz).year
 
 
-def current_year(s: Session, config, now: datetime) -> int:
-    """The campaign year chat messages, scores, prompts and jobs mean: the latest started one."""
-    year = queries.current_year(s)
+def current_year(s: Session | None, config, now: datetime) -> int:
+    """The campaign year chat messages, scores, prompts and jobs mean: the latest started one
+    (s None, or none started yet: that of [campaign] first_month, else the clock's)."""
+    year = queries.current_year(s) if s is not None else None
     return year if year is not None else _default_year(config, now)
 
 
