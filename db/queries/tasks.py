@@ -30,6 +30,11 @@ def unit_tasks(s: Session, unit_id: int, year: int | None = None) -> list[Task]:
                   key=lambda t: code_key(t.code))
 
 
+def year_tasks(s: Session, year: int | None = None) -> list[Task]:
+    """Every task of `year` (None: the current campaign year's) as ORM rows, for an import to update."""
+    return list(s.exec(select(Task).where(in_year(Task, year))))
+
+
 class TaskRow(NamedTuple):
     """A task as plain data, for computations over every task (ORM objects cost 10x to build)."""
 
