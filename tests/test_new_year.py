@@ -128,3 +128,45 @@ def test_nothing_carried_codes_start_again_and_an_earlier_year_is_refused(app):
     assert "没有找到问题" in say(app, "zhang", "整改 P1 已清理")  # 2026's P1 was not carried
     again = campaign_new(app, "2027", "--carry", "none")
     assert again.exit_code != 0 and "2027年必须晚于当前考核年度 2027年" in again.output
+
+
+def test_the_admin_page_starts_the_year_and_the_pages_keep_2026_readable(db_url, clock, fake):
+    import re
+
+    from bot.wecom.callback import build_asgi
+    from conftest import ServerThread
+    from test_web import build, signed_in
+
+    app = build(db_url, clock, fake)
+    app.config.broadcast.webhook_key = "key-all"
+    app.config.ranking.review_hours = 0
+    try:
+        play_2026(app)
+        app.clock.set(at(2027, 1, 5, 10))
+        with ServerThread(build_asgi(app)) as server:
+            app.config.web.base_url = server.base
+            admin = signed_in(server, fake, "admin")
+            page = admin.get("/web/admin").text
+            assert "当前：2026年，自 2026-03 起考核" in page and "2026年T1、2026年T2、2026年T4" in page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+            refused = admin.post("/web/admin/campaign", data={"csrf": csrf, "year": "2026", "carry": "none"},
+                                 follow_redirects=True).text
+            assert "未开始新年度" in refused and "当前：2026年" in refused
+            done = admin.post("/web/admin/campaign", data={"csrf": csrf, "year": "2027", "carry": "unfinished"},
+                              follow_redirects=True).text
+            assert "已开始2027年考核" in done and "当前：2027年，自 2027-03 起考核" in done
+            li = signed_in(server, fake, "li")
+            overview = li.get("/web/").text
+            assert 'href="/web/year/2026"' in overview
+            year = li.get("/web/year/2026").text  # the latest published month first, the others a click away
+            assert "2026-12 排名" in year and 'href="/web/year/2026?month=2026-11"' in year
+            year = li.get("/web/year/2026?month=2026-11").text
+            assert "2026-11 排名" in year and "通报" in year and "图书馆" in year
+            with app.session() as s:
+                jd = s.exec(select(Task).where(Task.code == "T1", Task.year == 2026)).one().unit_id
+            past = li.get(f"/web/unit/{jd}?year=2026").text
+            assert "2026年（往年" in past and "60%" in past
+            say(app, "li", "汇报 T1 90% 试运行", at(2027, 3, 10, 9))
+            assert "90%" in li.get(f"/web/unit/{jd}").text and "90%" not in li.get(f"/web/unit/{jd}?year=2026").text
+    finally:
+        app.engine.dispose()
