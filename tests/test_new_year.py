@@ -125,7 +125,10 @@ def test_nothing_carried_codes_start_again_and_an_earlier_year_is_refused(app):
                 at(2027, 2, 20, 9))
     assert "T1" in reply
     assert "建设产教融合平台" in say(app, "li", "任务 T1") and "实训中心" not in say(app, "li", "任务 T1")
-    assert "没有找到问题" in say(app, "zhang", "整改 P1 已清理")  # 2026's P1 was not carried
+    refused = say(app, "zhang", "整改 P1 已清理")  # 2026's P1 was not carried
+    assert "没有找到问题“P1”" in refused and "2026年P1属往年考核" in refused
+    assert "2026年T3属往年考核" in say(app, "zhao", "汇报 T3 100% 再报")
+    assert "属往年" not in say(app, "zhao", "汇报 T9 10% 没有这个任务")
     again = campaign_new(app, "2027", "--carry", "none")
     assert again.exit_code != 0 and "2027年必须晚于当前考核年度 2027年" in again.output
 

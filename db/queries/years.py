@@ -17,12 +17,24 @@ from db.models import (
     SupervisionItem,
     Task,
 )
+from db.queries._shared import CURRENT_YEAR
 from db.queries.tasks import code_key
 
 
 def current_year(s: Session) -> int | None:
     """The latest campaign year (None before any is recorded)."""
     return s.exec(select(func.max(Campaign.year))).one()
+
+
+_BY_PREFIX = {"T": Task, "P": Problem, "D": SupervisionItem}
+
+
+def past_year_of(s: Session, code: str) -> int | None:
+    """The latest earlier campaign year that has this code (T3, P2, D1), when the current one has not."""
+    model = _BY_PREFIX.get(code[:1])
+    if model is None:
+        return None
+    return s.exec(select(func.max(model.year)).where(model.code == code, model.year != CURRENT_YEAR)).one()
 
 
 def campaigns(s: Session) -> list[Campaign]:
