@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 
 import pytest
 from openpyxl import load_workbook
@@ -13,22 +12,8 @@ from bot.app import Application
 from bot.excel.export import generate
 from bot.web import pages
 from bot.web.table import ranking_rows
-from conftest import at, content, make_config, outbox, seed
+from conftest import at, content, make_config, outbox, run_job as run, say, seed
 from db.month import Month
-from jobs import JobQueue
-
-_ids = itertools.count(1)
-
-
-def say(app, userid: str, words: str, when=None) -> str:
-    if when is not None:
-        app.clock.set(when)
-    return app.handle_message(userid, words, msg_id=f"fm{next(_ids)}")
-
-
-def run(app, job: str, when):
-    app.clock.set(when)
-    return JobQueue(app).run(job, when)
 
 
 def make_app(db_url, clock, **sections) -> Application:

@@ -3,7 +3,6 @@ are per year, chat means the current year and 2026 stays readable and unchanged.
 from __future__ import annotations
 
 import io
-import itertools
 
 import pytest
 from click.testing import CliRunner
@@ -13,22 +12,8 @@ from sqlmodel import Session, select
 from bot.app import Application
 from bot.cli import main
 from bot.excel.export import generate
-from conftest import at, content, make_config, outbox, seed
+from conftest import at, content, make_config, outbox, run_job as run, say, seed
 from db.models import Problem, SupervisionItem, Task
-from jobs import JobQueue
-
-_ids = itertools.count(1)
-
-
-def say(app, userid: str, words: str, when=None) -> str:
-    if when is not None:
-        app.clock.set(when)
-    return app.handle_message(userid, words, msg_id=f"ny{next(_ids)}")
-
-
-def run(app, job: str, when):
-    app.clock.set(when)
-    return JobQueue(app).run(job, when)
 
 
 @pytest.fixture
