@@ -13,7 +13,6 @@ from bot.excel.export import generate
 from bot.web import pages
 from bot.web.table import ranking_rows
 from conftest import at, content, make_config, outbox, run_job as run, say, seed
-from db.month import Month
 
 
 def make_app(db_url, clock, **sections) -> Application:
