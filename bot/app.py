@@ -77,7 +77,12 @@ class Application:
         return self.config.schedule.tz
 
     def migrate(self) -> None:
+        """The schema up to date, and a campaign year recorded (bot/campaign/years.py ensure)."""
+        from bot.campaign import years
+
         migrate(self.engine)
+        with self.session() as s:
+            years.ensure(s, self.config, self.clock.now())
 
     def session(self):
         return session_scope(self.engine)

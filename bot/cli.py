@@ -1,4 +1,4 @@
-"""Command line (SPEC §8): serve, chat, link, import, template, export, outbox, jobs."""
+"""Command line (SPEC §8): serve, chat, link, import, template, export, outbox, jobs, campaign."""
 from __future__ import annotations
 
 import json
@@ -156,6 +156,7 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
     worker.start()
     click.echo(app.renderer.render("cli_serve", cfg=cfg, host=host or cfg.server.host,
                                    port=port or cfg.server.port), err=True)
+    click.echo(_scored_months(app), err=True)
     try:
         uvicorn.run(build_asgi(app, worker), host=host or cfg.server.host,
                     port=port or cfg.server.port, log_level="warning", access_log=False, **server_options())
@@ -388,6 +389,63 @@ def outbox_retry(ctx: click.Context, config_path: str | None, ids: tuple[int, ..
 
 
 @main.group()
+def campaign() -> None:
+    """Campaign years: start the next one."""
+
+
+@campaign.command("new")
+@_config_option
+@click.argument("year", type=click.IntRange(2000, 2100))
+@click.option("--carry", type=click.Choice(["none", "unfinished"]), default=None,
+              help="what the current year left open to carry (default: list it and ask)")
+@click.option("--at", "at", default=None, help='"YYYY-MM-DD HH:MM" in the configured time zone (default: now)')
+@click.pass_context
+def campaign_new(ctx: click.Context, config_path: str | None, year: int, carry: str | None, at: str | None) -> None:
+    """Start YEAR's campaign: units, people, groups and roles stay; unfinished tasks, open problems and
+    open 督办 items are carried if asked; the current year stays as it is, readable."""
+    from bot.campaign import years
+    from bot.clock import FixedClock
+    from db import queries
+
+    app = _app(ctx, config_path)
+    if at:
+        app.clock = FixedClock(_moment(at, app.tz))
+    now = app.clock.now()
+    with app.session() as s:
+        current = years.current_year(s, app.config, now)
+        if year <= current:
+            raise click.ClickException(f"{year}年必须晚于当前考核年度 {current}年")
+        open_ = queries.unfinished(s, current)
+        click.echo(app.renderer.render("cli_campaign_open", year=current, new=year, open=open_))
+        if carry is None:
+            carry = "unfinished" if open_ and click.confirm(f"结转以上事项到{year}年？", default=True) else "none"
+        years.start(s, app.config, year, now, carry == "unfinished")
+        first = years.first_month(s, app.config, year)
+    click.echo(app.renderer.render("cli_campaign_new", year=year, previous=current, first=first, open=open_,
+                                   carried=carry == "unfinished" and bool(open_)))
+    click.echo(_scored_months(app))
+
+
+def _scored_months(app: Application) -> str:
+    """The current campaign year's scored months, as `serve` and `jobs list` say them (`jobs list`
+    does not set the database up: before it is, from the configuration alone)."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from bot.campaign import years
+
+    with Session(app.engine) as s:
+        try:
+            years.current_year(s, app.config, app.clock.now())
+        except SQLAlchemyError:
+            s = None
+        year = years.current_year(s, app.config, app.clock.now())
+        first, scored = years.first_month(s, app.config, year), years.scored_months(s, app.config, year)
+    return app.renderer.render("cli_months", year=year, first=first, months=scored,
+                               explicit=str(first) == app.config.campaign.first_month)
+
+
+@main.group()
 def jobs() -> None:
     """Scheduled jobs: list them, or run one by hand."""
 
@@ -403,6 +461,7 @@ def jobs_list(ctx: click.Context, config_path: str | None) -> None:
     rows = q.next_runs()
     click.echo(app.renderer.render("cli_jobs", rows=rows, moved={
         name: q.planned(name, nxt) for name, enabled, nxt, _ in rows if enabled and nxt is not None}))
+    click.echo(_scored_months(app))
     for year in q.calendar_gaps():
         click.echo(app.renderer.render("cli_calendar_gap", year=year), err=True)
 

@@ -240,6 +240,24 @@ class BroadcastConfig(_Section):
     webhook_key: str = ""
 
 
+class CampaignConfig(_Section):
+    # The campaign's first scored month ("2026-11"): months before it are not ranked, in the trend or
+    # in the year's averages. Empty: March of the campaign's year (bot/campaign/years.py).
+    first_month: str = ""
+
+    @field_validator("first_month")
+    @classmethod
+    def _month(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            return v
+        parts = v.split("-")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 1 <= int(parts[1]) <= 12 \
+                or not 2000 <= int(parts[0]) <= 2100:
+            raise ValueError("must be a month like 2026-03")
+        return f"{int(parts[0]):04d}-{int(parts[1]):02d}"
+
+
 class RankingConfig(_Section):
     weight_report: float = Field(default=40, ge=0)
     weight_progress: float = Field(default=40, ge=0)
@@ -360,6 +378,7 @@ class Config(_Section):
     org: OrgConfig = Field(default_factory=OrgConfig)
     broadcast: BroadcastConfig = Field(default_factory=BroadcastConfig)
     ranking: RankingConfig = Field(default_factory=RankingConfig)
+    campaign: CampaignConfig = Field(default_factory=CampaignConfig)
     sender: SenderConfig = Field(default_factory=SenderConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, Text, UniqueConstraint, func, select
 from sqlmodel import Field, SQLModel
 
 ROLE_MEMBER = "成员"
@@ -52,9 +52,28 @@ class LeaderUnit(SQLModel, table=True):
     unit_id: int = Field(foreign_key="unit.id", primary_key=True)
 
 
+class Campaign(SQLModel, table=True):
+    """A campaign year (`duban campaign new`): the latest is the current one, which chat messages,
+    scores, prompts and jobs mean. `first_month` is its first scored month ("2026-11"), recorded so
+    that a past year stays as it was when [campaign] first_month moves on to the next year."""
+
+    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    first_month: str = Field(max_length=7)
+    started_at: datetime | None = None  # None: the campaign that was running before years were kept
+
+
+def _year_column() -> Column:
+    """A task's, problem's or 督办 item's campaign year: codes are unique within a year (T1 of 2027
+    is not T1 of 2026). Left out on insert, it is the current campaign's (the latest year)."""
+    return Column(Integer, nullable=False, index=True,
+                  default=select(func.max(Campaign.year)).scalar_subquery())
+
+
 class Task(SQLModel, table=True):
+    __table_args__ = (Index("uq_task_year_code", "year", "code", unique=True),)
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, index=True, max_length=32)
+    year: int | None = Field(default=None, sa_column=_year_column())
+    code: str = Field(index=True, max_length=32)
     unit_id: int = Field(foreign_key="unit.id", index=True)
     line: str = Field(max_length=16)
     content: str = Field(sa_column=Column(Text, nullable=False))
@@ -83,8 +102,10 @@ class Report(SQLModel, table=True):
 
 
 class Problem(SQLModel, table=True):
+    __table_args__ = (Index("uq_problem_year_code", "year", "code", unique=True),)
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, index=True, max_length=32)
+    year: int | None = Field(default=None, sa_column=_year_column())
+    code: str = Field(index=True, max_length=32)
     unit_id: int = Field(foreign_key="unit.id", index=True)
     description: str = Field(sa_column=Column(Text, nullable=False))
     measure: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
@@ -131,8 +152,10 @@ class SupervisionItem(SQLModel, table=True):
     `deadline` is the current one (an agreed 延期 moves it); `ask_deadline` a 延期 asked for and
     not yet answered. `answered_at`: when the 反馈 that was accepted (办结) came."""
 
+    __table_args__ = (Index("uq_supervisionitem_year_code", "year", "code", unique=True),)
     id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(unique=True, index=True, max_length=32)
+    year: int | None = Field(default=None, sa_column=_year_column())
+    code: str = Field(index=True, max_length=32)
     unit_id: int = Field(foreign_key="unit.id", index=True)
     content: str = Field(sa_column=Column(Text, nullable=False))
     deadline: date

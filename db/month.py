@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Month:
     """A calendar month, e.g. Month(2026, 3) for "2026-03"."""
 

@@ -3,7 +3,7 @@ and 状态 a 负责人 (their own unit)."""
 import re
 
 from bot import targets
-from bot.campaign import digest, scoring
+from bot.campaign import digest, scoring, years
 from db.month import Month
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, HEADS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, OVERSIGHT, Context, Router
@@ -89,7 +89,7 @@ def export(ctx: Context) -> Reply:
     with everything up to now (a 点评 added after the appraisal went out included)."""
     year = _YEAR.fullmatch(ctx.args.strip())
     if year:
-        number = int(year.group(1) or _this_month(ctx).year)
+        number = int(year.group(1) or years.current_year(ctx.session, ctx.config, ctx.now))
         spec = {"kind": "year", "year": number, "at": ctx.now.isoformat()}
         push = Push(Target("app", ctx.member.userid), "", file=spec, filename=f"争先督办-{number}年度考核.xlsx",
                     key="file")

@@ -32,7 +32,7 @@ def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lo
     code = parse_code(token, prefix)
     found = lookup(s, code) if code else None
     if found is None:
-        raise fail(command, f"{kind}_not_found", code=token)
+        raise fail(command, f"{kind}_not_found", code=token, past=queries.past_year_of(s, code) if code else None)
     if member.role != ROLE_ADMIN and found.unit_id != member.unit_id and found.unit_id not in also:
         raise fail(command, f"{kind}_not_yours", code=found.code, overseer=member.role == ROLE_OVERSEER)
     return found

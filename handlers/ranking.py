@@ -1,6 +1,6 @@
 """排名 / 申诉 / 发布 / 暂缓: the month's ranking, its review window and its release (公开亮晒)."""
 from bot import targets
-from bot.campaign import digest, release
+from bot.campaign import digest, release, years
 from bot.reply import Button, Card, Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, OVERSIGHT, Context, Router
 from bot.text import blank, parse_month_text, split_args
@@ -26,6 +26,8 @@ def ranking(ctx: Context) -> Reply:
     if frozen is not None and frozen.status == RELEASE_PUBLISHED:
         return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
                                  "published_at": frozen.published_at, "scoped": False})
+    if not years.scored(ctx.session, ctx.config, month):
+        raise fail("排名", "not_scored", month=month, first=years.first_month(ctx.session, ctx.config, month.year))
     scope = units_in_view(ctx.session, "排名", ctx.member, ctx.unit)
     scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
     rated = sum(1 for x in scores if x.rank)

@@ -41,7 +41,7 @@ def _item(ctx: Context, command: str, token: str, also: set[int] = frozenset()) 
     code = parse_code(token, "D")
     item = queries.get_item(ctx.session, code) if code else None
     if item is None:
-        raise fail(command, "item_not_found", code=token)
+        raise fail(command, "item_not_found", code=token, past=queries.past_year_of(ctx.session, code) if code else None)
     units = {item.unit_id, *item.partners}
     if ctx.member.role != ROLE_ADMIN and ctx.member.unit_id not in units and not units & also:
         raise fail(command, "item_not_yours", code=item.code)

@@ -10,7 +10,7 @@ from typing import Callable
 from sqlmodel import Session
 
 from bot import targets
-from bot.campaign import digest, items, release, reviews
+from bot.campaign import digest, items, release, reviews, years
 from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
@@ -86,6 +86,9 @@ def monthly_ranking(s: Session, config: Config, base: datetime, now: datetime) -
     broadcast it at once."""
     month = Month.of(base).prev()
     if release.get(s, month) is not None:  # a forced re-run: the frozen ranking stands
+        return []
+    if not years.scored(s, config, month):  # before the campaign's first month: not ranked
+        log.info("monthly_ranking: %s is before the campaign's first month, not ranked", month)
         return []
     scores = digest.rank(s, config, month, now)
     hours = config.ranking.review_hours

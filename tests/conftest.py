@@ -2,6 +2,7 @@
 a seeded organisation, an app on a fixed clock, the bot on real HTTP, and the fake WeCom API."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -41,6 +42,24 @@ def outbox(app: Application, like: str = "") -> list[Outbox]:
 
 def content(row: Outbox) -> str:
     return json.loads(row.payload)["content"]
+
+
+_said = itertools.count(1)
+
+
+def say(app: Application, userid: str, words: str, when: datetime | None = None) -> str:
+    """A chat message from `userid` (at `when`, the clock set there), answered by the app."""
+    if when is not None:
+        app.clock.set(when)
+    return app.handle_message(userid, words, msg_id=f"said{next(_said)}")
+
+
+def run_job(app: Application, job: str, when: datetime):
+    """The scheduler's run of `job` at `when`, the clock set there."""
+    from jobs import JobQueue
+
+    app.clock.set(when)
+    return JobQueue(app).run(job, when)
 
 
 def at(*args) -> datetime:

@@ -92,7 +92,9 @@ def test_jobs_list_run_dry_run_export_and_outbox(tmp_path):
     assert duban("import", "r.xlsx", cwd=tmp_path).returncode == 0
     listing = duban("jobs", "list", cwd=tmp_path)
     assert listing.returncode == 0
-    names = [line.split()[0] for line in listing.stdout.splitlines() if line.strip()]
+    *jobs, months = [line for line in listing.stdout.splitlines() if line.strip()]
+    names = [line.split()[0] for line in jobs]
+    assert months.startswith("2026年考核月份：2026-03 至 2026-12（共 10 个月）")
     assert names == ["deploy_check", "monthly_prompt", "escalation", "monthly_ranking", "midyear_review",
                      "annual_summary", "item_watch"]
     dry = duban("jobs", "run", "monthly_prompt", "--at", "2026-03-20 09:00", "--dry-run", cwd=tmp_path)

@@ -53,9 +53,9 @@ def assert_agrees(app, data: dict, userid: str) -> None:
     trend, unit = [], unit_id(app, userid)
     month = pages.this_month(app, app.clock.now())
     months = [month]
-    while len(months) < pages.TREND_MONTHS:
+    while len(months) < pages.TREND_MONTHS and months[0].prev() >= Month(month.year, 3):  # from March
         months.insert(0, months[0].prev())
-    assert months == bot_months.trend(month)
+    assert months == bot_months.trend(Session(app.engine), app.config, month)
     for m in months:
         trend.append(bot_months.Figures.of(counted(app, m)).point(None if unit is None else {unit}))
     assert list(zip(data["trend_scores"], data["trend_rates"])) == trend
@@ -95,7 +95,7 @@ def test_the_trend_and_the_running_ranking_agree_with_scoring_counted_kept_and_c
     with Session(app.engine) as s:
         kept = sorted(f.month for f in s.exec(select(MonthFigures)))
         assert s.exec(select(RankingSoFar.month)).all() == ["2026-06"]
-    assert kept == [f"2025-{m:02d}" for m in range(7, 13)] + [f"2026-{m:02d}" for m in range(1, 6)]
+    assert kept == [f"2026-{m:02d}" for m in range(3, 6)]  # the campaign's months before June
     for userid in VIEWERS:  # read back by a process started afresh
         assert_agrees(app, overview(app, userid), userid)
     app.clock.set(at(2026, 6, 15, 10, 11))  # their inputs checked again, the running month counted again
@@ -155,10 +155,10 @@ def test_the_scheduler_keeps_the_figures_and_a_page_between_its_runs_reads_them(
     history(app)
     q = JobQueue(app)
     app.clock.set(at(2026, 5, 20, 10))
-    assert q.keep_figures()  # the scheduler's run: the running month's ranking and the eleven months before
+    assert q.keep_figures()  # the scheduler's run: the running month's ranking and the campaign's months before
     counted = kept_at(app)
     assert counted[0] == app.clock.now() and sorted(counted[1]) == (
-        [f"2025-{m:02d}" for m in range(6, 13)] + [f"2026-{m:02d}" for m in range(1, 5)])
+        [f"2026-{m:02d}" for m in range(3, 5)])
     for userid in VIEWERS:  # read back, by processes started afresh, and nothing counted by them
         assert_agrees(app, overview(app, userid), userid)
     assert kept_at(app) == counted
@@ -191,7 +191,7 @@ def test_without_the_scheduler_a_page_counts_what_is_not_kept_or_kept_too_long_a
     history(app)
     app.clock.set(at(2026, 5, 20, 10))
     assert_agrees(app, overview(app, "admin"), "admin")  # nothing kept: counted in the request, and kept
-    assert kept_at(app)[0] == app.clock.now() and len(kept_at(app)[1]) == 11
+    assert kept_at(app)[0] == app.clock.now() and len(kept_at(app)[1]) == 2  # March and April
     say(app, "sun", "汇报 T5 60% 五月进展", at(2026, 5, 20, 10, 2))
     app.clock.set(at(2026, 5, 20, 10, 4, 59))  # kept less than months.KEPT_FOR ago: read, not counted
     overview(app, "sun")

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from bot.campaign import scoring
+from bot.campaign import release, scoring, years
 from bot.campaign.scoring import TaskSnapshot, UnitScore
 from db import queries
-from db.models import LINES, PROBLEM_CLOSED, Member, Problem, Task, Unit
+from db.models import LINES, PROBLEM_CLOSED, Member, Problem, Unit
 from db.month import Month
 
 if TYPE_CHECKING:
@@ -26,6 +26,9 @@ def weights(config: Config) -> scoring.Weights:
 
 
 def rank(s: Session, config: Config, month: Month, now: datetime, **kwargs) -> list[UnitScore]:
+    """scoring.ranking with the trend against last month's published ranking (none if unpublished)."""
+    if kwargs.get("with_trend", True) and kwargs.get("previous") is None and kwargs.get("prev_ranks") is None:
+        kwargs["prev_ranks"] = release.published_ranks(s, month.prev())
     return scoring.ranking(
         s, month, now, config.schedule.tz, config.schedule.report_deadline_day, weights(config), **kwargs
     )
@@ -102,21 +105,15 @@ class YearScore:
     tier: str = scoring.TIER_OK
 
 
-def campaign_months(year: int, until: datetime, tz, last: int = 12) -> list[Month]:
-    """March to `last` of the year, the months that have begun by `until`."""
-    return [Month(year, m) for m in range(3, last + 1) if Month(year, m).start_utc(tz) <= until]
-
-
 def year_ranking(s: Session, config: Config, year: int, now: datetime, last_month: int = 12):
-    """Mean of the monthly scores over the campaign months so far; tiers as for a month."""
-    months = campaign_months(year, now, config.schedule.tz, last_month)
-    units, tasks = queries.all_units(s), queries.all_tasks(s)
+    """Mean of the monthly scores over the year's scored months so far (from its first month:
+    years.scored_months); tiers as for a month."""
+    months = years.scored_months(s, config, year, now, config.schedule.tz, last_month)
+    units, tasks = queries.all_units(s), queries.all_tasks(s, year)
     monthly: dict[Month, list[UnitScore]] = {}
-    previous = None
-    # One pass over the year's reports; each month's trend comes from the month before it.
+    # One pass over the year's reports; each month's trend is against the month before as published.
     for m, preloaded in scoring.year_reports(s, months, now, config.schedule.tz):
-        previous = monthly[m] = rank(s, config, m, now, previous=previous, with_trend=previous is not None,
-                                     units=units, tasks=tasks, preloaded=preloaded)
+        monthly[m] = rank(s, config, m, now, units=units, tasks=tasks, preloaded=preloaded)
     acc: dict[int, list] = {u.id: [] for u in units}
     for scores in monthly.values():
         for sc in scores:
@@ -178,9 +175,10 @@ def line_summaries(s: Session, config: Config, month: Month, now: datetime) -> l
 
 def empty_lists(s: Session) -> list[tuple[Unit, list[str]]]:
     """Units whose task, responsibility or problem list (三张清单) is still empty."""
-    with_tasks = set(s.exec(select(Task.unit_id)).all())
-    with_owner = set(s.exec(select(Task.unit_id).where(Task.owner_userid != "")).all())
-    with_problems = set(s.exec(select(Problem.unit_id)).all())
+    tasks, problems = queries.all_tasks(s), queries.all_problems(s)  # the current campaign year's
+    with_tasks = {t.unit_id for t in tasks}
+    with_owner = {t.unit_id for t in tasks if t.owner_userid}
+    with_problems = {p.unit_id for p in problems}
     out = []
     for u in queries.all_units(s):
         missing = [name for name, ids in (("任务清单", with_tasks), ("责任清单", with_owner), ("问题清单", with_problems))

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.campaign import digest, release, scoring
+from bot.campaign import digest, release, scoring, years
 from bot.campaign.scoring import UnitScore
 from db import queries
 from db.month import Month
@@ -80,9 +80,6 @@ class Figures:
         data = json.loads(text)
         return cls(data["unit"], data["score"], data["rate"])
 
-    def ranks(self) -> dict[int, int]:
-        return {unit_id: i + 1 for i, unit_id in enumerate(self.units)}
-
     def point(self, unit_ids: set[int] | None) -> tuple[float | None, float | None]:
         """(score, on-time report rate in %): the mean over these units (None: every rated unit)."""
         rows = [i for i, unit_id in enumerate(self.units) if unit_ids is None or unit_id in unit_ids]
@@ -92,10 +89,10 @@ class Figures:
 
 
 class Inputs:
-    """The units and the tasks, read at most once by what one page counts."""
+    """The units and the tasks of one campaign year, read at most once by what one page counts."""
 
-    def __init__(self, s: Session):
-        self._s, self._units, self._tasks = s, None, None
+    def __init__(self, s: Session, year: int):
+        self._s, self._year, self._units, self._tasks = s, year, None, None
 
     @property
     def units(self) -> list[queries.UnitName]:
@@ -106,7 +103,7 @@ class Inputs:
     @property
     def tasks(self) -> list[queries.TaskDates]:
         if self._tasks is None:
-            self._tasks = queries.task_dates(self._s)
+            self._tasks = queries.task_dates(self._s, self._year)
         return self._tasks
 
 
@@ -146,7 +143,9 @@ def finished(s: Session, app, months: list[Month], now: datetime, inputs: Inputs
         return _reuse(Finished({m: Figures.load(usable[m].units) for m in months},
                                unsettled=frozenset(m for m in months if m not in settled)), usable, months, previous)
     kept = settled
-    inputs = inputs or Inputs(s)
+    if not months:
+        return Finished({})
+    inputs = inputs or Inputs(s, months[0].year)
     units, tasks = inputs.units, inputs.tasks
     digests = _digests(s, months, units, tasks)
     out = {m: Figures.load(k.units) for m, k in kept.items() if k.inputs == digests[m]}
@@ -188,10 +187,12 @@ def _reuse(done: Finished, kept: dict, months: list[Month], previous: Finished |
     return done
 
 
-def trend(month: Month) -> list[Month]:
-    """总览's trend: the TREND_MONTHS months up to `month`, the running one."""
+def trend(s: Session, config, month: Month) -> list[Month]:
+    """总览's trend: up to TREND_MONTHS months ending with `month`, the running one, none before
+    its campaign year's first month (years.first_month)."""
+    first = years.first_month(s, config, month.year)
     out = [month]
-    while len(out) < TREND_MONTHS:
+    while len(out) < TREND_MONTHS and out[0].prev() >= first:
         out.insert(0, out[0].prev())
     return out
 
@@ -201,12 +202,12 @@ def keep(app, now: datetime) -> bool:
     and keep it, with the trend's finished months checked when due and counted when they changed or
     ended (finished()), so that the pages read them. False: nothing counted, for there are no units
     yet, or another process (a replica) kept the ranking so far less than KEPT_BY_ANOTHER ago."""
-    months = trend(Month.of(now.astimezone(app.config.schedule.tz)))
     with Session(app.engine) as s:
+        months = trend(s, app.config, Month.of(now.astimezone(app.config.schedule.tz)))
         kept = queries.so_far_at(s, str(months[-1]))
         if kept is not None and kept[1] == _settings(app.config) and timedelta(0) <= now - kept[0] < KEPT_BY_ANOTHER:
             return False
-        inputs = Inputs(s)
+        inputs = Inputs(s, months[-1].year)
         if not inputs.units:
             return False
         done = finished(s, app, months[:-1], now, inputs)
@@ -236,19 +237,18 @@ def so_far(s: Session, app, month: Month, now: datetime, before: Finished, fresh
 def running(s: Session, app, month: Month, now: datetime, before: Finished,
             inputs: Inputs | None = None) -> list[UnitScore]:
     """The ranking of `month` so far (scoring.ranking's), counted from the end of `before` (the
-    months up to the one before it), with last month's ranks for its trend."""
+    months up to the one before it), with last month's published ranks for its trend."""
     config = app.config
     tz = config.schedule.tz
-    inputs = inputs or Inputs(s)
+    inputs = inputs or Inputs(s, month.year)
     units, tasks = inputs.units, inputs.tasks
     if before.carry is None:  # kept with the month before; read once, then held with `before`
         before.carry = _carry_before(s, month, tz, month.prev() in before.figures
                                      and month.prev() not in before.unsettled)
     latest, first_days = _month(s, month, now, tz, before.carry)
-    previous = before.figures.get(month.prev())
     return scoring.ranking(s, month, now, tz, config.schedule.report_deadline_day, digest.weights(config),
-                           with_trend=False, units=units, tasks=tasks, preloaded=(latest, first_days),
-                           prev_ranks=previous.ranks() if previous else None)
+                           units=units, tasks=tasks, preloaded=(latest, first_days),
+                           prev_ranks=release.published_ranks(s, month.prev()))
 
 
 def _carry_before(s: Session, m: Month, tz, kept: bool) -> dict:

@@ -39,6 +39,22 @@ def get(s: Session, month: Month) -> RankingRelease | None:
     return s.exec(select(RankingRelease).where(RankingRelease.month == str(month))).first()
 
 
+def published_ranks(s: Session, month: Month) -> dict[int, int] | None:
+    """Unit id -> rank in `month`'s published ranking; None when it was not published (較上月 then
+    has nothing to compare with)."""
+    frozen = get(s, month)
+    if frozen is None or frozen.status != RELEASE_PUBLISHED:
+        return None
+    return {row["unit"]["id"]: row["rank"] for row in json.loads(frozen.data) if row["rank"]}
+
+
+def published_of_year(s: Session, year: int) -> list[RankingRelease]:
+    """`year`'s published rankings, in month order."""
+    return list(s.exec(select(RankingRelease).where(col(RankingRelease.month).startswith(f"{year}-"),
+                                                    RankingRelease.status == RELEASE_PUBLISHED)
+                       .order_by(RankingRelease.month)))
+
+
 def open_for_review(s: Session, scores: list[UnitScore], month: Month, now: datetime, hours: float) -> RankingRelease:
     """Store the month's frozen ranking, in review until `hours` from now (0: published now)."""
     release = RankingRelease(month=str(month), data=freeze(scores), computed_at=now,

@@ -74,8 +74,8 @@ def snapshots(
 
     `preloaded` = (latest report per task, first day reported in the month per task), as
     year_reports() yields them, saves the two queries when many months are computed."""
-    if tasks is None:
-        tasks = queries.unit_tasks(s, unit_id) if unit_id is not None else queries.all_tasks(s)
+    if tasks is None:  # the tasks of the month's campaign year
+        tasks = queries.unit_tasks(s, unit_id, month.year) if unit_id is not None else queries.all_tasks(s, month.year)
     on, latest, first_days = _inputs(s, month, now, tz, unit_id, preloaded)
     return [TaskSnapshot(*state) for state in _states(tasks, latest, first_days, month, on, deadline_day)]
 
@@ -131,6 +131,7 @@ class UnitScore:
     tier: str = TIER_OK
     prev_rank: int | None = None
     lights: dict[str, int] = field(default_factory=dict)
+    compared: bool = False  # last month's ranking was published: the trend compares with it
 
     @property
     def rated(self) -> bool:
@@ -138,6 +139,9 @@ class UnitScore:
 
     @property
     def trend(self) -> str:
+        """较上月: against last month's published ranking only; "—" without one, 新 when not ranked in it."""
+        if not self.compared:
+            return "—"
         if self.prev_rank is None:
             return "新"
         if self.prev_rank > self.rank:
@@ -203,11 +207,12 @@ def ranking(
     prev_ranks: dict[int, int] | None = None,
 ) -> list[UnitScore]:
     """Score and rank every unit for `month`. The trend compares with `previous` (last month's
-    ranking) or `prev_ranks` (unit id -> last month's rank) when given, else computes it when
-    with_trend. `units`/`tasks` may be passed in by a caller that ranks many months, so they are
-    loaded once (anything with the fields scoring reads: queries.UnitName, queries.TaskDates)."""
+    ranking) or `prev_ranks` (unit id -> last month's rank) when given (digest.rank gives last
+    month's published ranks); `with_trend` is kept for callers that say they want none.
+    `units`/`tasks` may be passed in by a caller that ranks many months, so they are loaded once
+    (anything with the fields scoring reads: queries.UnitName, queries.TaskDates)."""
     units = units if units is not None else queries.all_units(s)
-    tasks = tasks if tasks is not None else queries.all_tasks(s)
+    tasks = tasks if tasks is not None else queries.all_tasks(s, month.year)  # the month's campaign year's
     on, latest, first_days = _inputs(s, month, now, tz, None, preloaded)
     # One pass over the active tasks: per unit [count, on time, reported, progress sum, overdue, lights].
     totals: dict[int, list] = {}
@@ -281,12 +286,9 @@ def ranking(
     for sc in unrated:
         sc.rank, sc.tier = 0, TIER_NONE
     scores = rated + unrated
-    if previous is None and prev_ranks is None and with_trend:
-        previous = ranking(s, month.prev(), now, tz, deadline_day, weights, with_trend=False, units=units,
-                           tasks=tasks)
     if previous is not None:
         prev_ranks = {p.unit.id: p.rank for p in previous if p.rank}
-    if prev_ranks is not None:
+    if prev_ranks is not None and with_trend:
         for sc in scores:
-            sc.prev_rank = prev_ranks.get(sc.unit.id)
+            sc.prev_rank, sc.compared = prev_ranks.get(sc.unit.id), True
     return scores

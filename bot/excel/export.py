@@ -117,7 +117,7 @@ def _local(dt: datetime | None, config: Config) -> datetime | None:
 
 def _ranking_sheet(wb: Workbook, title: str, scores) -> None:
     _sheet(wb, title, ["名次", "单位", "得分", "等次", "较上月", "汇报率", "进度", "督办", "逾期任务", "任务数", "已汇报"], [
-        [sc.rank or "", sc.unit.name, sc.score, sc.tier, sc.trend if sc.rank else "",
+        [sc.rank or "", sc.unit.name, sc.score if sc.rank else "", sc.tier, sc.trend if sc.rank else "",
          round(sc.report_rate * 100, 1), round(sc.progress * 100, 1), round(sc.supervision * 100, 1), sc.overdue,
          sc.active_tasks, sc.reported] for sc in scores], tiers="D")
 
@@ -151,15 +151,16 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
          LIGHT_NAMES[sn.light], kept.get(t.code, 0)]
         for sn in sorted(snaps, key=lambda x: queries.code_key(x.task.code)) for t in [sn.task]])
 
-    tasks = {t.id: t for t in queries.all_tasks(s)}
+    tasks = {t.id: t for t in queries.all_tasks(s, month.year)}  # the month's campaign year's
     _sheet(wb, "汇报记录", ["任务编号", "单位", "汇报人", "进度%", "内容", "时间", "版本", "更正", "迟报"], [
         [tasks[r.task_id].code, units[r.unit_id].name, name(r.userid), r.percent, r.text,
          _local(r.created_at, config), r.version, "是" if r.supersedes_id else "",
          "迟报" if r.local_day > config.schedule.report_deadline_day else ""]
-        for r in s.exec(select(Report).where(Report.month == str(month)).order_by(Report.id))])
+        for r in s.exec(select(Report).where(Report.month == str(month)).order_by(Report.id))
+        if r.task_id in tasks])  # a task of another year (one carried over goes on with its last report)
 
     today = now.astimezone(tz).date()
-    problems = queries.all_problems(s)
+    problems = queries.all_problems(s, month.year)
     latest = queries.latest_notes(s)
     _sheet(wb, "问题清单", ["编号", "单位", "问题描述", "整改措施", "责任人", "整改时限", "状态", "超期",
                            "最新整改", "整改时间", "佐证材料"], [
@@ -208,8 +209,8 @@ def _attachment_sheet(wb: Workbook, config: Config, files: list, units: dict, pe
 def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comments: dict,
                     highlights: list | None = None) -> bytes:
     """The year table first, with each unit's 点评 and 自评 of the mid-year and the annual review
-    (`comments`: period -> reviews.latest()), then one ranking sheet per campaign month (March to
-    December), then the 亮点 picked that year (rows from highlight_rows)."""
+    (`comments`: period -> reviews.latest()), then one ranking sheet per scored month (from the
+    year's first month, years.first_month), then the 亮点 picked that year (rows from highlight_rows)."""
     wb = _new_workbook()
     periods = [reviews.midyear(year), reviews.annual(year)]
     rows = []
@@ -218,7 +219,7 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comme
         for period in periods:
             mine = comments.get(period, {}).get(ys.unit.id, {})
             texts += [mine[kind].text if kind in mine else "" for kind in (COMMENT_ADMIN, COMMENT_SELF)]
-        rows.append([ys.rank or "", ys.unit.name, ys.score, ys.tier, ys.top_months, ys.low_months,
+        rows.append([ys.rank or "", ys.unit.name, ys.score if ys.rank else "", ys.tier, ys.top_months, ys.low_months,
                      round(ys.report_rate * 100, 1), round(ys.progress * 100, 1), *texts])
     _sheet(wb, f"{year}年度考核", ["名次", "单位", "年度得分", "等次", "先进月数", "滞后月数", "平均汇报率", "平均进度",
                                   "上半年点评", "上半年自评", "年度点评", "年度自评"], rows, tiers="D")

@@ -283,7 +283,7 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
             overseers.setdefault(name, set()).add(userid)
     overseer_ids = {u for ids in overseers.values() for u in ids}
 
-    existing_tasks = {t.code: t for t in session.exec(select(Task))}
+    existing_tasks = {t.code: t for t in queries.year_tasks(session)}  # the current campaign year's
     tasks: list[tuple[int, dict]] = []
     seen: dict[str, int] = {}
     for n, v in sheets["任务清单"]:
@@ -315,7 +315,7 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
         tasks.append((n, {"code": code, "unit": unit, "line": line, "content": content, "owner": owner,
                           "leader": leader, "start": start, "due": due}))
 
-    existing_problems = {p.code: p for p in session.exec(select(Problem))}
+    existing_problems = {p.code: p for p in queries.all_problems(session)}
     problems: list[tuple[int, dict]] = []
     seen_problems: dict[str, int] = {}
     for n, v in sheets["问题清单"]:

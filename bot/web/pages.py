@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.campaign import months, release, scoring
+from bot.campaign import months, release, scoring, years
 from db import queries
 from db.models import EVENT_ISSUE, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
 from db.month import Month
@@ -80,7 +80,7 @@ class Rankings:
             last = self._window
         if last is not None and last[0] == month and timedelta(0) <= now - last[1] < RUNNING_TTL:
             return last[2], last[3]
-        inputs = months.Inputs(s)
+        inputs = months.Inputs(s, month.year)
         done = months.finished(s, app, trend[:-1], now, inputs, previous=last[2] if last else None,
                                check_every=months.CHECK_EVERY + months.KEPT_FOR, provisional=True)
         # months counted now: the ranking so far too (last month's ranks may have changed)
@@ -103,7 +103,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
     from jobs import JobQueue
 
     month = this_month(app, now)
-    trend = months.trend(month)
+    trend = months.trend(s, app.config, month)
     done, running = rankings.window(s, app, trend, now)
     published_month = month.prev()
     frozen = release.get(s, published_month)  # what was published (公开亮晒), not a recount
@@ -134,7 +134,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         "published": published,
         "published_month": published_month,
         "mine": mine,
-        "total": len(running),
+        "total": sum(1 for sc in running if sc.rank),  # 名次 x / N: N counts the ranked units only
         "unreported": queries.unreported_count(s, who.unit.id, month),
         "deadline": deadline,
         "deadline_passed": local.date() > deadline,
@@ -145,27 +145,54 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         # a 分管领导's units, this month so far (their places among all; the whole preview is admins')
         "overseen": [sc for sc in running if sc.unit.id in who.units],
         "calendar": calendar[:6],
+        "past_years": past_years(s, app, now),
     }
 
 
-def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict:
+def past_years(s: Session, app, now: datetime) -> list[int]:
+    """The campaign years before the current one, newest first: each readable on its year page."""
+    current = years.current_year(s, app.config, now)
+    return sorted((c.year for c in queries.campaigns(s) if c.year < current), reverse=True)
+
+
+def year_page(s: Session, app, who: Viewer, year: int, month_text: str, now: datetime) -> dict:
+    """A campaign year's published rankings (a past year's as they were published), one month at a
+    time: `month_text` or the latest published one."""
+    if queries.get_campaign(s, year) is None:
+        raise NotVisible(year)
+    published = [r for r in release.published_of_year(s, year)]
+    chosen = next((r for r in published if r.month == month_text), published[-1] if published else None)
+    return {"year": year, "years": sorted((c.year for c in queries.campaigns(s)), reverse=True),
+            "current": years.current_year(s, app.config, now), "months": [r.month for r in published],
+            "release": chosen, "scores": release.thaw(chosen.data) if chosen else [],
+            "first": years.first_month(s, app.config, year)}
+
+
+def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime, year: int | None = None) -> dict:
+    """The unit's tasks, reports, problems and 督办 items of the current campaign year, or of a past
+    `year` (as they stood at its end)."""
     if not who.sees_unit(unit_id):
         raise NotVisible(unit_id)
     unit = s.get(Unit, unit_id)
     if unit is None:
         raise NotVisible(unit_id)
-    month = this_month(app, now)
+    current = years.current_year(s, app.config, now)
+    if year is not None and year != current and queries.get_campaign(s, year) is None:
+        raise NotVisible(unit_id)
+    past = year is not None and year != current
+    month = Month(year, 12) if past else this_month(app, now)
     snaps = sorted(scoring.snapshots(s, month, now, app.tz, app.config.schedule.report_deadline_day,
                                      unit_id=unit.id), key=lambda x: queries.code_key(x.task.code))
-    reports = queries.unit_reports(s, unit.id)
+    year = year if past else None
+    reports = queries.unit_reports(s, unit.id, year)
     history: dict[int, list] = {}
     for r in reports:
         history.setdefault(r.task_id, []).append(r)
-    problems = queries.unit_problems(s, unit.id)
+    problems = queries.unit_problems(s, unit.id, year)
     progress: dict[int, list] = {}
     for p in queries.progress_of(s, [p.id for p in problems]):
         progress.setdefault(p.problem_id, []).append(p)
-    items = queries.unit_items(s, unit.id)
+    items = queries.unit_items(s, unit.id, year)
     timeline: dict[int, list] = {}
     for e in queries.events_of(s, [i.id for i in items]):
         if e.kind != EVENT_ISSUE:  # the item itself says what was issued
@@ -189,6 +216,7 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
         "files": files,
         "today": today,
         "names": queries.members_named(s, people - {""}),
+        "past_year": year,  # a past campaign year shown, named with its year
     }
 
 
@@ -216,6 +244,14 @@ def review_queue(s: Session) -> dict:
     return {"review": frozen, "ranking": ranking,
             "appeals": [(units.get(a.unit_id, ""), names.get(a.userid, a.userid), a, figures.get(a.unit_id))
                         for a in appeals]}
+
+
+def campaign_panel(s: Session, app, now: datetime) -> dict:
+    """管理's 考核年度: the current year, its first month and what it leaves open (as `duban campaign
+    new` lists it), for starting the next year."""
+    year = years.current_year(s, app.config, now)
+    return {"campaign_year": year, "campaign_first": years.first_month(s, app.config, year),
+            "campaign_open": queries.unfinished(s, year)}
 
 
 def outbox_page(s: Session, app, now: datetime, limit: int = 200) -> dict:

@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from bot.app import Application
-from bot.campaign import scoring
+from bot.campaign import scoring, years
 from bot.excel.export import generate
 from bot.web import auth, pages
 from bot.web.chart import line_chart
@@ -72,6 +72,12 @@ def _environment(app: Application) -> Environment:
     )
     env.globals.update(line_chart=line_chart, ranking_rows=ranking_rows, org=app.config.org)
     return env
+
+
+def _year(request: Request) -> int | None:
+    """?year=2026: a past campaign year (anything else: the current one)."""
+    text = request.query_params.get("year", "")
+    return int(text) if text.isdigit() and len(text) == 4 else None
 
 
 def build_web(app: Application, writer) -> Starlette:
@@ -164,8 +170,16 @@ def build_web(app: Application, writer) -> Starlette:
     def unit(request: Request, who: pages.Viewer) -> Response:
         now = app.clock.now()
         with Session(app.engine) as s:
-            data = pages.unit_page(s, app, who, request.path_params["unit_id"], now)
+            data = pages.unit_page(s, app, who, request.path_params["unit_id"], now, _year(request))
         return html(request, "unit", who=who, now=now, **data)
+
+    @page
+    def year(request: Request, who: pages.Viewer) -> Response:
+        now = app.clock.now()
+        with Session(app.engine) as s:
+            data = pages.year_page(s, app, who, request.path_params["year"], request.query_params.get("month", ""),
+                                   now)
+        return html(request, "year", who=who, now=now, **data)
 
     def me_html(request: Request, who: pages.Viewer, reply: str = "", status: int = 200, **form) -> Response:
         with Session(app.engine) as s:
@@ -214,7 +228,7 @@ def build_web(app: Application, writer) -> Starlette:
         if not who.admin:
             raise pages.NotVisible("admin")
         with Session(app.engine) as s:
-            data = pages.outbox_page(s, app, app.clock.now())
+            data = {**pages.outbox_page(s, app, app.clock.now()), **pages.campaign_panel(s, app, app.clock.now())}
         return html(request, "admin", who=who, notice=request.session.pop("notice", ""), **data)
 
     @page
@@ -286,6 +300,29 @@ def build_web(app: Application, writer) -> Starlette:
             request.session["notice"] = app.renderer.render("server_error")
         return RedirectResponse("/web/admin", status_code=303)
 
+    async def campaign_new(request: Request) -> Response:
+        """开始新年度 from 管理: `duban campaign new YEAR --carry ...`, in one transaction."""
+        checked = await admin_form(request)
+        if isinstance(checked, Response):
+            return checked
+        who, form = checked
+        text, carry = str(form.get("year", "")).strip(), str(form.get("carry", ""))
+
+        def run() -> str:
+            now = app.clock.now()
+            with app.session() as s:
+                current = years.current_year(s, app.config, now)
+                if not (text.isdigit() and current < int(text) <= 2100) or carry not in ("unfinished", "none"):
+                    return app.renderer.render("campaign_refused", year=text, current=current)
+                open_ = years.start(s, app.config, int(text), now, carry == "unfinished")
+                first = years.first_month(s, app.config, int(text))
+            log.info("web: %s started the %s campaign (carry %s)", who.member.userid, text, carry)
+            return app.renderer.render("cli_campaign_new", year=int(text), previous=current, first=first,
+                                       open=open_, carried=carry == "unfinished" and bool(open_))
+
+        request.session["notice"] = await anyio.to_thread.run_sync(run)
+        return RedirectResponse("/web/admin", status_code=303)
+
     def logout(request: Request) -> Response:
         request.session.clear()
         return message(request, 200, "已退出登录", "再次查看请从企业微信工作台打开本应用。")
@@ -295,12 +332,14 @@ def build_web(app: Application, writer) -> Starlette:
         Route("/login", login),
         Route("/logout", logout, methods=["POST"]),
         Route("/unit/{unit_id:int}", unit),
+        Route("/year/{year:int}", year),
         Route("/me", me),
         Route("/me/report", report, methods=["POST"]),
         Route("/admin", admin),
         Route("/admin/export", download),
         Route("/admin/outbox/retry", retry, methods=["POST"]),
         Route("/admin/ranking", ranking_action, methods=["POST"]),
+        Route("/admin/campaign", campaign_new, methods=["POST"]),
     ]
     middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="duban_session",
                              max_age=int(cfg.session_hours * 3600), path="/web", same_site="lax",

@@ -21,7 +21,7 @@ def ranking_rows(scores, who) -> Markup:
         tier = escape(sc.tier)
         rows.append(
             f'<tr data-unit="{unit_id}">\n<td class="n">{sc.rank or "—"}</td>\n<td>{unit}</td>\n'
-            f'<td class="n">{sc.score:.1f}</td>\n<td><span class="tier tier-{tier}">{tier}</span></td>\n'
+            f'<td class="n">{f"{sc.score:.1f}" if sc.rank else "—"}</td>\n<td><span class="tier tier-{tier}">{tier}</span></td>\n'
             f'<td class="n wide">{sc.report_rate * 100:.0f}%</td>\n'
             f'<td class="lights"><span class="light light-red"></span>{lights["red"]} '
             f'<span class="light light-yellow"></span>{lights["yellow"]} '

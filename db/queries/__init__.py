@@ -12,3 +12,4 @@ from db.queries.problems import *  # noqa: F401,F403
 from db.queries.reviews import *  # noqa: F401,F403
 from db.queries.supervision import *  # noqa: F401,F403
 from db.queries.tasks import *  # noqa: F401,F403
+from db.queries.years import *  # noqa: F401,F403

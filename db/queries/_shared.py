@@ -4,9 +4,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    func,
+    select,
     update,
 )
 from sqlmodel import Session, col
+
+from db.models import Campaign
+
+# The current campaign year (the latest), inside a statement: what a chat message's code means.
+CURRENT_YEAR = select(func.max(Campaign.year)).scalar_subquery()
+
+
+def in_year(model, year: int | None = None):
+    """`model`'s rows (a task, problem or 督办 item) of `year`, or of the current campaign year."""
+    return model.year == (CURRENT_YEAR if year is None else year)
 
 
 def _plain(s: Session, stmt, **params) -> list:

@@ -48,8 +48,10 @@ class TaskDates(NamedTuple):
     due_date: date
 
 
-def task_dates(s: Session) -> list[TaskDates]:
-    return [TaskDates(*row) for row in _plain(s, select(Task.id, Task.unit_id, Task.start_date, Task.due_date))]
+def task_dates(s: Session, year: int) -> list[TaskDates]:
+    """The tasks of campaign `year`: those its months are scored on."""
+    return [TaskDates(*row) for row in _plain(s, select(Task.id, Task.unit_id, Task.start_date, Task.due_date)
+                                              .where(Task.year == year))]
 
 
 class Latest(NamedTuple):
@@ -94,7 +96,8 @@ def items_due_raw(s: Session, first_day: date, before: date) -> list:
     q = (select(SupervisionItem.id, SupervisionItem.unit_id,
                 *(type_coerce(c, String) for c in (SupervisionItem.deadline, SupervisionItem.answered_at,
                                                   SupervisionItem.closed_at)))
-         .where(SupervisionItem.deadline >= first_day, SupervisionItem.deadline < before).order_by(SupervisionItem.id))
+         .where(SupervisionItem.deadline >= first_day, SupervisionItem.deadline < before,
+                SupervisionItem.year == first_day.year).order_by(SupervisionItem.id))
     return _plain(s, q)
 
 

@@ -15,9 +15,10 @@ from db.models import (
     ProblemProgress,
     Report,
     SupervisionItem,
+    Task,
     WebLink,
 )
-from db.queries._shared import _plain
+from db.queries._shared import _plain, in_year
 from db.queries.tasks import code_key
 
 # ---------------------------------------------------------------- web pages (read-only, one query each)
@@ -42,13 +43,15 @@ def members_named(s: Session, userids: set[str]) -> dict[str, str]:
     return dict(_plain(s, select(Member.userid, Member.name).where(col(Member.userid).in_(userids))))
 
 
-def unit_reports(s: Session, unit_id: int) -> list[Report]:
-    """Every version of every report on the unit's tasks, newest first."""
-    return list(s.exec(select(Report).where(Report.unit_id == unit_id).order_by(col(Report.id).desc())))
+def unit_reports(s: Session, unit_id: int, year: int | None = None) -> list[Report]:
+    """Every version of every report on the unit's tasks of `year` (None: the current one), newest first."""
+    return list(s.exec(select(Report).join(Task, col(Task.id) == Report.task_id)
+                       .where(Report.unit_id == unit_id, in_year(Task, year)).order_by(col(Report.id).desc())))
 
 
-def unit_problems(s: Session, unit_id: int) -> list[Problem]:
-    return sorted(s.exec(select(Problem).where(Problem.unit_id == unit_id)), key=lambda p: code_key(p.code))
+def unit_problems(s: Session, unit_id: int, year: int | None = None) -> list[Problem]:
+    return sorted(s.exec(select(Problem).where(Problem.unit_id == unit_id, in_year(Problem, year))),
+                  key=lambda p: code_key(p.code))
 
 
 def progress_of(s: Session, problem_ids: list[int]) -> list[ProblemProgress]:
@@ -58,8 +61,9 @@ def progress_of(s: Session, problem_ids: list[int]) -> list[ProblemProgress]:
                        .order_by(ProblemProgress.id)))
 
 
-def unit_items(s: Session, unit_id: int) -> list[SupervisionItem]:
-    return sorted(s.exec(select(SupervisionItem).where(SupervisionItem.unit_id == unit_id)),
+def unit_items(s: Session, unit_id: int, year: int | None = None) -> list[SupervisionItem]:
+    return sorted(s.exec(select(SupervisionItem).where(SupervisionItem.unit_id == unit_id,
+                                                       in_year(SupervisionItem, year))),
                   key=lambda i: code_key(i.code), reverse=True)
 
 

@@ -16,7 +16,7 @@ from db.models import (
     Task,
     Unit,
 )
-from db.queries._shared import _plain
+from db.queries._shared import _plain, in_year
 from db.queries.inbound import forget_senders
 
 # ---------------------------------------------------------------- units, members
@@ -73,7 +73,7 @@ def oversight(s: Session, leaders: list[Member]) -> dict[str, set[int]]:
         by_word.setdefault(m.userid, []).append(m.userid)
         by_word.setdefault(m.name, []).append(m.userid)
     for cell, unit_id in _plain(s, select(Task.leader_in_charge, Task.unit_id).distinct()
-                                .where(Task.leader_in_charge != "")):
+                                .where(Task.leader_in_charge != "", in_year(Task))):
         for word in leader_names(cell):
             for userid in by_word.get(word, ()):
                 out[userid].add(unit_id)

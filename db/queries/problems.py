@@ -11,13 +11,14 @@ from db.models import (
     Problem,
     ProblemProgress,
 )
+from db.queries._shared import in_year
 from db.queries.tasks import code_key
 
 # ---------------------------------------------------------------- problems
 
 
 def get_problem(s: Session, code: str) -> Problem | None:
-    return s.exec(select(Problem).where(Problem.code == code)).first()
+    return s.exec(select(Problem).where(Problem.code == code, in_year(Problem))).first()
 
 
 def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, now: datetime,
@@ -28,8 +29,8 @@ def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, n
     return row
 
 
-def all_problems(s: Session) -> list[Problem]:
-    return sorted(s.exec(select(Problem)), key=lambda p: code_key(p.code))
+def all_problems(s: Session, year: int | None = None) -> list[Problem]:
+    return sorted(s.exec(select(Problem).where(in_year(Problem, year))), key=lambda p: code_key(p.code))
 
 
 def last_close_request(s: Session, problem_id: int) -> ProblemProgress | None:

@@ -14,19 +14,20 @@ from db.models import (
     SupervisionItem,
 )
 from db.month import Month
-from db.queries._shared import _plain
+from db.queries._shared import _plain, in_year
 from db.queries.tasks import code_key
 
 # ---------------------------------------------------------------- supervision
 
 
 def get_item(s: Session, code: str) -> SupervisionItem | None:
-    return s.exec(select(SupervisionItem).where(SupervisionItem.code == code)).first()
+    return s.exec(select(SupervisionItem).where(SupervisionItem.code == code, in_year(SupervisionItem))).first()
 
 
 def _due_in(month: Month):
-    """Supervision items whose deadline falls in `month`: the month they are scored in."""
-    return SupervisionItem.deadline.between(month.first_day, month.last_day)
+    """Supervision items of the month's campaign year whose deadline falls in `month`: the month they
+    are scored in (an item carried into the next year is that year's, not scored twice)."""
+    return SupervisionItem.deadline.between(month.first_day, month.last_day) & (SupervisionItem.year == month.year)
 
 
 class Accepted(NamedTuple):
@@ -45,7 +46,7 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
     """Supervision items issued by `as_of` that wait for the unit: not answered (or sent back) and
     not 办结. An item whose 牵头单位 or 配合单位 is `unit_id`, if given."""
     q = select(SupervisionItem).where(col(SupervisionItem.status).not_in((ITEM_ANSWERED, ITEM_DONE)),
-                                      SupervisionItem.created_at <= as_of)
+                                      SupervisionItem.created_at <= as_of, in_year(SupervisionItem))
     items = sorted(s.exec(q), key=lambda i: code_key(i.code))
     if unit_id is not None:
         items = [i for i in items if i.unit_id == unit_id or unit_id in i.partners]
@@ -54,7 +55,7 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
 
 def unfinished_items(s: Session) -> list[SupervisionItem]:
     """Every item not yet 办结, for the daily reminders."""
-    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE)
+    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE, in_year(SupervisionItem))
     return sorted(s.exec(q), key=lambda i: code_key(i.code))
 
 

@@ -19,13 +19,20 @@ from db.models import (
     Task,
 )
 from db.month import Month
-from db.queries._shared import _plain
+from db.queries._shared import _plain, in_year
 
 # ---------------------------------------------------------------- tasks
 
 
-def unit_tasks(s: Session, unit_id: int) -> list[Task]:
-    return sorted(s.exec(select(Task).where(Task.unit_id == unit_id)), key=lambda t: code_key(t.code))
+def unit_tasks(s: Session, unit_id: int, year: int | None = None) -> list[Task]:
+    """The unit's tasks of `year` (None: the current campaign year's), as every task query here."""
+    return sorted(s.exec(select(Task).where(Task.unit_id == unit_id, in_year(Task, year))),
+                  key=lambda t: code_key(t.code))
+
+
+def year_tasks(s: Session, year: int | None = None) -> list[Task]:
+    """Every task of `year` (None: the current campaign year's) as ORM rows, for an import to update."""
+    return list(s.exec(select(Task).where(in_year(Task, year))))
 
 
 class TaskRow(NamedTuple):
@@ -46,11 +53,11 @@ class TaskRow(NamedTuple):
 _TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
 
 
-def all_tasks(s: Session) -> list[TaskRow]:
-    return [TaskRow(*row) for row in _plain(s, _TASK_ROWS)]
+def all_tasks(s: Session, year: int | None = None) -> list[TaskRow]:
+    return [TaskRow(*row) for row in _plain(s, _TASK_ROWS.where(in_year(Task, year)))]
 
 
-_TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"))
+_TASK_BY_CODE = _TASK_ROWS.where(Task.code == bindparam("code"), in_year(Task))
 
 
 def get_task(s: Session, code: str) -> TaskRow | None:
@@ -78,9 +85,13 @@ def code_key(code: str) -> tuple:
 
 
 def next_code(s: Session, model, prefix: str) -> str:
-    """The next free code with this prefix, e.g. T13 after T12."""
+    """The next free code with this prefix in the current campaign year, e.g. T13 after T12
+    (a model without a year, 亮点, counts over every year)."""
     numbers = [0]
-    for code in s.exec(select(model.code).where(col(model.code).startswith(prefix))):
+    q = select(model.code).where(col(model.code).startswith(prefix))
+    if hasattr(model, "year"):
+        q = q.where(in_year(model))
+    for code in s.exec(q):
         tail = code[len(prefix):]
         if tail.isdigit():
             numbers.append(int(tail))
@@ -168,15 +179,15 @@ def _unreported(task):
 def _task_to_report_statement():
     other = Task.__table__.alias("other")
     others = select(func.count()).select_from(other) \
-        .where(other.c.unit_id == Task.unit_id, other.c.id != Task.id, _unreported(other)) \
+        .where(other.c.unit_id == Task.unit_id, other.c.year == Task.year, other.c.id != Task.id, _unreported(other)) \
         .correlate(Task).scalar_subquery()
     return select(*(getattr(Task, f) for f in TaskRow._fields), others) \
-        .where(Task.code == bindparam("code"))
+        .where(Task.code == bindparam("code"), in_year(Task))
 
 
 # Built once: building these costs far more than running them.
 _UNREPORTED = select(func.count()).select_from(Task.__table__) \
-    .where(Task.unit_id == bindparam("unit_id"), _unreported(Task.__table__))
+    .where(Task.unit_id == bindparam("unit_id"), in_year(Task), _unreported(Task.__table__))
 _TASK_TO_REPORT = _task_to_report_statement()
 
 
@@ -189,7 +200,8 @@ def unreported_count(s: Session, unit_id: int, month: Month) -> int:
 def open_task_codes(s: Session, userid: str, month: Month) -> list[str]:
     """The codes of the person's own tasks that are open in `month`: started by its end and not
     finished (their latest report is under 100 %)."""
-    tasks = s.exec(select(Task.id, Task.code).where(Task.owner_userid == userid, Task.start_date <= month.last_day))
+    tasks = s.exec(select(Task.id, Task.code).where(Task.owner_userid == userid, Task.start_date <= month.last_day,
+                                                    in_year(Task)))
     codes = []
     for task_id, code in tasks:
         last = latest_report(s, task_id)
