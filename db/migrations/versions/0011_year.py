@@ -11,7 +11,7 @@ import sqlmodel
 
 
 revision = '0011_year'
-down_revision = '0010'
+down_revision = '0011_cards'
 branch_labels = None
 depends_on = None
 
