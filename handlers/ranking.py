@@ -25,7 +25,8 @@ def ranking(ctx: Context) -> Reply:
     frozen = release.get(ctx.session, month)
     if frozen is not None and frozen.status == RELEASE_PUBLISHED:
         return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
-                                 "published_at": frozen.published_at, "scoped": False})
+                                 "published_at": frozen.published_at, "scoped": False,
+                                 "correction": release.correction(frozen)})
     scope = units_in_view(ctx.session, "排名", ctx.member, ctx.unit)
     scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
     rated = sum(1 for x in scores if x.rank)
@@ -33,7 +34,7 @@ def ranking(ctx: Context) -> Reply:
         ids = {u.id for u in scope}
         scores = [x for x in scores if x.unit.id in ids]
     return Reply("ranking", {"scores": scores, "month": month, "partial": month == default, "published_at": None,
-                             "scoped": scope is not None, "rated": rated})
+                             "scoped": scope is not None, "rated": rated, "correction": None})
 
 
 @router.command("申诉", "appeal", roles=LEADERS)
@@ -79,8 +80,9 @@ def _release_arg(ctx: Context, command: str, rest_required: bool):
 def publish(ctx: Context) -> Reply:
     month, frozen, _ = _release_arg(ctx, "发布", rest_required=False)
     done = release.publish(ctx.session, month, ctx.now)
-    pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, release.thaw(frozen.data), ctx.now) \
-        if done else []
+    scores = release.thaw(frozen.data)
+    pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, scores, ctx.now) \
+        + targets.appeal_outcomes(ctx.session, month, scores, published=True) if done else []
     ctx.session.refresh(frozen)
     return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes)
 
@@ -91,4 +93,5 @@ def hold(ctx: Context) -> Reply:
     if frozen.status == RELEASE_PUBLISHED:
         raise fail("暂缓", "already_published", month=month)
     release.hold(ctx.session, frozen, reason)
-    return Reply("hold_ok", {"month": month, "reason": reason})
+    pushes = targets.appeal_outcomes(ctx.session, month, release.thaw(frozen.data), published=False, reason=reason)
+    return Reply("hold_ok", {"month": month, "reason": reason}, pushes)

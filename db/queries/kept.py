@@ -46,10 +46,12 @@ class TaskDates(NamedTuple):
     unit_id: int
     start_date: date
     due_date: date
+    voided_at: datetime | None
 
 
 def task_dates(s: Session) -> list[TaskDates]:
-    return [TaskDates(*row) for row in _plain(s, select(Task.id, Task.unit_id, Task.start_date, Task.due_date))]
+    return [TaskDates(*row) for row in _plain(s, select(Task.id, Task.unit_id, Task.start_date, Task.due_date,
+                                                        Task.voided_at))]
 
 
 class Latest(NamedTuple):

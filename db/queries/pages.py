@@ -50,7 +50,8 @@ def unit_reports(s: Session, unit_id: int) -> list[Report]:
 
 
 def unit_problems(s: Session, unit_id: int) -> list[Problem]:
-    return sorted(s.exec(select(Problem).where(Problem.unit_id == unit_id)), key=lambda p: code_key(p.code))
+    return sorted(s.exec(select(Problem).where(Problem.unit_id == unit_id, col(Problem.voided_at).is_(None))),
+                  key=lambda p: code_key(p.code))
 
 
 def progress_of(s: Session, problem_ids: list[int]) -> list[ProblemProgress]:

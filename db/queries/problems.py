@@ -29,7 +29,7 @@ def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, n
 
 
 def all_problems(s: Session) -> list[Problem]:
-    return sorted(s.exec(select(Problem)), key=lambda p: code_key(p.code))
+    return sorted(s.exec(select(Problem).where(col(Problem.voided_at).is_(None))), key=lambda p: code_key(p.code))
 
 
 def last_close_request(s: Session, problem_id: int) -> ProblemProgress | None:

@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     EVENT_FEEDBACK,
+    EVENT_LATE_ENTRY,
     ITEM_ANSWERED,
     ITEM_DONE,
     ItemEvent,
@@ -45,7 +46,7 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
     """Supervision items issued by `as_of` that wait for the unit: not answered (or sent back) and
     not 办结. An item whose 牵头单位 or 配合单位 is `unit_id`, if given."""
     q = select(SupervisionItem).where(col(SupervisionItem.status).not_in((ITEM_ANSWERED, ITEM_DONE)),
-                                      SupervisionItem.created_at <= as_of)
+                                      SupervisionItem.created_at <= as_of, col(SupervisionItem.voided_at).is_(None))
     items = sorted(s.exec(q), key=lambda i: code_key(i.code))
     if unit_id is not None:
         items = [i for i in items if i.unit_id == unit_id or unit_id in i.partners]
@@ -54,7 +55,7 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
 
 def unfinished_items(s: Session) -> list[SupervisionItem]:
     """Every item not yet 办结, for the daily reminders."""
-    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE)
+    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE, col(SupervisionItem.voided_at).is_(None))
     return sorted(s.exec(q), key=lambda i: code_key(i.code))
 
 
@@ -70,7 +71,8 @@ def item_events(s: Session, item_id: int) -> list[ItemEvent]:
 
 
 def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
-    q = select(ItemEvent).where(ItemEvent.item_id == item_id, ItemEvent.kind == EVENT_FEEDBACK)
+    q = select(ItemEvent).where(ItemEvent.item_id == item_id, col(ItemEvent.kind).in_((EVENT_FEEDBACK,
+                                                                                      EVENT_LATE_ENTRY)))
     return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
 
 
@@ -92,7 +94,10 @@ class ScoredItem(NamedTuple):
         return Accepted(self.answered_at, self.closed_at) if self.closed_at is not None else None
 
 
-def scored_items(s: Session, month: Month) -> list[ScoredItem]:
-    """The items due in `month` with their accepted answer, for scoring."""
+def scored_items(s: Session, month: Month, month_end: datetime | None = None) -> list[ScoredItem]:
+    """The items due in `month` with their accepted answer, for scoring: not those 作废 before
+    `month_end` (the month's end)."""
     q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month))
+    if month_end is not None:
+        q = q.where(col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end))
     return [ScoredItem(*row) for row in _plain(s, q)]
