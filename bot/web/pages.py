@@ -89,8 +89,8 @@ class Rankings:
         return done, running
 
     def published(self, frozen: RankingRelease) -> list:
-        """The published ranking, thawed once: a release does not change once published."""
-        key = (frozen.id, frozen.month, frozen.published_at)
+        """The published ranking, thawed once: a release changes after publication only by 更正 (its version)."""
+        key = (frozen.id, frozen.month, frozen.published_at, frozen.version)
         last = self._published
         if last is None or last[0] != key:
             last = self._published = (key, release.thaw(frozen.data))
@@ -123,6 +123,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         "preview": running if who.admin else None,
         "published": published,
         "published_month": published_month,
+        "correction": release.correction(frozen) if published is not None else None,
         "mine": mine,
         "total": len(running),
         "unreported": queries.unreported_count(s, who.unit.id, month),

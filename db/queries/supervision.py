@@ -76,9 +76,10 @@ def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
     return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
 
 
-def month_items_full(s: Session, month: Month) -> list[SupervisionItem]:
-    """The items due in `month`, for the export."""
-    return list(s.exec(select(SupervisionItem).where(_due_in(month)).order_by(SupervisionItem.id)))
+def month_items_full(s: Session, month: Month, month_end: datetime) -> list[SupervisionItem]:
+    """The items due in `month`, for the export: not those 作废 before its end (`month_end`), as scoring."""
+    return list(s.exec(select(SupervisionItem).where(_due_in(month)).where(
+        col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end)).order_by(SupervisionItem.id)))
 
 
 class ScoredItem(NamedTuple):
