@@ -175,4 +175,4 @@ def correct(ctx: Context) -> Reply:
                                             admins_too=False)
     pushes += _changed_pushes(ctx, month, changes, "更正", key)
     return Reply("correct_ok", {"month": month, "changes": changes, "version": frozen.version, "note": note,
-                                "broadcast": targets.broadcast_target(ctx.config) is not None})
+                                "broadcast": targets.broadcast_target(ctx.config) is not None}, pushes)
