@@ -57,7 +57,7 @@ def _withdraw_problem(ctx: Context, token: str) -> Reply:
     if row.owner_userid != ctx.member.userid:
         raise fail("撤回", "withdraw_not_own", code=row.code, kind="问题")
     if ctx.now - row.created_at > WITHDRAW_WINDOW:
-        raise fail("撤回", "withdraw_too_late", code=row.code, kind="问题", at=row.created_at)
+        raise fail("撤回", "withdraw_too_late", code=row.code, kind="问题", when=row.created_at)
     if row.status != PROBLEM_OPEN or queries.progress_of(s, [row.id]):
         raise fail("撤回", "withdraw_moved_on", code=row.code, kind="问题", what="整改或销号记录")
     row.voided_at, row.voided_by, row.void_reason = ctx.now, ctx.member.userid, WITHDRAWN
@@ -78,7 +78,7 @@ def _withdraw_report(ctx: Context, token: str) -> Reply:
         who = queries.get_member(s, latest.entered_by or latest.userid)
         raise fail("撤回", "withdraw_not_own", code=task.code, kind="汇报", who=who.name if who else latest.userid)
     if ctx.now - latest.created_at > WITHDRAW_WINDOW:
-        raise fail("撤回", "withdraw_too_late", code=task.code, kind="汇报", at=latest.created_at)
+        raise fail("撤回", "withdraw_too_late", code=task.code, kind="汇报", when=latest.created_at)
     if latest.month != str(Month.of(ctx.now.astimezone(ctx.tz))):
         raise fail("撤回", "withdraw_moved_on", code=task.code, kind="汇报", what=f"{latest.month} 月结束（已计入排名）")
     queries.withdraw_report(s, latest.id)

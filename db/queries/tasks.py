@@ -43,6 +43,7 @@ class TaskRow(NamedTuple):
     start_date: date
     due_date: date
     voided_at: datetime | None = None  # 作废: out of the lists, and of the scores of the months it ended after
+    void_reason: str = ""
 
 
 def live(tasks: list, month_end: datetime) -> list:
