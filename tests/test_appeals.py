@@ -55,6 +55,7 @@ def test_an_accepted_appeal_is_corrected_recounted_and_published(app):
     assert before["report_rate"] == 0 and before["supervision"] == 0
     say(app, "sun", "申诉 T5 已于3月18日纸质报送，D1 3月24日书面答复", at(2026, 4, 1, 11))
     say(app, "wang", "申诉 T4 已完成", at(2026, 4, 1, 11, 30))
+    assert "请回复“采纳 图书馆 [意见]”或“驳回 图书馆 意见”" in content(outbox(app, ":appeal:admin")[0])
 
     # 驳回 needs a reason; each decision reaches the one who appealed
     assert "格式不完整" in say(app, "admin", "驳回 信息工程系", at(2026, 4, 1, 12))
@@ -72,6 +73,7 @@ def test_an_accepted_appeal_is_corrected_recounted_and_published(app):
 
     reply = say(app, "admin", "补录 T5 3月18日 15:00 40% 纸质报送的三月进展", at(2026, 4, 1, 12, 20))
     assert "已补录 图书馆 T5 的汇报：进度 40%，实际时间 2026-03-18 15:00" in reply and "重算 2026-03" in reply
+    assert "（王管理 补录）" in say(app, "sun", "任务 T5", at(2026, 4, 1, 12, 20))
     assert "还没到" in say(app, "admin", "补录 T5 4月18日 40% 将来", at(2026, 4, 1, 12, 21))
     assert "时间“3月99日”无效" in say(app, "admin", "补录 T5 3月99日 40% x", at(2026, 4, 1, 12, 21))
     assert "补录不能早于已有的汇报" in say(app, "admin", "补录 T5 3月10日 10:00 20% 更早的", at(2026, 4, 1, 12, 22))
