@@ -24,13 +24,24 @@ from handlers.common import fail, need_args, refuse_voided
 router = Router("undo")
 WITHDRAW_WINDOW = timedelta(hours=24)
 WITHDRAWN = "本人撤回"  # the void_reason of a 问题 its author withdrew
-# What a code names: its prefix, the table and how the replies call it.
-_KINDS = {"T": (Task, "任务"), "P": (Problem, "问题"), "D": (SupervisionItem, "督办单"), "L": (Highlight, "亮点")}
+# What a code names: its prefix, the table, how the replies call it and the error when there is none.
+_KINDS = {"T": (Task, "任务", "task_not_found"), "P": (Problem, "问题", "problem_not_found"),
+          "D": (SupervisionItem, "督办单", "item_not_found"), "L": (Highlight, "亮点", "highlight_not_found")}
 
 
 def _kind(token: str) -> str | None:
     m = re.fullmatch(r"\s*([TtPpDdLl])\s*\d{1,9}\s*", token)
     return m.group(1).upper() if m else None
+
+
+def _named(ctx: Context, command: str, token: str, prefix: str):
+    """The task, problem, 督办 item or 亮点 a code names (any unit's), if it was not voided already."""
+    model, _, missing = _KINDS[prefix]
+    row = queries.by_code(ctx.session, model, parse_code(token, prefix))
+    if row is None:
+        raise fail(command, missing, code=token)
+    refuse_voided(command, row)
+    return row
 
 
 # A 分管领导 looks across units rather than reporting: an admin's 作废 serves their rare mistake.
@@ -50,10 +61,7 @@ def withdraw(ctx: Context) -> Reply:
 
 def _withdraw_problem(ctx: Context, token: str) -> Reply:
     s = ctx.session
-    row = queries.get_problem(s, parse_code(token, "P"))
-    if row is None:
-        raise fail("撤回", "problem_not_found", code=token)
-    refuse_voided("撤回", row)
+    row = _named(ctx, "撤回", token, "P")
     if row.owner_userid != ctx.member.userid:
         raise fail("撤回", "withdraw_not_own", code=row.code, kind="问题")
     if ctx.now - row.created_at > WITHDRAW_WINDOW:
@@ -67,10 +75,7 @@ def _withdraw_problem(ctx: Context, token: str) -> Reply:
 
 def _withdraw_report(ctx: Context, token: str) -> Reply:
     s = ctx.session
-    task = queries.get_task(s, parse_code(token, "T"))
-    if task is None:
-        raise fail("撤回", "task_not_found", code=token)
-    refuse_voided("撤回", task)
+    task = _named(ctx, "撤回", token, "T")
     latest = queries.latest_report(s, task.id)
     if latest is None:
         raise fail("撤回", "withdraw_nothing", code=task.code)
@@ -92,13 +97,8 @@ def void(ctx: Context) -> Reply:
     prefix = _kind(token)
     if prefix is None:
         raise fail("作废", "void_what", code=token)
-    model, kind = _KINDS[prefix]
+    row, kind = _named(ctx, "作废", token, prefix), _KINDS[prefix][1]
     s = ctx.session
-    code = parse_code(token, prefix)
-    row = queries.by_code(s, model, code)
-    if row is None:
-        raise fail("作废", "void_what", code=token)
-    refuse_voided("作废", row)
     row.voided_at, row.voided_by, row.void_reason = ctx.now, ctx.member.userid, reason
     s.add(row)
     return Reply("void_ok", {"row": row, "kind": kind, "unit": s.get(Unit, row.unit_id),
