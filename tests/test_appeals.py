@@ -148,3 +148,24 @@ def test_a_held_month_tells_the_appellant_and_corrections_need_the_right_state(a
     assert "2026-03 排名已暂缓公布：核实图书馆申诉" in told and "尚未处理" in told
     reply = say(app, "admin", "重算 2026-03", at(2026, 4, 1, 13))
     assert "各单位名次和得分均无变化" in reply  # nothing was entered: the same ranking, version 2
+
+
+def test_the_page_shows_the_corrected_ranking_with_its_note(db_url, fake):
+    from bot.clock import FixedClock
+    from bot.wecom.callback import build_asgi
+    from conftest import ServerThread
+    from test_web import build, fill, signed_in
+
+    app = build(db_url, FixedClock(at(2026, 4, 10, 10)), fake)
+    fill(app)  # March published at once
+    with ServerThread(build_asgi(app)) as server:
+        client = signed_in(server, fake, "admin")
+        assert "更正" not in client.get("/web/").text
+        before = frozen_line(app, "机电工程系")["score"]
+        say(app, "zhang", "汇报 T2 40% 三月进展", at(2026, 3, 20, 9))  # timed in March (as after a clock fault)
+        assert "排名已更正（第 2 版）" in say(app, "admin", "更正 2026-03 补计漏录的三月任务", at(2026, 4, 10, 10, 2))
+        page = client.get("/web/").text
+    assert "更正（04-10 10:02）：补计漏录的三月任务" in page
+    after = frozen_line(app, "机电工程系")["score"]
+    assert after != before and f"{after:.1f}" in page  # the corrected version, not the one read before
+    app.engine.dispose()
