@@ -115,7 +115,7 @@ def _item_answer(ctx: Context, code: str, rest: str) -> Reply:
         raise fail("补录", "missing_args")
     appeal = _appeal_for(ctx, item.unit_id, moment)
     queries.add_item_event(ctx.session, item, EVENT_LATE_ENTRY, ctx.member.userid,
-                           f"{text}（{ctx.member.name} {ctx.now.astimezone(ctx.tz):%m-%d %H:%M} 补录，申诉#{appeal.id}）",
+                           f"{text}（{ctx.now.astimezone(ctx.tz):%m-%d %H:%M} 补录，申诉#{appeal.id}）",
                            moment)
     if item.status == ITEM_DONE:  # accepted already: it counts from the answer's real time
         item.answered_at = moment

@@ -111,6 +111,8 @@ def test_an_accepted_appeal_is_corrected_recounted_and_published(app):
     assert "按期" in say(app, "admin", "办结 D1 材料齐全", at(2026, 4, 3, 9, 1))
     with Session(app.engine) as s:
         assert s.exec(select(SupervisionItem)).one().answered_at == at(2026, 3, 24, 16)
+    assert "03-24 16:00 补录 王管理：书面答复已报送（04-03 09:00 补录，申诉#1）" in say(app, "sun", "督办 D1",
+                                                                                at(2026, 4, 3, 9, 2))
     reply = say(app, "admin", "更正 2026-03 采纳图书馆申诉，补录D1书面答复", at(2026, 4, 3, 10))
     assert "2026-03 排名已更正（第 3 版）：采纳图书馆申诉" in reply and "图书馆：" in reply
     correction = [content(r) for r in outbox(app) if r.target == "chat-all" and r.msgtype != "image"
