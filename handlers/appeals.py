@@ -76,8 +76,8 @@ def _when(ctx: Context, text: str) -> tuple[datetime, str]:
     return moment, rest.strip()
 
 
-def _appeal_for(ctx: Context, unit_id: int, moment: datetime) -> Appeal:
-    month = Month.of(moment.astimezone(ctx.tz))
+def _appeal_for(ctx: Context, unit_id: int, month: Month) -> Appeal:
+    """The unit's accepted 申诉 of the month the entry is scored in."""
     appeal = release.accepted_appeal(ctx.session, month, unit_id)
     if appeal is None:
         raise fail("补录", "no_accepted_appeal", unit=ctx.session.get(Unit, unit_id), month=month)
@@ -96,7 +96,7 @@ def late_entry(ctx: Context) -> Reply:
     moment, rest = _when(ctx, rest)
     (pct,), text = need_args("补录", rest, 1)
     pct = percent("补录", pct)
-    appeal = _appeal_for(ctx, task.unit_id, moment)
+    appeal = _appeal_for(ctx, task.unit_id, Month.of(moment.astimezone(ctx.tz)))
     later = queries.reports_after(ctx.session, task.id, moment)
     if later:
         raise fail("补录", "report_after", code=task.code, report=later[-1])
@@ -113,7 +113,7 @@ def _item_answer(ctx: Context, code: str, rest: str) -> Reply:
     moment, text = _when(ctx, rest)
     if not text:
         raise fail("补录", "missing_args")
-    appeal = _appeal_for(ctx, item.unit_id, moment)
+    appeal = _appeal_for(ctx, item.unit_id, Month.of(item.deadline))  # scored in its deadline's month
     queries.add_item_event(ctx.session, item, EVENT_LATE_ENTRY, ctx.member.userid,
                            f"{text}（{ctx.now.astimezone(ctx.tz):%m-%d %H:%M} 补录，申诉#{appeal.id}）",
                            moment)

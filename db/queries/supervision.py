@@ -76,10 +76,14 @@ def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
     return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
 
 
+def _live_in(month_end: datetime):
+    """Items that count in a month ending at `month_end`: not 作废, or 作废 only after it (queries.live's rule)."""
+    return col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end)
+
+
 def month_items_full(s: Session, month: Month, month_end: datetime) -> list[SupervisionItem]:
-    """The items due in `month`, for the export: not those 作废 before its end (`month_end`), as scoring."""
-    return list(s.exec(select(SupervisionItem).where(_due_in(month)).where(
-        col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end)).order_by(SupervisionItem.id)))
+    """The items due in `month` that count in it (month_end: its end), for the export."""
+    return list(s.exec(select(SupervisionItem).where(_due_in(month), _live_in(month_end)).order_by(SupervisionItem.id)))
 
 
 class ScoredItem(NamedTuple):
@@ -95,10 +99,7 @@ class ScoredItem(NamedTuple):
         return Accepted(self.answered_at, self.closed_at) if self.closed_at is not None else None
 
 
-def scored_items(s: Session, month: Month, month_end: datetime | None = None) -> list[ScoredItem]:
-    """The items due in `month` with their accepted answer, for scoring: not those 作废 before
-    `month_end` (the month's end)."""
-    q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month))
-    if month_end is not None:
-        q = q.where(col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end))
+def scored_items(s: Session, month: Month, month_end: datetime) -> list[ScoredItem]:
+    """The items due in `month` that count in it (month_end: its end) with their accepted answer, for scoring."""
+    q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month), _live_in(month_end))
     return [ScoredItem(*row) for row in _plain(s, q)]
