@@ -9,7 +9,7 @@ import itertools
 from openpyxl import load_workbook
 from sqlmodel import Session, select
 
-from conftest import at, content, outbox
+from conftest import add_overseer, at, content, outbox
 from db.models import Member, Problem, Report, Task
 from db.month import Month
 from jobs import JobQueue
@@ -37,6 +37,8 @@ def test_a_person_withdraws_their_own_problem_within_a_day(app):
     say(app, "li", "问题 阅览室灯坏", at(2026, 3, 20, 12))
     assert "已超过24小时" in say(app, "li", "撤回 P3", at(2026, 3, 21, 12, 1))
     assert "不能撤回：可撤回本人登记的问题" in say(app, "li", "撤回 D1", at(2026, 3, 21, 12, 2))
+    add_overseer(app)
+    assert "“撤回”仅限成员、负责人、管理员使用" in say(app, "vp", "撤回 P3", at(2026, 3, 21, 12, 3))
     with Session(app.engine) as s:
         kept = s.exec(select(Problem).where(Problem.code == "P2")).one()
     assert (kept.voided_by, kept.void_reason) == ("li", "本人撤回")  # kept, not deleted
