@@ -228,7 +228,7 @@ def import_cmd(ctx: click.Context, config_path: str | None, file: str, move: boo
         click.echo(app.renderer.render("cli_bad_workbook", file=file, error=str(exc)), err=True)
         sys.exit(1)
     click.echo(app.renderer.render("import_result", errors=result.errors, counts=result.counts,
-                                   ignored=result.ignored), err=bool(result.errors))
+                                   ignored=result.ignored, voided=result.voided), err=bool(result.errors))
     sys.exit(1 if result.errors else 0)
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlmodel import Session
 
+from bot.campaign import release
 from bot.campaign.digest import UnitDue
 from bot.config import Config
 from bot.reply import Button, Card, Push, Target
@@ -104,6 +105,19 @@ def ranking_broadcast(s: Session, config: Config, month: Month, scores: list, pu
             spec = {"kind": "attachment", "id": att.id, "at": published_at.isoformat()}
             pushes.append(Push(target, "", file=spec, image=True, filename=f"亮点{h}.{att.ext}", key=f"highlight:{h}"))
     return pushes
+
+
+def appeal_outcomes(s: Session, month: Month, scores: list, published: bool, reason: str = "") -> list[Push]:
+    """To whoever appealed the month (each unit's latest 申诉), when it is published or held: what
+    became of the appeal and the unit's line."""
+    by_unit = {sc.unit.id: sc for sc in scores}
+    latest = {a.unit_id: a for a in release.appeals(s, month)}
+    people = queries.members_by_id(s)
+    return [Push(Target("app", a.userid), "appeal_release_push",
+                 {"month": month, "appeal": a, "published": published, "reason": reason,
+                  "sc": by_unit.get(a.unit_id) if by_unit.get(a.unit_id) and by_unit[a.unit_id].rank else None},
+                 markdown=False, key=f"appeal{a.id}:{'published' if published else 'held'}")
+            for a in latest.values() if a.userid in people]
 
 
 def highlight_pictures(s: Session, highlights: list) -> dict[str, Attachment]:

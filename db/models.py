@@ -82,6 +82,9 @@ class Task(SQLModel, table=True):
     owner_userid: str = Field(default="", max_length=64, index=True)
     start_date: date
     due_date: date
+    voided_at: datetime | None = None  # 作废 (or withdrawn, 撤回) then: kept, gone from lists and scores
+    voided_by: str = Field(default="", max_length=64)
+    void_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class Report(SQLModel, table=True):
@@ -99,6 +102,10 @@ class Report(SQLModel, table=True):
     local_day: int
     version: int = 1
     supersedes_id: int | None = Field(default=None, foreign_key="report.id")
+    # 补录: a report an admin entered afterwards with its real time (created_at), for an accepted 申诉
+    entered_by: str = Field(default="", max_length=64)
+    entered_at: datetime | None = None
+    appeal_id: int | None = None  # the Appeal it was entered for
 
 
 class Problem(SQLModel, table=True):
@@ -114,6 +121,9 @@ class Problem(SQLModel, table=True):
     status: str = Field(default=PROBLEM_OPEN, max_length=8)
     created_at: datetime
     closed_at: datetime | None = None
+    voided_at: datetime | None = None  # 作废 (or withdrawn, 撤回) then: kept, gone from lists and scores
+    voided_by: str = Field(default="", max_length=64)
+    void_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
     def overdue(self, today: date) -> bool:
         """超期: past its 整改时限 and not yet 销号."""
@@ -145,6 +155,7 @@ EVENT_EXTEND_ASK = "延期申请"
 EVENT_EXTEND_YES = "同意延期"
 EVENT_EXTEND_NO = "不同意延期"
 EVENT_DONE = "办结"
+EVENT_LATE_ENTRY = "补录"  # an answer given off the bot (on paper), entered by an admin with its real time
 
 
 class SupervisionItem(SQLModel, table=True):
@@ -167,6 +178,9 @@ class SupervisionItem(SQLModel, table=True):
     ask_deadline: date | None = None
     answered_at: datetime | None = None
     closed_at: datetime | None = None
+    voided_at: datetime | None = None  # 作废 (or withdrawn, 撤回) then: kept, gone from lists and scores
+    voided_by: str = Field(default="", max_length=64)
+    void_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
     @property
     def partners(self) -> list[int]:
@@ -245,6 +259,30 @@ class RankingRelease(SQLModel, table=True):
     review_until: datetime
     published_at: datetime | None = None
     hold_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    version: int = 1  # 重算 (in review) and 更正 (after publication) freeze it again; earlier ones: RankingVersion
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # 更正's 说明
+    changes: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # JSON: lines changed
+    corrected_at: datetime | None = None
+
+
+class RankingVersion(SQLModel, table=True):
+    """An earlier version of a month's frozen ranking, kept when 重算 or 更正 replaced it."""
+
+    __table_args__ = (UniqueConstraint("month", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    month: str = Field(max_length=7, index=True)
+    version: int
+    status: str = Field(max_length=16)
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime
+    published_at: datetime | None = None
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    replaced_by: str = Field(max_length=64)  # the admin whose 重算 / 更正 replaced it
+    replaced_at: datetime
+
+
+APPEAL_ACCEPTED = "采纳"
+APPEAL_REJECTED = "驳回"
 
 
 class Appeal(SQLModel, table=True):
@@ -256,6 +294,10 @@ class Appeal(SQLModel, table=True):
     userid: str = Field(max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
+    decision: str = Field(default="", max_length=8)  # "" (waiting), 采纳 or 驳回
+    remark: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    decided_by: str = Field(default="", max_length=64)
+    decided_at: datetime | None = None
 
 
 COMMENT_ADMIN = "点评"  # an admin's comment on a unit for a review
@@ -342,6 +384,9 @@ class Highlight(SQLModel, table=True):
     picked_at: datetime | None = None
     picked_by: str = Field(default="", max_length=64)
     shown_month: str = Field(default="", max_length=7)
+    voided_at: datetime | None = None  # 作废 (or withdrawn, 撤回) then: kept, gone from lists and scores
+    voided_by: str = Field(default="", max_length=64)
+    void_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class MonthFigures(SQLModel, table=True):

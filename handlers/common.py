@@ -33,9 +33,16 @@ def _owned(s: Session, command: str, token: str, member: Member, prefix: str, lo
     found = lookup(s, code) if code else None
     if found is None:
         raise fail(command, f"{kind}_not_found", code=token, past=queries.past_year_of(s, code) if code else None)
+    refuse_voided(command, found)
     if member.role != ROLE_ADMIN and found.unit_id != member.unit_id and found.unit_id not in also:
         raise fail(command, f"{kind}_not_yours", code=found.code, overseer=member.role == ROLE_OVERSEER)
     return found
+
+
+def refuse_voided(command: str, found) -> None:
+    """A task, problem, 督办 item or 亮点 that was 作废 (or withdrawn) is kept but no longer acted on."""
+    if found.voided_at is not None:
+        raise fail(command, "voided", code=found.code, row=found)
 
 
 def task_by_code(s: Session, command: str, token: str, member: Member, also: set[int] = frozenset()) -> TaskRow:

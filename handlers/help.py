@@ -6,7 +6,9 @@ from db import queries
 from db.models import ROLE_ADMIN, ROLE_OVERSEER, Unit
 
 router = Router("help")
-UNIT_ACTS = ("销号", "申诉", "自评")  # a unit's 负责人 does these; an admin may, but is shown them by name
+UNIT_ACTS = ("销号", "申诉", "自评", "撤回")  # a unit's people do these; an admin may, but is shown them by name
+# An admin's answers to a 申诉 (handlers/appeals.py): shown by name on one line, `帮助 补录` shows one.
+APPEAL_ACTS = ("采纳", "驳回", "补录", "重算", "更正")
 
 
 @router.command("帮助", "help", "菜单", "?")
@@ -20,14 +22,15 @@ def show_help(ctx: Context) -> Reply:
     brief = [c.names[0] for r in ROUTERS for c in r.commands
              if (c.roles == EVERYONE and c.names[0] != "督办") or c.names[0] in UNIT_ACTS] \
         if ctx.member.role == ROLE_ADMIN else []
-    names = [n for n in names if n not in brief]
+    appeals = [n for n in names if n in APPEAL_ACTS]
+    names = [n for n in names if n not in brief and n not in APPEAL_ACTS]
     asked = ctx.args.strip().lstrip("/#")
     if asked:  # 帮助 汇报: that command alone, with its example
         shown = "督办查看" if asked == "督办" and "督办查看" in names else asked
-        return Reply("help_one", {"name": shown if shown in names + brief else None, "asked": asked,
+        return Reply("help_one", {"name": shown if shown in names + brief + appeals else None, "asked": asked,
                                   "member": ctx.member})
     units = None  # a 分管领导 is told which units are theirs
     if ctx.member.role == ROLE_OVERSEER:
         ids = queries.overseen_units(ctx.session, ctx.member)
         units = sorted(u.name for u in (ctx.session.get(Unit, i) for i in ids) if u is not None)
-    return Reply("help", {"names": names, "brief": brief, "member": ctx.member, "units": units})
+    return Reply("help", {"names": names, "brief": brief, "appeals": appeals, "member": ctx.member, "units": units})

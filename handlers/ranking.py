@@ -25,7 +25,8 @@ def ranking(ctx: Context) -> Reply:
     frozen = release.get(ctx.session, month)
     if frozen is not None and frozen.status == RELEASE_PUBLISHED:
         return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
-                                 "published_at": frozen.published_at, "scoped": False})
+                                 "published_at": frozen.published_at, "scoped": False,
+                                 "correction": release.correction(frozen)})
     if not years.scored(ctx.session, ctx.config, month):
         raise fail("排名", "not_scored", month=month, first=years.first_month(ctx.session, ctx.config, month.year))
     scope = units_in_view(ctx.session, "排名", ctx.member, ctx.unit)
@@ -35,7 +36,7 @@ def ranking(ctx: Context) -> Reply:
         ids = {u.id for u in scope}
         scores = [x for x in scores if x.unit.id in ids]
     return Reply("ranking", {"scores": scores, "month": month, "partial": month == default, "published_at": None,
-                             "scoped": scope is not None, "rated": rated})
+                             "scoped": scope is not None, "rated": rated, "correction": None})
 
 
 @router.command("申诉", "appeal", roles=LEADERS)
@@ -53,7 +54,7 @@ def appeal(ctx: Context) -> Reply:
         raise fail("申诉", "not_ranked_unit", month=frozen.month)
     release.add_appeal(ctx.session, frozen, ctx.unit.id, ctx.member.userid, text, ctx.now)
     data = {"unit": ctx.unit, "month": frozen.month, "member": ctx.member, "text": text, "sc": mine}
-    # 采纳 / 驳回 decide an appeal where this build has them; without them the card goes as text
+    # 采纳 / 驳回 decide the appeal (handlers/appeals.py)
     card = Card("card_appeal", f"appeal:{frozen.month}:{ctx.unit.id}", [
         Button("采纳", f"采纳 {ctx.unit.name}"), Button("驳回", f"驳回 {ctx.unit.name}", "驳回意见")])
     pushes = [Push(Target("app", a.userid), "appeal_push", data, key=f"appeal:{a.userid}", card=card)
@@ -84,8 +85,9 @@ def _release_arg(ctx: Context, command: str, rest_required: bool):
 def publish(ctx: Context) -> Reply:
     month, frozen, _ = _release_arg(ctx, "发布", rest_required=False)
     done = release.publish(ctx.session, month, ctx.now)
-    pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, release.thaw(frozen.data), ctx.now) \
-        if done else []
+    scores = release.thaw(frozen.data)
+    pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, scores, ctx.now) \
+        + targets.appeal_outcomes(ctx.session, month, scores, published=True) if done else []
     ctx.session.refresh(frozen)
     outcome = {"kind": "发布"} if done else {"kind": "发布", "by": None, "when": frozen.published_at}
     return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes,
@@ -98,4 +100,5 @@ def hold(ctx: Context) -> Reply:
     if frozen.status == RELEASE_PUBLISHED:
         raise fail("暂缓", "already_published", month=month)
     release.hold(ctx.session, frozen, reason)
-    return Reply("hold_ok", {"month": month, "reason": reason}, settles=[(f"ranking:{month}", {"kind": "暂缓"})])
+    pushes = targets.appeal_outcomes(ctx.session, month, release.thaw(frozen.data), published=False, reason=reason)
+    return Reply("hold_ok", {"month": month, "reason": reason}, pushes, settles=[(f"ranking:{month}", {"kind": "暂缓"})])

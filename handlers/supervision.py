@@ -19,7 +19,7 @@ from db.models import (
 )
 from db.month import Month
 from handlers import problems
-from handlers.common import fail, need_args, parse_date
+from handlers.common import fail, need_args, parse_date, refuse_voided
 from jobs.calendar import Workdays
 
 router = Router("supervision")
@@ -42,6 +42,7 @@ def _item(ctx: Context, command: str, token: str, also: set[int] = frozenset()) 
     item = queries.get_item(ctx.session, code) if code else None
     if item is None:
         raise fail(command, "item_not_found", code=token, past=queries.past_year_of(ctx.session, code) if code else None)
+    refuse_voided(command, item)
     units = {item.unit_id, *item.partners}
     if ctx.member.role != ROLE_ADMIN and ctx.member.unit_id not in units and not units & also:
         raise fail(command, "item_not_yours", code=item.code)

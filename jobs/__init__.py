@@ -196,7 +196,9 @@ class JobQueue:
                 month = Month.parse(frozen.month)
                 if not release.publish(s, month, now):
                     continue
-                for p in targets.ranking_broadcast(s, self.app.config, month, release.thaw(frozen.data), now):
+                scores = release.thaw(frozen.data)
+                for p in targets.ranking_broadcast(s, self.app.config, month, scores, now) \
+                        + targets.appeal_outcomes(s, month, scores, published=True):
                     self.app.enqueue_push(s, p, f"job:monthly_ranking:{month}:publish:{p.key}")
                 self.app.settle(s, f"ranking:{month}", {"kind": "发布", "by": None, "when": now}, now)  # the 预览 cards
                 done.append(frozen.month)

@@ -4,6 +4,10 @@ At the ranking's time the month is computed once and frozen (`freeze`): the admi
 预览, each unit's 负责人 sees its own line and may 申诉; an admin answers 发布 or 暂缓, or the
 window ends and it is published by itself. What is published is the frozen ranking (`thaw`), so a
 report or an import after the ranking's time changes nothing that was reviewed or broadcast.
+
+An admin answers each 申诉 (采纳 / 驳回); for an accepted one a report may be entered with its real
+time (补录), and the month frozen again (`refreeze`): 重算 while in review, 更正 once published. Each
+version it replaces is kept (RankingVersion); the release holds the latest, with 更正's note.
 """
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot.campaign.scoring import UnitScore
-from db.models import RELEASE_HELD, RELEASE_PUBLISHED, RELEASE_REVIEW, Appeal, RankingRelease
+from db.models import (
+    APPEAL_ACCEPTED, RELEASE_HELD, RELEASE_PUBLISHED, RELEASE_REVIEW, Appeal, RankingRelease, RankingVersion,
+)
 from db.month import Month
 
 _FIELDS = ("rank", "tier", "score", "report_rate", "progress", "supervision", "overdue", "active_tasks", "reported",
@@ -101,3 +107,66 @@ def add_appeal(s: Session, release: RankingRelease, unit_id: int, userid: str, t
 
 def appeals(s: Session, month: Month) -> list[Appeal]:
     return list(s.exec(select(Appeal).where(Appeal.month == str(month)).order_by(Appeal.id)))
+
+
+# ---------------------------------------------------------------- appeals decided, versions (重算, 更正)
+
+
+def waiting_appeal(s: Session, unit_id: int) -> Appeal | None:
+    """The unit's latest 申诉 no admin has decided yet."""
+    return s.exec(select(Appeal).where(Appeal.unit_id == unit_id, Appeal.decision == "")
+                  .order_by(col(Appeal.id).desc())).first()
+
+
+def decide(s: Session, appeal: Appeal, decision: str, remark: str, userid: str, now: datetime) -> None:
+    appeal.decision, appeal.remark, appeal.decided_by, appeal.decided_at = decision, remark, userid, now
+    s.add(appeal)
+
+
+def accepted_appeal(s: Session, month: Month, unit_id: int) -> Appeal | None:
+    """The unit's latest accepted (采纳) 申诉 of `month`: what a 补录 is entered for."""
+    return s.exec(select(Appeal).where(Appeal.month == str(month), Appeal.unit_id == unit_id,
+                                       Appeal.decision == APPEAL_ACCEPTED).order_by(col(Appeal.id).desc())).first()
+
+
+def changed_lines(old: list, new: list) -> list[dict]:
+    """The units whose line differs between two rankings (thawed or live): name, leader, old and new
+    (rank, score, tier; None where the unit was not in it), in the new ranking's order."""
+    before = {sc.unit.id: sc for sc in old}
+    out = []
+    for sc in new:
+        was = before.get(sc.unit.id)
+        if was is None or (was.rank, was.score, was.tier) != (sc.rank, sc.score, sc.tier):
+            out.append({"unit": sc.unit.name, "unit_id": sc.unit.id, "leader": sc.unit.leader_userid,
+                        "old": [was.rank, was.score, was.tier] if was else None,
+                        "new": [sc.rank, sc.score, sc.tier]})
+    return out
+
+
+def refreeze(s: Session, frozen: RankingRelease, scores: list[UnitScore], userid: str, now: datetime,
+             note: str = "") -> list[dict]:
+    """Freeze the month again from `scores` (重算 in review, 更正 once published): the version it
+    replaces is kept (RankingVersion); returns the lines that changed."""
+    s.add(RankingVersion(month=frozen.month, version=frozen.version, status=frozen.status, data=frozen.data,
+                         computed_at=frozen.computed_at, published_at=frozen.published_at, note=frozen.note,
+                         replaced_by=userid, replaced_at=now))
+    changes = changed_lines(thaw(frozen.data), scores)
+    frozen.data, frozen.computed_at, frozen.version = freeze(scores), now, frozen.version + 1
+    if note:
+        frozen.note, frozen.changes, frozen.corrected_at = note, json.dumps(changes, ensure_ascii=False), now
+    s.add(frozen)
+    s.flush()
+    return changes
+
+
+def versions(s: Session, month: Month) -> list[RankingVersion]:
+    return list(s.exec(select(RankingVersion).where(RankingVersion.month == str(month))
+                       .order_by(RankingVersion.version)))
+
+
+def correction(frozen: RankingRelease) -> dict | None:
+    """A corrected (更正) month's note and the lines it changed, for every text that shows it."""
+    if not frozen.note:
+        return None
+    return {"note": frozen.note, "at": frozen.corrected_at, "version": frozen.version,
+            "changes": json.loads(frozen.changes or "[]")}

@@ -77,6 +77,7 @@ def snapshots(
     if tasks is None:  # the tasks of the month's campaign year
         tasks = queries.unit_tasks(s, unit_id, month.year) if unit_id is not None else queries.all_tasks(s, month.year)
     on, latest, first_days = _inputs(s, month, now, tz, unit_id, preloaded)
+    tasks = queries.live(tasks, month.end_utc(tz))
     return [TaskSnapshot(*state) for state in _states(tasks, latest, first_days, month, on, deadline_day)]
 
 
@@ -212,7 +213,7 @@ def ranking(
     `units`/`tasks` may be passed in by a caller that ranks many months, so they are loaded once
     (anything with the fields scoring reads: queries.UnitName, queries.TaskDates)."""
     units = units if units is not None else queries.all_units(s)
-    tasks = tasks if tasks is not None else queries.all_tasks(s, month.year)  # the month's campaign year's
+    tasks = queries.live(tasks if tasks is not None else queries.all_tasks(s, month.year), month.end_utc(tz))  # the month's campaign year's
     on, latest, first_days = _inputs(s, month, now, tz, None, preloaded)
     # One pass over the active tasks: per unit [count, on time, reported, progress sum, overdue, lights].
     totals: dict[int, list] = {}
@@ -232,7 +233,7 @@ def ranking(
     cutoff = evaluation_moment(month, now, tz)
     items_by_unit: dict[int, list[bool | None]] = defaultdict(list)
     deadline_ends: dict[date, datetime] = {}  # items share deadlines
-    for it in queries.scored_items(s, month):
+    for it in queries.scored_items(s, month, month.end_utc(tz)):
         end = deadline_ends.get(it.deadline)
         if end is None:
             end = deadline_ends[it.deadline] = deadline_end(it.deadline, tz)

@@ -133,6 +133,8 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
     _ranking_sheet(wb, f"{month}排名", scores)
     units = {u.id: u for u in queries.all_units(s)}
     people = queries.members_by_id(s)
+    if frozen is not None and frozen.status == RELEASE_PUBLISHED and frozen.note:
+        _correction_sheet(wb, config, release.correction(frozen))
 
     def name(userid: str) -> str:
         return people[userid].name if userid in people else userid
@@ -173,7 +175,7 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
     accepted = queries.accepted_answers(s, month)
     cutoff = scoring.evaluation_moment(month, now, tz)
     verdicts = {True: "是", False: "否", None: "未到期"}
-    items = queries.month_items_full(s, month)
+    items = queries.month_items_full(s, month, month.end_utc(tz))
     steps: dict[int, dict[str, list]] = {}
     for e in queries.events_of(s, [it.id for it in items]):
         steps.setdefault(e.item_id, {}).setdefault(e.kind, []).append(e)
@@ -193,7 +195,34 @@ def month_workbook(s: Session, config: Config, month: Month, now: datetime) -> b
                         "办结答复时间", "按时", "佐证材料"], rows)
 
     _attachment_sheet(wb, config, [a for a in files if Month.of(a.created_at.astimezone(tz)) == month], units, people)
+    _voided_sheet(wb, config, void_rows(s))
     return _save(wb)
+
+
+def _correction_sheet(wb: Workbook, config: Config, correction: dict) -> None:
+    """A corrected (更正) month: its note and the lines it changed (the ranking sheet is the latest version)."""
+    rows = []
+    for c in correction["changes"]:
+        old, new = c["old"] or ["", "", ""], c["new"]
+        rows.append([correction["version"], _local(correction["at"], config), correction["note"],
+                     c["unit"], old[0] or "", old[1], new[0] or "", new[1]])
+    _sheet(wb, "排名更正", ["版本", "更正时间", "说明", "单位", "原名次", "原得分", "现名次", "现得分"], rows)
+
+
+def void_rows(s: Session) -> list:
+    """What was 作废 (or 撤回), for the 作废 sheet of every workbook."""
+    units = {u.id: u.name for u in queries.all_units(s)}
+    people = queries.members_by_id(s)
+    return [(v, units.get(v.unit_id, ""), people[v.voided_by].name if v.voided_by in people else v.voided_by)
+            for v in queries.voided(s)]
+
+
+def _voided_sheet(wb: Workbook, config: Config, rows: list) -> None:
+    """The 作废 sheet, once anything was voided."""
+    if not rows:
+        return
+    _sheet(wb, "作废", ["编号", "类别", "单位", "内容", "作废人", "作废时间", "原因"],
+           [[v.code, v.kind, unit, v.what, who, _local(v.voided_at, config), v.reason] for v, unit, who in rows])
 
 
 def _attachment_sheet(wb: Workbook, config: Config, files: list, units: dict, people: dict) -> None:
@@ -207,7 +236,7 @@ def _attachment_sheet(wb: Workbook, config: Config, files: list, units: dict, pe
 
 
 def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comments: dict,
-                    highlights: list | None = None) -> bytes:
+                    highlights: list | None = None, voided: list | None = None) -> bytes:
     """The year table first, with each unit's 点评 and 自评 of the mid-year and the annual review
     (`comments`: period -> reviews.latest()), then one ranking sheet per scored month (from the
     year's first month, years.first_month), then the 亮点 picked that year (rows from highlight_rows)."""
@@ -227,6 +256,7 @@ def annual_workbook(config: Config, year: int, year_scores, monthly: dict, comme
         _ranking_sheet(wb, f"{month.month}月", scores)
     _sheet(wb, "亮点", ["编号", "单位", "标题", "内容", "报送人", "报送时间", "选用时间", "亮晒月份", "图片"],
            highlights or [])
+    _voided_sheet(wb, config, voided or [])
     return _save(wb)
 
 
@@ -265,7 +295,8 @@ def generate(s: Session, config: Config, spec: dict) -> bytes:
         year = int(spec["year"])
         year_scores, monthly = year_ranking(s, config, year, at)
         comments = {p: reviews.latest(s, p, until=at) for p in (reviews.midyear(year), reviews.annual(year))}
-        return annual_workbook(config, year, year_scores, monthly, comments, highlight_rows(s, config, year))
+        return annual_workbook(config, year, year_scores, monthly, comments, highlight_rows(s, config, year),
+                               void_rows(s))
     raise ValueError(f"unknown workbook kind {spec['kind']!r}")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import date, datetime
 from pathlib import Path
 from zipfile import BadZipFile
@@ -68,6 +69,7 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)
     counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # sheet -> (added, updated, unchanged)
     ignored: list[str] = field(default_factory=list)  # sheets the import does not know
+    voided: list[tuple[str, int, Any]] = field(default_factory=list)  # (sheet, row, the 作废 task or problem): left as is
 
 
 class RosterFileError(Exception):
@@ -385,16 +387,22 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
             unit_changed[name] = True
         count("单位", name in new_units, unit_changed[name])
         session.add(units[name])
-    for _, t in tasks:
+    for n, t in tasks:
         task = existing_tasks.get(t["code"])
+        if task is not None and task.voided_at is not None:  # 作废 stays 作废: the result names it
+            result.voided.append(("任务清单", n, task))
+            continue
         added = task is None
         task = task or Task(code=t["code"], unit_id=0, line="", content="", start_date=t["start"], due_date=t["due"])
         count("任务清单", added, _assign(
             task, unit_id=units[t["unit"]].id, line=t["line"], content=t["content"], owner_userid=t["owner"],
             leader_in_charge=t["leader"], start_date=t["start"], due_date=t["due"]))
         session.add(task)
-    for _, p in problems:
+    for n, p in problems:
         problem = existing_problems.get(p["code"])
+        if problem is not None and problem.voided_at is not None:
+            result.voided.append(("问题清单", n, problem))
+            continue
         added = problem is None
         problem = problem or Problem(code=p["code"], unit_id=0, description="", created_at=now)
         count("问题清单", added, _assign(

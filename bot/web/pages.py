@@ -91,8 +91,8 @@ class Rankings:
         return done, running
 
     def published(self, frozen: RankingRelease) -> list:
-        """The published ranking, thawed once: a release does not change once published."""
-        key = (frozen.id, frozen.month, frozen.published_at)
+        """The published ranking, thawed once: a release changes after publication only by 更正 (its version)."""
+        key = (frozen.id, frozen.month, frozen.published_at, frozen.version)
         last = self._published
         if last is None or last[0] != key:
             last = self._published = (key, release.thaw(frozen.data))
@@ -133,6 +133,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         "preview": running if who.admin else None,
         "published": published,
         "published_month": published_month,
+        "correction": release.correction(frozen) if published is not None else None,
         "mine": mine,
         "total": sum(1 for sc in running if sc.rank),  # 名次 x / N: N counts the ranked units only
         "unreported": queries.unreported_count(s, who.unit.id, month),

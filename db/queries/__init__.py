@@ -13,3 +13,4 @@ from db.queries.reviews import *  # noqa: F401,F403
 from db.queries.supervision import *  # noqa: F401,F403
 from db.queries.tasks import *  # noqa: F401,F403
 from db.queries.years import *  # noqa: F401,F403
+from db.queries.voided import *  # noqa: F401,F403

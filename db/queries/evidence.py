@@ -118,7 +118,7 @@ def get_highlight(s: Session, code: str) -> Highlight | None:
 
 def highlights(s: Session, unit_id: int | None = None) -> list[Highlight]:
     """Newest first: every unit's, or one unit's."""
-    q = select(Highlight)
+    q = select(Highlight).where(col(Highlight.voided_at).is_(None))
     if unit_id is not None:
         q = q.where(Highlight.unit_id == unit_id)
     return list(s.exec(q.order_by(col(Highlight.id).desc())))
@@ -126,5 +126,6 @@ def highlights(s: Session, unit_id: int | None = None) -> list[Highlight]:
 
 def highlights_to_show(s: Session) -> list[Highlight]:
     """Picked (选用) and not yet in a monthly broadcast, in the order they were sent."""
-    q = select(Highlight).where(col(Highlight.picked_at).is_not(None), Highlight.shown_month == "")
+    q = select(Highlight).where(col(Highlight.picked_at).is_not(None), Highlight.shown_month == "",
+                                col(Highlight.voided_at).is_(None))
     return list(s.exec(q.order_by(Highlight.id)))

@@ -46,12 +46,13 @@ class TaskDates(NamedTuple):
     unit_id: int
     start_date: date
     due_date: date
+    voided_at: datetime | None
 
 
 def task_dates(s: Session, year: int) -> list[TaskDates]:
-    """The tasks of campaign `year`: those its months are scored on."""
-    return [TaskDates(*row) for row in _plain(s, select(Task.id, Task.unit_id, Task.start_date, Task.due_date)
-                                              .where(Task.year == year))]
+    """The tasks of campaign `year`: those its months are scored on (作废 ones with when)."""
+    return [TaskDates(*row) for row in _plain(s, select(Task.id, Task.unit_id, Task.start_date, Task.due_date,
+                                                        Task.voided_at).where(Task.year == year))]
 
 
 class Latest(NamedTuple):

@@ -50,7 +50,8 @@ def unit_reports(s: Session, unit_id: int, year: int | None = None) -> list[Repo
 
 
 def unit_problems(s: Session, unit_id: int, year: int | None = None) -> list[Problem]:
-    return sorted(s.exec(select(Problem).where(Problem.unit_id == unit_id, in_year(Problem, year))),
+    return sorted(s.exec(select(Problem).where(Problem.unit_id == unit_id, in_year(Problem, year),
+                                               col(Problem.voided_at).is_(None))),
                   key=lambda p: code_key(p.code))
 
 

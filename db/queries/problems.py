@@ -30,7 +30,8 @@ def add_problem_progress(s: Session, problem: Problem, userid: str, text: str, n
 
 
 def all_problems(s: Session, year: int | None = None) -> list[Problem]:
-    return sorted(s.exec(select(Problem).where(in_year(Problem, year))), key=lambda p: code_key(p.code))
+    return sorted(s.exec(select(Problem).where(in_year(Problem, year), col(Problem.voided_at).is_(None))),
+                  key=lambda p: code_key(p.code))
 
 
 def last_close_request(s: Session, problem_id: int) -> ProblemProgress | None:

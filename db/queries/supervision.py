@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 
 from db.models import (
     EVENT_FEEDBACK,
+    EVENT_LATE_ENTRY,
     ITEM_ANSWERED,
     ITEM_DONE,
     ItemEvent,
@@ -46,7 +47,8 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
     """Supervision items issued by `as_of` that wait for the unit: not answered (or sent back) and
     not 办结. An item whose 牵头单位 or 配合单位 is `unit_id`, if given."""
     q = select(SupervisionItem).where(col(SupervisionItem.status).not_in((ITEM_ANSWERED, ITEM_DONE)),
-                                      SupervisionItem.created_at <= as_of, in_year(SupervisionItem))
+                                      SupervisionItem.created_at <= as_of, in_year(SupervisionItem),
+                                      col(SupervisionItem.voided_at).is_(None))
     items = sorted(s.exec(q), key=lambda i: code_key(i.code))
     if unit_id is not None:
         items = [i for i in items if i.unit_id == unit_id or unit_id in i.partners]
@@ -55,7 +57,8 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
 
 def unfinished_items(s: Session) -> list[SupervisionItem]:
     """Every item not yet 办结, for the daily reminders."""
-    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE, in_year(SupervisionItem))
+    q = select(SupervisionItem).where(SupervisionItem.status != ITEM_DONE, in_year(SupervisionItem),
+                                      col(SupervisionItem.voided_at).is_(None))
     return sorted(s.exec(q), key=lambda i: code_key(i.code))
 
 
@@ -71,13 +74,19 @@ def item_events(s: Session, item_id: int) -> list[ItemEvent]:
 
 
 def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
-    q = select(ItemEvent).where(ItemEvent.item_id == item_id, ItemEvent.kind == EVENT_FEEDBACK)
+    q = select(ItemEvent).where(ItemEvent.item_id == item_id, col(ItemEvent.kind).in_((EVENT_FEEDBACK,
+                                                                                      EVENT_LATE_ENTRY)))
     return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
 
 
-def month_items_full(s: Session, month: Month) -> list[SupervisionItem]:
-    """The items due in `month`, for the export."""
-    return list(s.exec(select(SupervisionItem).where(_due_in(month)).order_by(SupervisionItem.id)))
+def _live_in(month_end: datetime):
+    """Items that count in a month ending at `month_end`: not 作废, or 作废 only after it (queries.live's rule)."""
+    return col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end)
+
+
+def month_items_full(s: Session, month: Month, month_end: datetime) -> list[SupervisionItem]:
+    """The items due in `month` that count in it (month_end: its end), for the export."""
+    return list(s.exec(select(SupervisionItem).where(_due_in(month), _live_in(month_end)).order_by(SupervisionItem.id)))
 
 
 class ScoredItem(NamedTuple):
@@ -93,9 +102,9 @@ class ScoredItem(NamedTuple):
         return Accepted(self.answered_at, self.closed_at) if self.closed_at is not None else None
 
 
-def scored_items(s: Session, month: Month) -> list[ScoredItem]:
-    """The items due in `month` with their accepted answer, for scoring."""
-    q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month))
+def scored_items(s: Session, month: Month, month_end: datetime) -> list[ScoredItem]:
+    """The items due in `month` that count in it (month_end: its end) with their accepted answer, for scoring."""
+    q = select(*(getattr(SupervisionItem, f) for f in ScoredItem._fields)).where(_due_in(month), _live_in(month_end))
     return [ScoredItem(*row) for row in _plain(s, q)]
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     bindparam,
+    delete,
     func,
     insert,
 )
@@ -48,6 +49,14 @@ class TaskRow(NamedTuple):
     owner_userid: str
     start_date: date
     due_date: date
+    voided_at: datetime | None = None  # 作废: out of the lists, and of the scores of the months it ended after
+    void_reason: str = ""
+
+
+def live(tasks: list, month_end: datetime) -> list:
+    """The tasks (TaskRow, TaskDates or Task) that count in a month ending at `month_end`: those not
+    作废, or 作废 only after it (a published month changes only through 更正)."""
+    return [t for t in tasks if t.voided_at is None or t.voided_at >= month_end]
 
 
 _TASK_ROWS = select(*(getattr(Task, f) for f in TaskRow._fields))
@@ -82,6 +91,13 @@ def task_to_report(s: Session, code: str, month: Month):
 def code_key(code: str) -> tuple:
     m = re.fullmatch(r"([A-Za-z]*)(\d+)", code)
     return (m.group(1), int(m.group(2)), "") if m else (code, 0, code)
+
+
+def by_code(s: Session, model, code: str):
+    """The task, problem, 督办 item or 亮点 (`model`) with this code in the current campaign year
+    (亮点: in any year), 作废 or not."""
+    q = select(model).where(model.code == code)
+    return s.exec(q.where(in_year(model)) if hasattr(model, "year") else q).first()
 
 
 def next_code(s: Session, model, prefix: str) -> str:
@@ -127,6 +143,9 @@ class ReportRow(NamedTuple):
     local_day: int
     version: int
     supersedes_id: int | None
+    entered_by: str = ""
+    entered_at: datetime | None = None
+    appeal_id: int | None = None
 
 
 def add_report(
@@ -138,16 +157,19 @@ def add_report(
     now: datetime,
     tz: ZoneInfo,
     supersedes: Report | None = None,
+    entered: dict | None = None,
 ) -> ReportRow:
     """Write the next version of the task's report for the month; earlier versions stay.
 
     The version is the month's last plus one, taken in the INSERT itself. Two replicas reporting on
     one task at once would both take the same one: the unique (task_id, month, version) refuses
-    the second (IntegrityError), and its message is handled again after its batch commits."""
+    the second (IntegrityError), and its message is handled again after its batch commits.
+    `entered`: for a 补录, {"entered_by", "entered_at", "appeal_id"} (`now` is then the report's real time)."""
     local_now = now.astimezone(tz)
     values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
               "created_at": now, "month": str(Month.of(local_now)), "local_day": local_now.day,
-              "supersedes_id": supersedes.id if supersedes else None}
+              "supersedes_id": supersedes.id if supersedes else None, "entered_by": "", "entered_at": None,
+              "appeal_id": None, **(entered or {})}
     report_id, version = s.connection().execute(_INSERT_REPORT, values).one()
     return ReportRow(id=report_id, version=version, **values)
 
@@ -173,7 +195,7 @@ def _unreported(task):
     reported = select(r.c.id).where(r.c.task_id == task.c.id, r.c.month == bindparam("month")).exists()
     last_id = select(func.max(r2.c.id)).where(r2.c.task_id == task.c.id).correlate(task).scalar_subquery()
     finished = select(latest.c.id).where(latest.c.id == last_id, latest.c.percent >= 100).exists()
-    return (task.c.start_date <= bindparam("last_day")) & ~reported & ~finished
+    return (task.c.start_date <= bindparam("last_day")) & task.c.voided_at.is_(None) & ~reported & ~finished
 
 
 def _task_to_report_statement():
@@ -201,13 +223,25 @@ def open_task_codes(s: Session, userid: str, month: Month) -> list[str]:
     """The codes of the person's own tasks that are open in `month`: started by its end and not
     finished (their latest report is under 100 %)."""
     tasks = s.exec(select(Task.id, Task.code).where(Task.owner_userid == userid, Task.start_date <= month.last_day,
-                                                    in_year(Task)))
+                                                    in_year(Task),
+                                                    col(Task.voided_at).is_(None)))
     codes = []
     for task_id, code in tasks:
         last = latest_report(s, task_id)
         if last is None or last.percent < 100:
             codes.append(code)
     return sorted(codes, key=code_key)
+
+
+def reports_after(s: Session, task_id: int, moment: datetime) -> list[Report]:
+    """The task's reports timed after `moment` (a 补录 must not come before one: the newest by id counts)."""
+    return list(s.exec(select(Report).where(Report.task_id == task_id, Report.created_at > moment)
+                       .order_by(Report.id)))
+
+
+def withdraw_report(s: Session, report_id: int) -> None:
+    """撤回: the person's own latest version, gone as if never sent (the one before counts again)."""
+    s.exec(delete(Report).where(Report.id == report_id))  # type: ignore[call-overload]
 
 
 def report_history(s: Session, task_id: int) -> list[Report]:
