@@ -4,6 +4,7 @@ scores, on the export's 作废 sheet), and a re-import that names what was voide
 from __future__ import annotations
 
 import io
+from datetime import datetime
 import itertools
 
 from openpyxl import load_workbook
@@ -104,7 +105,7 @@ def test_an_admin_voids_what_was_entered_by_mistake(app):
         wb = load_workbook(io.BytesIO(month_workbook(s, app.config, Month(2026, 4), app.clock.now())))
     rows = {r[0]: r for r in wb["作废"].iter_rows(min_row=2, values_only=True)}
     assert set(rows) == {"T3", "P1", "D1", "L1"}
-    assert rows["T3"][1:3] == ("任务", "信息工程系") and rows["T3"][4:] == ("王管理", "2026-04-01 09:00", "与T4重复录入")
+    assert rows["T3"][1:3] == ("任务", "信息工程系") and rows["T3"][4:] == ("王管理", datetime(2026, 4, 1, 9, 0), "与T4重复录入")
     assert "P1" not in [r[0] for r in wb["问题清单"].iter_rows(min_row=2, values_only=True)]
 
 
