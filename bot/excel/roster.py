@@ -80,20 +80,26 @@ class RosterFileError(Exception):
     """The file is not a readable .xlsx workbook."""
 
 
-def write_template(path: str | Path) -> None:
+def write_template(path, rows: dict[str, list[list]] | None = None, notes: dict | None = None) -> None:
     """The sheets and headers, one example row each, drop-down lists for the fixed choices and a
-    note on each header saying what it needs ("必填" marks the required ones)."""
+    note on each header saying what it needs ("必填" marks the required ones). With `rows`: only
+    those sheets, holding those rows, and `notes` in place of some of the headers' notes (a unit's own
+    lists, bot/excel/lists.py). `path`: a file name or a binary stream."""
     wb = Workbook()
     wb.remove(wb.active)
     for name, header in SHEETS.items():
+        if rows is not None and name not in rows:
+            continue
         ws = wb.create_sheet(name)
         ws.append(literal_row(ws, header))
-        ws.append(literal_row(ws, EXAMPLES[name]))
+        for row in rows[name] if rows is not None else [EXAMPLES[name]]:
+            ws.append(literal_row(ws, row))
+        sheet_notes = {**NOTES[name], **(notes or {}).get(name, {})}
         for col, cell in enumerate(ws[1], start=1):
             letter = get_column_letter(col)
-            cell.font = Font(bold=True, color="C00000" if "必填" in NOTES[name].get(cell.value, "") else None)
-            if cell.value in NOTES[name]:
-                cell.comment = Comment(NOTES[name][cell.value], "duban")
+            cell.font = Font(bold=True, color="C00000" if "必填" in sheet_notes.get(cell.value, "") else None)
+            if cell.value in sheet_notes:
+                cell.comment = Comment(sheet_notes[cell.value], "duban")
             ws.column_dimensions[letter].width = max(12, len(cell.value) * 3)
             choices = CHOICES.get((name, cell.value))
             if choices:

@@ -1,0 +1,180 @@
+"""A unit's lists from its own 负责人 (issue 23, point 1): `清单` sends the unit's workbook as a file
+(media/upload, then a file message, through the fake WeCom), the 负责人 sends it back as a file message
+over WeCom's real (encrypted) callback, it is fetched after the message was answered (media/get),
+checked as `duban import` checks for that unit alone and kept as a submission waiting for review;
+an admin sees the difference, 退回 with an opinion or 通过 (the lists change at once). On SQLite and
+PostgreSQL."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from openpyxl import load_workbook
+from sqlmodel import Session, select
+
+from bot.app import Application
+from bot.evidence import Fetcher
+from bot.wecom.api import WeComTransport
+from bot.wecom.callback import build_asgi
+from bot.wecom.sender import OutboxWorker
+from conftest import ServerThread, content, make_config, outbox, seed
+from db.models import Attachment, ListSubmission, Task
+from wecom_client import WeComSide
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@pytest.fixture
+def bot(db_url, clock, fake, tmp_path):
+    app = Application(make_config(db_url, api_base=fake.base, storage={"dir": str(tmp_path / "files"), "max_mb": 0.1}),
+                      clock=clock)
+    app.migrate()
+    seed(app)
+    with ServerThread(build_asgi(app)) as server:
+        app.config.web.base_url = server.base
+        yield app, WeComSide(server.base, clock=clock), Fetcher(app, WeComTransport(app.config.wecom))
+    app.engine.dispose()
+
+
+def deliver(app) -> None:
+    """Send what waits in the outbox through the fake WeCom (files are made and uploaded at send time)."""
+    from bot.excel.export import generate
+
+    worker = OutboxWorker(app.engine, WeComTransport(app.config.wecom), app.clock, app.config.sender,
+                          file_source=lambda s, row: generate(s, app.config, json.loads(row.payload)),
+                          tz=app.config.schedule.tz)
+    worker.drain(10)
+    worker.stop()
+
+
+def received_workbook(fake, name: str):
+    """The workbook the fake WeCom got as a file message: uploaded (media/upload), then sent."""
+    (msg,) = [d for d in fake.deliveries("message/send") if d.body["msgtype"] == "file"
+              and fake.state.uploads[d.body["file"]["media_id"]][0] == name]
+    assert fake.state.upload_types[msg.body["file"]["media_id"]] == "file"
+    return msg.target, load_workbook(io.BytesIO(fake.state.uploads[msg.body["file"]["media_id"]][1]))
+
+
+def as_bytes(wb) -> bytes:
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def replies(app, userid: str) -> list[str]:
+    """What was pushed to `userid` about lists (after the fetch, or a review), in order."""
+    return [content(r) for r in outbox(app, "lists") if r.target == userid and r.msgtype == "text"]
+
+
+def tasks(app) -> dict[str, tuple[str, str]]:
+    with Session(app.engine) as s:
+        return {t.code: (t.content, t.owner_userid) for t in s.exec(select(Task))}
+
+
+def submissions(app) -> list[tuple[str, str]]:
+    with Session(app.engine) as s:
+        return [(x.status, x.opinion) for x in s.exec(select(ListSubmission).order_by(ListSubmission.id))]
+
+
+def send_back_file(app, wecom, fetcher, fake, data: bytes, media_id: str) -> str:
+    fake.add_media(media_id, data, content_type=XLSX, filename="机电工程系-三张清单.xlsx")
+    answer = wecom.send_file("zhang", media_id)
+    fetcher.run_once()
+    return answer
+
+
+def edited(wb):
+    """The 负责人's edits: T1 changed, T2 deleted, one new task (编号 left blank)."""
+    ws = wb["任务清单"]
+    rows = {r[0].value: r for r in ws.iter_rows(min_row=2)}
+    rows["T1"][3].value = "建成智能制造实训中心并通过省级验收"
+    ws.delete_rows(rows["T2"][0].row)
+    ws.append(["", "机电工程系", "实干争效", "开设工业机器人微专业", "李副校长", "zhang", "3月1日", "2026年12月31日"])
+    return wb
+
+
+def test_a_unit_sends_its_lists_an_admin_returns_then_approves_them(bot, fake):
+    app, wecom, fetcher = bot
+    answer = wecom.say("zhang", "清单")
+    assert "机电工程系-三张清单.xlsx" in answer and "当前状态：未提交" in answer
+    deliver(app)
+    target, wb = received_workbook(fake, "机电工程系-三张清单.xlsx")
+    assert target == "user:zhang"
+    assert wb.sheetnames == ["任务清单", "问题清单"]  # the unit's own lists, its rows only
+    ws = wb["任务清单"]
+    assert [c.value for c in ws[1]] == ["编号", "单位名称", "行动", "任务内容", "责任领导", "责任人账号", "开始日期", "完成时限"]
+    assert [r[0] for r in ws.iter_rows(min_row=2, values_only=True)] == ["T1", "T2"]
+    assert any("敢为争先" in dv.formula1 for dv in ws.data_validations.dataValidation)  # the template's drop-down
+    assert "留空" in ws["A1"].comment.text
+
+    good = as_bytes(edited(wb))
+    assert "将作为机电工程系的清单检查" in send_back_file(app, wecom, fetcher, fake, good, "f-1")
+    (answer,) = replies(app, "zhang")
+    assert "已收到机电工程系的清单，等待党政办公室审核" in answer
+    assert "任务清单：新增 1，修改 1，删除 1，未变 0" in answer
+    (notice,) = replies(app, "admin")
+    assert "机电工程系 张三报送了清单" in notice and "通过 机电工程系" in notice
+    assert tasks(app)["T2"] == ("开展党的二十大精神专题学习", "zhang")  # nothing changes before review
+
+    # a row for another unit, and a 责任人 of another unit: refused with sheet and row, nothing kept
+    other = load_workbook(io.BytesIO(good))
+    other["任务清单"].append(["", "信息工程系", "实干争效", "代报他单位任务", "", "", "2026-03-01", "2026-06-30"])
+    other["任务清单"].append(["", "机电工程系", "实干争效", "责任人是他单位的", "", "zhao", "2026-03-01", "2026-06-30"])
+    send_back_file(app, wecom, fetcher, fake, as_bytes(other), "f-2")
+    refused = replies(app, "zhang")[-1]
+    assert "有 2 处错误，未保存" in refused
+    assert "【任务清单】第4行：单位名称“信息工程系”不是本单位（机电工程系）" in refused
+    assert "【任务清单】第5行：责任人账号“zhao”属于“信息工程系”" in refused
+    assert submissions(app) == [("待审核", "")]
+
+    # the admin sees the difference row by row, and sends it back with an opinion
+    review = wecom.say("admin", "清单 机电工程系")
+    assert "当前状态：待审核" in review
+    assert "修改 T1：任务内容 “建成智能制造实训中心”→“建成智能制造实训中心并通过省级验收”" in review
+    assert "删除 T2：开展党的二十大精神专题学习" in review
+    assert "新增：实干争效；开设工业机器人微专业；李副校长；zhang；2026-03-01；2026-12-31" in review
+    assert "已退回机电工程系的清单" in wecom.say("admin", "退回 机电工程系 新增任务请写明验收标准")
+    assert "被退回，意见：新增任务请写明验收标准" in replies(app, "zhang")[-1]
+    assert submissions(app) == [("已退回", "新增任务请写明验收标准")]
+    assert "退回" in wecom.say("admin", "退回 D99 不存在")  # 退回 of a 督办 code is still the 督办 one
+
+    # the 负责人 sends it again; the admin approves: the lists change at once
+    send_back_file(app, wecom, fetcher, fake, good, "f-3")
+    assert "新增 1，修改 1，删除 1" in replies(app, "zhang")[-1]
+    approved = wecom.say("admin", "通过 机电工程系")
+    assert "机电工程系的清单已通过并生效：新增 1（T6），修改 1（T1），删除 1（T2）" in approved
+    after = tasks(app)
+    assert after["T1"][0] == "建成智能制造实训中心并通过省级验收" and "T2" not in after
+    assert after["T6"] == ("开设工业机器人微专业", "zhang")
+    assert "已审核通过并生效" in replies(app, "zhang")[-1]
+    assert submissions(app) == [("已退回", "新增任务请写明验收标准"), ("已通过", "")]
+    assert "没有待审核的清单（当前：已通过）" in wecom.say("admin", "通过 机电工程系")
+
+
+def test_a_file_too_large_or_not_a_workbook_is_refused_in_one_line(bot, fake):
+    app, wecom, fetcher = bot
+    send_back_file(app, wecom, fetcher, fake, b"PK\x03\x04" + b"x" * 200_000, "big")
+    fake.add_media("pdf", b"%PDF-1.4\n" + b"0" * 100, content_type="application/pdf", filename="清单.pdf")
+    wecom.send_file("zhang", "pdf")
+    fetcher.run_once()
+    assert replies(app, "zhang") == ["⚠️ 清单文件超过 0.1 MB 的上限，未保存。",
+                                     "⚠️ 清单文件不是 Excel 工作簿（.xlsx），未保存：请发送“清单”收到的文件。"]
+    assert submissions(app) == []
+    root = app.config.storage.path(app.config.database.url)
+    assert not root.exists() or not any(p.is_file() for p in root.rglob("*"))
+    with Session(app.engine) as s:
+        assert {a.status for a in s.exec(select(Attachment))} == {"rejected"}
+
+
+def test_a_reported_task_left_out_is_named_not_dropped(bot, fake):
+    app, wecom, fetcher = bot
+    assert "已收到" in wecom.say("li", "汇报 T1 30% 完成方案")
+    wecom.say("zhang", "清单")
+    deliver(app)
+    _, wb = received_workbook(fake, "机电工程系-三张清单.xlsx")
+    ws = wb["任务清单"]
+    ws.delete_rows(2)  # T1, which li reported on
+    send_back_file(app, wecom, fetcher, fake, as_bytes(wb), "f-1")
+    assert "【任务清单】缺少 T1：该任务已有汇报，不能删除" in replies(app, "zhang")[-1]
+    assert submissions(app) == [] and "T1" in tasks(app)
