@@ -26,7 +26,7 @@ def _unit(ctx: Context, command: str, name: str) -> Unit:
 def _shown(ctx: Context, unit: Unit) -> dict:
     """What 清单 and the review show of a unit: its state and the waiting difference, row by row."""
     waiting = queries.waiting_submission(ctx.session, unit.id)
-    return {"unit": unit, "state": queries.list_state(ctx.session, unit.id), "waiting": waiting,
+    return {"unit": unit, "state": lists.states(ctx.session, ctx.now, ctx.tz)[unit.id], "waiting": waiting,
             "changes": lists.changes_of(waiting) if waiting else None,
             "counts": lists.counts(lists.changes_of(waiting)) if waiting else None,
             "people": queries.members_by_id(ctx.session)}
@@ -38,9 +38,9 @@ def show(ctx: Context) -> Reply:
     workbook and the difference waiting for review."""
     name = ctx.args.strip()
     if ctx.member.role == ROLE_ADMIN and not name:
-        states = queries.list_states(ctx.session)
-        units = [(u, states.get(u.id, LISTS_NONE)) for u in queries.all_units(ctx.session)
-                 if u.id != ctx.member.unit_id or u.id in states]
+        states = lists.states(ctx.session, ctx.now, ctx.tz)
+        units = [(u, states[u.id]) for u in queries.all_units(ctx.session)
+                 if u.id != ctx.member.unit_id or states[u.id] != LISTS_NONE]
         return Reply("lists_states", {"units": units})
     unit = _unit(ctx, "清单", name) if ctx.member.role == ROLE_ADMIN else ctx.unit
     spec = {"kind": "lists", "unit": unit.id, "at": ctx.now.isoformat()}
@@ -60,7 +60,7 @@ def receive(ctx: Context) -> Reply:
 def _waiting(ctx: Context, command: str, unit: Unit):
     waiting = queries.waiting_submission(ctx.session, unit.id)
     if waiting is None:
-        raise fail(command, "lists_not_waiting", unit=unit, state=queries.list_state(ctx.session, unit.id))
+        raise fail(command, "lists_not_waiting", unit=unit, state=lists.states(ctx.session, ctx.now, ctx.tz)[unit.id])
     return waiting
 
 

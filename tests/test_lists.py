@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+
+import httpx
 
 import pytest
 from openpyxl import load_workbook
@@ -15,11 +18,13 @@ from sqlmodel import Session, select
 
 from bot.app import Application
 from bot.evidence import Fetcher
+from bot.excel.lists import unit_workbook
 from bot.wecom.api import WeComTransport
 from bot.wecom.callback import build_asgi
 from bot.wecom.sender import OutboxWorker
-from conftest import ServerThread, content, make_config, outbox, seed
-from db.models import Attachment, ListSubmission, Task
+from conftest import ServerThread, at, content, make_config, outbox, seed
+from db.models import Attachment, ListSubmission, Task, Unit
+from jobs import JobQueue
 from wecom_client import WeComSide
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -178,3 +183,87 @@ def test_a_reported_task_left_out_is_named_not_dropped(bot, fake):
     send_back_file(app, wecom, fetcher, fake, as_bytes(wb), "f-1")
     assert "【任务清单】缺少 T1：该任务已有汇报，不能删除" in replies(app, "zhang")[-1]
     assert submissions(app) == [] and "T1" in tasks(app)
+
+
+def unit_ids(app) -> dict[str, int]:
+    with Session(app.engine) as s:
+        return {u.name: u.id for u in s.exec(select(Unit))}
+
+
+def own_workbook(app, name: str):
+    with Session(app.engine) as s:
+        return load_workbook(io.BytesIO(unit_workbook(s, unit_ids(app)[name])))
+
+
+def signed_in(wecom_base: str, fake, userid: str) -> httpx.Client:
+    client = httpx.Client(base_url=wecom_base, timeout=10)
+    fake.oauth_code(f"code-{userid}", userid)
+    assert client.get(f"/web/?code=code-{userid}&state=duban").status_code == 303
+    return client
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def test_the_unit_page_takes_an_upload_shows_the_history_and_admins_review_it(bot, fake):
+    """issue 23 points 1 and 3: uploaded on the unit's page, reviewed on 管理, its history on the page."""
+    app, wecom, _ = bot
+    base, jd = app.config.web.base_url, unit_ids(app)["机电工程系"]
+    member = signed_in(base, fake, "li")
+    assert "上传清单" not in member.get(f"/web/unit/{jd}").text  # a 成员 sees the lists, does not send them
+    page = member.get("/web/me").text  # a form of theirs, for a valid CSRF token
+    assert member.post(f"/web/unit/{jd}/lists", data={"csrf": csrf_of(page)},
+                       files={"file": ("x.xlsx", b"junk")}).status_code == 404
+
+    leader = signed_in(base, fake, "zhang")
+    page = leader.get(f"/web/unit/{jd}").text
+    assert "三张清单报送" in page and "尚未报送" in page and "上传清单" in page
+    bad = leader.post(f"/web/unit/{jd}/lists", data={"csrf": csrf_of(page)},
+                      files={"file": ("清单.xlsx", b"%PDF-1.4 not a workbook")}, follow_redirects=True)
+    assert "不是 Excel 工作簿" in bad.text and submissions(app) == []
+    good = leader.post(f"/web/unit/{jd}/lists", data={"csrf": csrf_of(page)},
+                       files={"file": ("清单.xlsx", as_bytes(edited(own_workbook(app, "机电工程系"))), XLSX)},
+                       follow_redirects=True)
+    assert "已收到机电工程系的清单，等待党政办公室审核" in good.text
+    assert re.search(r"张三 <span class=\"muted\">（网页）</span></td><td class=\"wide\">[^<]+</td>\s*<td>待审核", good.text)
+    assert "机电工程系 张三报送了清单" in replies(app, "admin")[-1]
+
+    admin = signed_in(base, fake, "admin")
+    review = admin.get("/web/admin").text
+    assert "清单审核" in review and "<del>建成智能制造实训中心</del> → 建成智能制造实训中心并通过省级验收" in review
+    assert "开展党的二十大精神专题学习" in review  # the deleted T2
+    done = admin.post("/web/admin/lists", data={"csrf": csrf_of(review), "unit": "机电工程系", "action": "return",
+                                                 "opinion": "请写明验收标准"}, follow_redirects=True)
+    assert "已退回机电工程系的清单" in done.text
+    history = leader.get(f"/web/unit/{jd}").text
+    assert re.search(r"<td>已退回</td><td>王管理 [^<]+</td><td>请写明验收标准</td>", history)
+    overview = admin.get("/web/").text
+    assert re.search(r"机电工程系</a></td><td>已退回</td>", overview)
+    assert re.search(r"信息工程系</a></td><td>未提交</td>", overview)
+
+
+def test_deploy_check_asks_each_unit_for_its_lists_through_qingdan(bot, fake, clock):
+    """February's deploy_check: each unit's state this year, how to send its lists (清单); admins the table.
+    A new year asks again."""
+    app, wecom, fetcher = bot
+    clock.set(at(2026, 2, 10, 9))
+    send_back_file(app, wecom, fetcher, fake, as_bytes(own_workbook(app, "机电工程系")), "jd")
+    wecom.say("admin", "通过 机电工程系")
+    fake.add_media("lib", as_bytes(own_workbook(app, "图书馆")), content_type=XLSX)
+    wecom.send_file("sun", "lib")
+    fetcher.run_once()
+    wecom.say("admin", "退回 图书馆 请补充问题清单")
+    q = JobQueue(app)
+    clock.set(at(2026, 2, 14, 9))
+    q.run("deploy_check", at(2026, 2, 20, 9))
+    texts = {r.target: content(r) for r in outbox(app, "job:deploy_check:2026-02-20")}
+    assert "本单位清单：<font color=\"warning\">未提交</font>" in texts["key-xx"]
+    assert "请负责人向本应用发送“清单”" in texts["key-xx"]
+    assert "已退回</font>（02-10 09:00 退回，意见：请补充问题清单）" in texts["chat-lib"]
+    assert {"· 机电工程系：已通过", "· 信息工程系：未提交", "· 图书馆：已退回"} <= set(texts["admin"].splitlines())
+
+    clock.set(at(2027, 2, 10, 9))
+    q.run("deploy_check", at(2027, 2, 20, 9))
+    (admin,) = [content(r) for r in outbox(app, "job:deploy_check:2027") if r.target == "admin"]
+    assert "· 机电工程系：未提交" in admin  # last year's lists do not count for this one

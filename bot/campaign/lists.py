@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from db import queries
 from db.models import (
-    LISTS_APPROVED, LISTS_REPLACED, LISTS_RETURNED, LISTS_WAITING, ListSubmission, Member, Problem, Task, Unit,
+    LISTS_APPROVED, LISTS_NONE, LISTS_REPLACED, LISTS_RETURNED, LISTS_WAITING, ListSubmission, Member, Problem, Task, Unit,
 )
 
 ADDED, CHANGED, DELETED = "新增", "修改", "删除"
@@ -28,6 +28,19 @@ PROBLEM_FIELDS = (("问题描述", "desc", "description"), ("整改措施", "mea
                   ("责任人", "owner", "owner_userid"), ("整改时限", "deadline", "deadline"))
 SHEETS = {"任务清单": (Task, "T", TASK_FIELDS), "问题清单": (Problem, "P", PROBLEM_FIELDS)}
 DATES = {"start_date", "due_date", "deadline"}
+
+
+def year_start(now: datetime, tz) -> datetime:
+    """The first moment of `now`'s local year: a unit's lists state counts that year's submissions
+    only, so February of a new year asks every unit again."""
+    local = now.astimezone(tz)
+    return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def states(s: Session, now: datetime, tz) -> dict[int, str]:
+    """Each unit's lists state this year: 未提交, 待审核, 已退回 or 已通过."""
+    found = queries.list_states(s, since=year_start(now, tz))
+    return {u.id: found.get(u.id, LISTS_NONE) for u in queries.all_units(s)}
 
 
 def workbook_name(unit: Unit) -> str:

@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.campaign import months, release, scoring
+from bot.campaign import lists, months, release, scoring
 from db import queries
-from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
+from db.models import (
+    LISTS_WAITING, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, ROLE_LEADER, Member, RankingRelease, Unit,
+)
 from db.month import Month
 
 JOB_LABELS = {
@@ -42,6 +44,10 @@ class Viewer:
     @property
     def admin(self) -> bool:
         return self.member.role == ROLE_ADMIN
+
+    def sends_lists(self, unit_id: int) -> bool:
+        """The unit's 负责人 (and admins) send its lists (清单)."""
+        return self.admin or (self.member.role == ROLE_LEADER and self.member.unit_id == unit_id)
 
     def sees_unit(self, unit_id: int) -> bool:
         """Admins see every unit; a 分管领导 their own and the units they are over; a member or
@@ -135,7 +141,21 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         # a 分管领导's units, this month so far (their places among all; the whole preview is admins')
         "overseen": [sc for sc in running if sc.unit.id in who.units],
         "calendar": calendar[:6],
+        # each unit's lists this year (admins: every unit; others: their own)
+        "list_states": [(u, state) for u, state in _list_states(s, app, now)
+                        if who.admin or u.id == who.unit.id],
     }
+
+
+def _list_states(s: Session, app, now: datetime) -> list[tuple[Unit, str]]:
+    states = lists.states(s, now, app.tz)
+    return [(u, states[u.id]) for u in queries.all_units(s)]
+
+
+def list_review(s: Session, submission) -> dict:
+    """A submission as the pages show it: its difference row by row and its counts."""
+    changes = lists.changes_of(submission)
+    return {"submission": submission, "changes": changes, "counts": lists.counts(changes)}
 
 
 def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict:
@@ -160,10 +180,12 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
     for f in queries.feedback_of(s, [i.id for i in items]):
         feedback.setdefault(f.item_id, []).append(f)
     files = queries.attachments(s, unit_id=unit.id)[::-1]  # newest first
+    sent = queries.list_history(s, unit.id)  # the unit's lists as sent, newest first
+    waiting = next((x for x in sent if x.status == LISTS_WAITING), None)
     today = now.astimezone(app.tz).date()
     people = {unit.leader_userid} | {x.task.owner_userid for x in snaps} | {r.userid for r in reports}
     people |= {p.owner_userid for p in problems} | {f.userid for fs in feedback.values() for f in fs}
-    people |= {a.userid for a in files}
+    people |= {a.userid for a in files} | {x.userid for x in sent} | {x.reviewed_by for x in sent}
     return {
         "unit": unit,
         "month": month,
@@ -175,6 +197,11 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
         "items": items,
         "feedback": feedback,
         "files": files,
+        "list_history": sent,
+        "list_state": lists.states(s, now, app.tz)[unit.id],
+        "list_waiting": list_review(s, waiting) if waiting else None,
+        "sends_lists": who.sends_lists(unit.id),
+        "max_mb": app.config.storage.max_mb,
         "today": today,
         "names": queries.members_named(s, people - {""}),
     }
@@ -203,9 +230,17 @@ def review_queue(s: Session) -> dict:
                                           for a in appeals]}
 
 
+def lists_queue(s: Session) -> list[tuple[str, dict]]:
+    """Every unit's lists waiting for review (管理), oldest first, each with its difference."""
+    units = {u.id: u.name for u in queries.all_units(s)}
+    return [(units.get(x.unit_id, ""), list_review(s, x)) for x in queries.waiting_submissions(s)]
+
+
 def outbox_page(s: Session, limit: int = 200) -> dict:
     return {
         **review_queue(s),
+        "lists_queue": (waiting := lists_queue(s)),
+        "names": queries.members_named(s, {x["submission"].userid for _, x in waiting}),
         "counts": queries.outbox_counts(s),
         "failed": queries.outbox_page(s, ("failed",), limit),
         "pending": queries.outbox_page(s, ("pending", "sending"), limit),

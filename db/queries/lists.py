@@ -1,10 +1,12 @@
 """A unit's lists as its 负责人 sends them (清单): submissions, their review, each unit's state."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlmodel import Session, col, select
 
 from db.models import (
-    LISTS_NONE, LISTS_REPLACED, LISTS_WAITING, ListSubmission, Problem, ProblemProgress, Report, Task,
+    LISTS_REPLACED, LISTS_WAITING, ListSubmission, Problem, ProblemProgress, Report, Task,
 )
 
 
@@ -14,25 +16,35 @@ def waiting_submission(s: Session, unit_id: int) -> ListSubmission | None:
                                                ListSubmission.status == LISTS_WAITING)).first()
 
 
+def waiting_submissions(s: Session) -> list[ListSubmission]:
+    """Every unit's submission waiting for review, oldest first."""
+    return list(s.exec(select(ListSubmission).where(ListSubmission.status == LISTS_WAITING)
+                       .order_by(ListSubmission.id)))
+
+
 def list_history(s: Session, unit_id: int) -> list[ListSubmission]:
     """Every submission of the unit, newest first."""
     return list(s.exec(select(ListSubmission).where(ListSubmission.unit_id == unit_id)
                        .order_by(col(ListSubmission.id).desc())))
 
 
-def list_states(s: Session) -> dict[int, str]:
-    """Each unit's state by its newest submission that was not replaced: 待审核, 已退回 or 已通过;
-    a unit not in the answer has sent none (未提交)."""
+def list_states(s: Session, since: datetime | None = None) -> dict[int, str]:
+    """Each unit's state by its newest submission (sent `since`, if given) that was not replaced:
+    待审核, 已退回 or 已通过; a unit not in the answer has sent none (未提交)."""
     states: dict[int, str] = {}
-    rows = s.exec(select(ListSubmission.unit_id, ListSubmission.status)
-                  .where(ListSubmission.status != LISTS_REPLACED).order_by(col(ListSubmission.id).desc()))
-    for unit_id, status in rows:
+    q = select(ListSubmission.unit_id, ListSubmission.status).where(ListSubmission.status != LISTS_REPLACED)
+    if since is not None:
+        q = q.where(ListSubmission.created_at >= since)
+    for unit_id, status in s.exec(q.order_by(col(ListSubmission.id).desc())):
         states.setdefault(unit_id, status)
     return states
 
 
-def list_state(s: Session, unit_id: int) -> str:
-    return list_states(s).get(unit_id, LISTS_NONE)
+def last_review(s: Session, unit_id: int) -> ListSubmission | None:
+    """The unit's newest submission that was reviewed (通过 or 退回)."""
+    return s.exec(select(ListSubmission).where(ListSubmission.unit_id == unit_id,
+                                               col(ListSubmission.reviewed_at).is_not(None))
+                  .order_by(col(ListSubmission.id).desc())).first()
 
 
 def unit_tasks(s: Session, unit_id: int) -> list[Task]:
