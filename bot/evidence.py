@@ -92,6 +92,21 @@ class MediaSource(Protocol):
     def media(self, media_id: str, limit: int) -> Media: ...
 
 
+class LocalFiles:
+    """Console mode (`duban chat --file PATH`): a media id `local:PATH` names a file on this machine,
+    read as media/get would give it. Only `duban chat` fetches with it, and only without WeCom."""
+
+    PREFIX = "local:"
+
+    def media(self, media_id: str, limit: int) -> Media:
+        path = Path(media_id.removeprefix(self.PREFIX))
+        try:
+            size = path.stat().st_size
+            return Media(None, size, path.name) if size > limit else Media(path.read_bytes(), size, path.name)
+        except OSError as exc:
+            raise SendError(f"{type(exc).__name__}: {path}", retryable=False) from None
+
+
 class Fetcher:
     """Downloads what is pending, one at a time (pictures are few); safe across replicas: each is
     claimed first, with a lease that runs out if the process dies mid-download."""
