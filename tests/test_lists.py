@@ -25,21 +25,11 @@ from bot.wecom.sender import OutboxWorker
 from conftest import ServerThread, at, content, make_config, outbox, seed
 from db.models import Attachment, ListSubmission, Task, Unit
 from jobs import JobQueue
-from wecom_client import WeComSide
+from test_evidence import bot  # noqa: F401  (the bot on WeCom's callback, a fetcher, [storage] max_mb 0.1)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-@pytest.fixture
-def bot(db_url, clock, fake, tmp_path):
-    app = Application(make_config(db_url, api_base=fake.base, storage={"dir": str(tmp_path / "files"), "max_mb": 0.1}),
-                      clock=clock)
-    app.migrate()
-    seed(app)
-    with ServerThread(build_asgi(app)) as server:
-        app.config.web.base_url = server.base
-        yield app, WeComSide(server.base, clock=clock), Fetcher(app, WeComTransport(app.config.wecom))
-    app.engine.dispose()
 
 
 def deliver(app) -> None:

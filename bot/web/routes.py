@@ -254,42 +254,38 @@ def build_web(app: Application, writer) -> Starlette:
                                      else "没有可重试的失败消息。")
         return RedirectResponse("/web/admin", status_code=303)
 
-    async def ranking_action(request: Request) -> Response:
-        """发布 / 暂缓 from the review queue: the chat's own commands, through the same writer."""
+    async def admin_command(request: Request, line_of, back: str) -> Response:
+        """A button on 管理: the chat's own command (`line_of(form)`), through the same writer, so the
+        same rules apply; its answer is shown on the page it goes `back` to."""
         checked = await admin_form(request)
         if isinstance(checked, Response):
             return checked
         who, form = checked
-        month = str(form.get("month", "")).strip()
-        if form.get("action") == "hold":
-            line = f"暂缓 {month} {str(form.get('reason', '')).strip()}"
-        else:
-            line = f"发布 {month}"
         try:
-            request.session["notice"] = await writer.handle(who.member.userid, line,
+            request.session["notice"] = await writer.handle(who.member.userid, line_of(form),
                                                             f"web:{secrets.token_hex(12)}")
         except Exception:
-            log.exception("web ranking action from %s failed", who.member.userid)
+            log.exception("web action from %s failed", who.member.userid)
             request.session["notice"] = app.renderer.render("server_error")
-        return RedirectResponse("/web/admin", status_code=303)
+        return RedirectResponse(back, status_code=303)
+
+    async def ranking_action(request: Request) -> Response:
+        """发布 / 暂缓 from the review queue."""
+        def line(form) -> str:
+            month = str(form.get("month", "")).strip()
+            if form.get("action") == "hold":
+                return f"暂缓 {month} {str(form.get('reason', '')).strip()}"
+            return f"发布 {month}"
+        return await admin_command(request, line, "/web/admin")
 
     async def lists_action(request: Request) -> Response:
-        """通过 / 退回 a unit's lists from 管理: the chat's own commands, through the same writer."""
-        checked = await admin_form(request)
-        if isinstance(checked, Response):
-            return checked
-        who, form = checked
-        unit = str(form.get("unit", "")).strip()
-        if form.get("action") == "return":
-            line = f"退回 {unit} {str(form.get('opinion', '')).strip()}"
-        else:
-            line = f"通过 {unit}"
-        try:
-            request.session["notice"] = await writer.handle(who.member.userid, line, f"web:{secrets.token_hex(12)}")
-        except Exception:
-            log.exception("web lists action from %s failed", who.member.userid)
-            request.session["notice"] = app.renderer.render("server_error")
-        return RedirectResponse("/web/admin#lists", status_code=303)
+        """通过 / 退回 a unit's lists from the review on 管理."""
+        def line(form) -> str:
+            unit = str(form.get("unit", "")).strip()
+            if form.get("action") == "return":
+                return f"退回 {unit} {str(form.get('opinion', '')).strip()}"
+            return f"通过 {unit}"
+        return await admin_command(request, line, "/web/admin#lists")
 
     def logout(request: Request) -> Response:
         request.session.clear()
