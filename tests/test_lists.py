@@ -123,12 +123,16 @@ def test_a_unit_sends_its_lists_an_admin_returns_then_approves_them(bot, fake):
     assert "【任务清单】第5行：责任人账号“zhao”属于“信息工程系”" in refused
     assert submissions(app) == [("待审核", "")]
 
-    # the admin sees the difference row by row, and sends it back with an opinion
+    # the admin sees every unit's state, then the difference row by row, and sends it back with an opinion
+    states = wecom.say("admin", "清单")
+    assert "· 机电工程系：待审核" in states and "· 信息工程系：未提交" in states
+    assert "仅限" in wecom.say("li", "清单")  # a 成员 does not send the unit's lists
     review = wecom.say("admin", "清单 机电工程系")
     assert "当前状态：待审核" in review
     assert "修改 T1：任务内容 “建成智能制造实训中心”→“建成智能制造实训中心并通过省级验收”" in review
     assert "删除 T2：开展党的二十大精神专题学习" in review
-    assert "新增：实干争效；开设工业机器人微专业；李副校长；zhang；2026-03-01；2026-12-31" in review
+    assert ("新增：行动 实干争效；任务内容 开设工业机器人微专业；责任领导 李副校长；责任人 zhang；开始日期 2026-03-01；"
+            "完成时限 2026-12-31") in review
     assert "已退回机电工程系的清单" in wecom.say("admin", "退回 机电工程系 新增任务请写明验收标准")
     assert "被退回，意见：新增任务请写明验收标准" in replies(app, "zhang")[-1]
     assert submissions(app) == [("已退回", "新增任务请写明验收标准")]
