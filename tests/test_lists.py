@@ -261,3 +261,14 @@ def test_deploy_check_asks_each_unit_for_its_lists_through_qingdan(bot, fake, cl
     q.run("deploy_check", at(2027, 2, 20, 9))
     (admin,) = [content(r) for r in outbox(app, "job:deploy_check:2027") if r.target == "admin"]
     assert "· 机电工程系：未提交" in admin  # last year's lists do not count for this one
+
+
+def test_approving_lists_whose_rows_changed_meanwhile_is_refused_whole(bot, fake):
+    """A task the lists delete was reported on after they were sent: 通过 applies nothing, and says why."""
+    app, wecom, fetcher = bot
+    send_back_file(app, wecom, fetcher, fake, as_bytes(edited(own_workbook(app, "机电工程系"))), "f-1")
+    assert "已收到" in wecom.say("zhang", "汇报 T2 40% 完成两次专题学习")
+    refused = wecom.say("admin", "通过 机电工程系")
+    assert "机电工程系报送后，T2 已有变动" in refused and "本次未做任何操作" in refused
+    assert tasks(app)["T1"][0] == "建成智能制造实训中心" and "T2" in tasks(app) and "T6" not in tasks(app)
+    assert submissions(app) == [("待审核", "")]
