@@ -220,7 +220,8 @@ def test_the_unit_page_takes_an_upload_shows_the_history_and_admins_review_it(bo
                        files={"file": ("清单.xlsx", as_bytes(edited(own_workbook(app, "机电工程系"))), XLSX)},
                        follow_redirects=True)
     assert "已收到机电工程系的清单，等待党政办公室审核" in good.text
-    assert re.search(r"张三 <span class=\"muted\">（网页）</span></td><td class=\"wide\">[^<]+</td>\s*<td>待审核", good.text)
+    assert re.search(r"张三 <span class=\"muted\">（网页）</span></td><td class=\"wide\">[^<]+</td>\s*"
+                     r"<td>任务 新增1 修改1 删除1<br>问题 新增0 修改0 删除0</td>\s*<td>待审核", good.text)
     assert "机电工程系 张三报送了清单" in replies(app, "admin")[-1]
 
     admin = signed_in(base, fake, "admin")

@@ -197,7 +197,7 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict
         "items": items,
         "feedback": feedback,
         "files": files,
-        "list_history": sent,
+        "list_history": [(x, lists.counts(lists.changes_of(x))) for x in sent],
         "list_state": lists.states(s, now, app.tz)[unit.id],
         "list_waiting": list_review(s, waiting) if waiting else None,
         "sends_lists": who.sends_lists(unit.id),
