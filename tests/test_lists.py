@@ -85,7 +85,7 @@ def edited(wb):
     rows = {r[0].value: r for r in ws.iter_rows(min_row=2)}
     rows["T1"][3].value = "建成智能制造实训中心并通过省级验收"
     ws.delete_rows(rows["T2"][0].row)
-    ws.append(["", "机电工程系", "实干争效", "开设工业机器人微专业", "李副校长", "zhang", "3月1日", "2026年12月31日"])
+    ws.append(["", "", "实干争效", "开设工业机器人微专业", "李副校长", "zhang", "3月1日", "2026年12月31日"])
     return wb
 
 

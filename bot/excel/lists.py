@@ -19,9 +19,9 @@ from db.models import Member, Unit
 # The unit's own workbook says, on its headers, what differs from the organisation's template.
 NOTES = {
     "任务清单": {"编号": "已有任务的编号请勿修改；新增任务将编号留空，审核通过后自动编号。删除整行即删除该任务（已有汇报的任务不能删除）",
-                 "单位名称": "必填，只能是本单位"},
+                 "单位名称": "本单位（可留空）"},
     "问题清单": {"编号": "已有问题的编号请勿修改；新增问题将编号留空，审核通过后自动编号",
-                 "单位名称": "必填，只能是本单位"},
+                 "单位名称": "本单位（可留空）"},
 }
 
 

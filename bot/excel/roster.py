@@ -277,7 +277,8 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
         Reports every error it finds; returns (code, unit, owner) as the row gives them."""
         values = {k: _text(v.get(k)) for k in required}
         for k in required:
-            if not values[k] and not (k == "编号" and unit is not None):  # a unit's new row has no code yet
+            # a unit's new row has no code yet, and its unit goes without saying
+            if not values[k] and not (unit is not None and k in ("编号", "单位名称")):
                 err(RowError(sheet, n, "required", {"column": k}))
         code, unit_name, owner = values["编号"].upper(), values["单位名称"], _text(v.get("责任人账号"))
         old = existing.get(code)
