@@ -169,20 +169,38 @@ def serve(ctx: click.Context, config_path: str | None, host: str | None, port: i
 @_config_option
 @click.option("--user", "userid", required=True, help="the WeCom userid to speak as")
 @click.option("--at", "at", default=None, help='talk as if the clock read "YYYY-MM-DD HH:MM" (rehearsals, training)')
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="first send this picture or file, as WeCom would (console mode): evidence, 亮点, a unit's lists")
 @click.pass_context
-def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | None) -> None:
+def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | None, file: str | None) -> None:
     """A local console that speaks to the same handlers as WeCom would."""
+    import filetype
     from sqlmodel import Session, col, select
 
     from bot.clock import FixedClock
+    from bot.evidence import Fetcher, LocalFiles
     from bot.reply import show_target
     from db.models import Outbox
 
     app = _app(ctx, config_path)
     if at:
         app.clock = FixedClock(_moment(at, app.tz))
+    if file and not app.config.wecom.console_mode:
+        click.echo("--file works in console mode only (wecom.corp_id empty): send it in WeCom instead", err=True)
+        sys.exit(2)
     worker = _worker(app)
+    fetcher = Fetcher(app, LocalFiles()) if app.config.wecom.console_mode else None
     click.echo(app.renderer.render("cli_chat", userid=userid))
+    if file:  # a picture or file message: answered, then fetched from the disk as media/get would
+        kind = "image" if filetype.is_image(file) else "file"
+        media = (kind, LocalFiles.PREFIX + str(Path(file).resolve()))
+        answer = app.handle_batch([(userid, "", uuid.uuid4().hex, "", False, media)])[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        click.echo(answer)
+        fetcher.run_once()
+        worker.run_once()
+        click.echo("")
     buffer: list[str] = []
     for line in sys.stdin if not sys.stdin.isatty() else iter(lambda: input("> "), None):
         line = line.rstrip("\n")
@@ -198,6 +216,7 @@ def chat(ctx: click.Context, config_path: str | None, userid: str, at: str | Non
         msg_id = uuid.uuid4().hex
         click.echo(app.handle_message(userid, text, msg_id))
         if app.config.wecom.console_mode:
+            fetcher.run_once()  # a picture sent by --file and named now (附件 T1)
             worker.run_once()
         else:
             with Session(app.engine) as s:

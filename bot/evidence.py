@@ -21,10 +21,13 @@ import filetype
 from sqlmodel import Session
 
 from bot.config import Config
+from bot.excel.lists import is_workbook, take
 from bot.reply import Push, Target
 from bot.wecom.api import Media, SendError
 from db import queries
-from db.models import ATTACH_FAILED, ATTACH_PENDING, ATTACH_REJECTED, ATTACH_STORED, Attachment
+from db.models import (
+    ATTACH_FAILED, ATTACH_PENDING, ATTACH_REJECTED, ATTACH_STORED, LISTS_CODE, Attachment, Member, Unit,
+)
 from db.session import session_scope
 
 log = logging.getLogger("duban.evidence")
@@ -36,7 +39,8 @@ ALLOWED = ("jpg", "png", "gif", "webp", "pdf", "doc", "docx", "xls", "xlsx", "pp
 
 
 class Rejected(Exception):
-    """The file is not kept: `reason` is too_large or bad_type (what attach_push.j2 says)."""
+    """The file is not kept: `reason` is too_large, bad_type or, for a unit's lists, not_workbook
+    (what attach_push.j2 and lists_push.j2 say)."""
 
     def __init__(self, reason: str, found: str = ""):
         super().__init__(reason)
@@ -88,6 +92,21 @@ class MediaSource(Protocol):
     def media(self, media_id: str, limit: int) -> Media: ...
 
 
+class LocalFiles:
+    """Console mode (`duban chat --file PATH`): a media id `local:PATH` names a file on this machine,
+    read as media/get would give it. Only `duban chat` fetches with it, and only without WeCom."""
+
+    PREFIX = "local:"
+
+    def media(self, media_id: str, limit: int) -> Media:
+        path = Path(media_id.removeprefix(self.PREFIX))
+        try:
+            size = path.stat().st_size
+            return Media(None, size, path.name) if size > limit else Media(path.read_bytes(), size, path.name)
+        except OSError as exc:
+            raise SendError(f"{type(exc).__name__}: {path}", retryable=False) from None
+
+
 class Fetcher:
     """Downloads what is pending, one at a time (pictures are few); safe across replicas: each is
     claimed first, with a lease that runs out if the process dies mid-download."""
@@ -108,11 +127,15 @@ class Fetcher:
             if not queries.claim_attachment(s, attachment_id, self.app.clock.now(),
                                             timedelta(seconds=self.app.config.sender.lease_seconds)):
                 return False
-            media_id = s.get(Attachment, attachment_id).media_id
+            att = s.get(Attachment, attachment_id)
+            media_id, for_lists = att.media_id, att.code == LISTS_CODE
         try:
             media = self.source.media(media_id, self.store.max_bytes)
             if media.data is None:
                 raise Rejected("too_large")
+            if for_lists:
+                self._lists(attachment_id, media)
+                return True
             sha, ext = self.store.put(media.data)
         except Rejected as exc:
             self._finish(attachment_id, ATTACH_REJECTED, found=exc.found, error=exc.reason)
@@ -125,6 +148,27 @@ class Fetcher:
             self._finish(attachment_id, ATTACH_STORED, sha256=sha, ext=ext, size=media.size, name=media.name,
                          stored_at=self.app.clock.now(), error="")
         return True
+
+    def _lists(self, attachment_id: int, media: Media) -> None:
+        """A unit's lists from its 负责人: an .xlsx is checked and, when good, kept as the unit's
+        submission (bot/excel/lists.py) and its file stored; the sender is told either way."""
+        if not is_workbook(media.data):
+            raise Rejected("not_workbook")
+        now = self.app.clock.now()
+        with session_scope(self.app.engine) as s:
+            att = s.get(Attachment, attachment_id)
+            reply = take(s, s.get(Unit, att.unit_id), s.get(Member, att.userid), media.data, now, "chat", media.name)
+            stored = "submission" in reply.data
+            if stored:
+                att.sha256, att.ext = self.store.put(media.data)
+                att.size, att.name, att.stored_at = media.size, media.name, now
+            att.status, att.lease_until, att.error = (ATTACH_STORED, None, "") if stored else \
+                (ATTACH_REJECTED, None, "lists_invalid")
+            s.add(att)
+            self.app.enqueue_push(s, Push(Target("app", att.userid), reply.template, reply.data, markdown=False),
+                                  f"reply:{att.userid}:lists{att.id}")
+            for i, push in enumerate(reply.pushes):
+                self.app.enqueue_push(s, push, f"push:lists{att.id}:{push.key or i}")
 
     def _failed(self, attachment_id: int, error: str, retryable: bool) -> None:
         """The download failed: again after a while (the sender's backoff), or for good."""
@@ -152,5 +196,6 @@ class Fetcher:
             if status != ATTACH_STORED:
                 # Their own message caused it: a reply (the quiet hours never hold it).
                 data = {"att": att, "found": found, "max_mb": self.app.config.storage.max_mb, "allowed": ALLOWED}
-                self.app.enqueue_push(s, Push(Target("app", att.userid), "attach_push", data, markdown=False),
-                                      f"reply:{att.userid}:attach{att.id}")
+                what = "lists" if att.code == LISTS_CODE else "attach"
+                self.app.enqueue_push(s, Push(Target("app", att.userid), f"{what}_push", data, markdown=False),
+                                      f"reply:{att.userid}:{what}{att.id}")

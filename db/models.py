@@ -334,6 +334,7 @@ ATTACH_FETCHING = "fetching"  # claimed by a fetcher until lease_until
 ATTACH_STORED = "stored"
 ATTACH_REJECTED = "rejected"  # too large, or not an allowed type: the sender was told
 ATTACH_FAILED = "failed"  # WeCom would not give it (expired media, retries used up): the sender was told
+LISTS_CODE = "清单"  # Attachment.code of a file that is a unit's lists (bot/excel/lists.py), not evidence
 ATTACH_MINUTES = 10  # a picture belongs to its sender's 汇报 / 整改 / 反馈 / 亮点 / 附件 made this recently
 
 
@@ -444,3 +445,31 @@ class CardAsk(SQLModel, table=True):
     command: str = Field(max_length=255)
     task_id: str = Field(max_length=128)
     asked_at: datetime
+
+
+# A unit's lists as its 负责人 sent them (清单), waiting for an admin: the unit's state is its newest
+# submission's (none: 未提交).
+LISTS_NONE = "未提交"
+LISTS_WAITING = "待审核"
+LISTS_RETURNED = "已退回"
+LISTS_APPROVED = "已通过"
+LISTS_REPLACED = "已替换"  # a later submission came while this one was waiting
+LIST_STATES = (LISTS_NONE, LISTS_WAITING, LISTS_RETURNED, LISTS_APPROVED)
+
+
+class ListSubmission(SQLModel, table=True):
+    """One workbook a unit sent of its own 任务清单 and 问题清单 (bot/campaign/lists.py): checked as
+    `duban import` checks, kept with its difference from what was stored then (`changes`, JSON: each
+    row 新增, 修改 or 删除 with its values before and after), applied only when an admin says 通过."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    userid: str = Field(max_length=64)  # who sent it
+    via: str = Field(default="chat", max_length=8)  # chat | web
+    name: str = Field(default="", max_length=255)  # the file's name as sent: for showing only
+    status: str = Field(default=LISTS_WAITING, max_length=8, index=True)
+    changes: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+    reviewed_by: str = Field(default="", max_length=64)
+    reviewed_at: datetime | None = None
+    opinion: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))

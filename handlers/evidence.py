@@ -9,8 +9,8 @@ from bot.reply import Reply
 from bot.router import Context, Router
 from bot.text import split_args
 from db import queries
-from db.models import ATTACH_MINUTES, ATTACH_PENDING, Attachment
-from handlers import supervision
+from db.models import ATTACH_MINUTES, ATTACH_PENDING, ROLE_LEADER, Attachment
+from handlers import lists, supervision
 from handlers.common import fail, highlight_by_code, problem_by_code, task_by_code
 
 router = Router("evidence")
@@ -38,8 +38,11 @@ def target(ctx: Context, command: str, token: str) -> tuple[str, int]:
 
 
 def receive(ctx: Context) -> Reply:
-    """A picture message (ctx.media: kind, media_id): recorded for the fetcher, or held until 附件."""
+    """A picture message (ctx.media: kind, media_id): recorded for the fetcher, or held until 附件.
+    A file from a unit's 负责人 is the unit's lists (handlers/lists.py)."""
     kind, media_id = ctx.media
+    if kind == "file" and ctx.member.role == ROLE_LEADER:
+        return lists.receive(ctx)
     act = queries.recent_act(ctx.session, ctx.member.userid, ctx.now - WINDOW)
     row = Attachment(userid=ctx.member.userid, kind=kind, msg_id=ctx.msg_id, media_id=media_id, created_at=ctx.now)
     if act is not None:

@@ -18,7 +18,7 @@ from db.models import (
     EVENT_SIGN, ITEM_ANSWERED, ITEM_DONE, ITEM_ISSUED, ITEM_RETURNED, ITEM_SIGNED, ROLE_ADMIN, SupervisionItem, Unit,
 )
 from db.month import Month
-from handlers import problems
+from handlers import lists, problems
 from handlers.common import fail, need_args, parse_date, refuse_voided
 from jobs.calendar import Workdays
 
@@ -254,10 +254,13 @@ def done(ctx: Context) -> Reply:
 
 @router.command("退回", "return", roles=ADMINS, in_group=IN_GROUP_REFUSE)
 def send_back(ctx: Context) -> Reply:
-    """退回 D3 <意见> (an answer to a 督办 item) or 退回 P3 <意见> (a problem's 销号 request)."""
+    """退回 D3 <意见> (an answer to a 督办 item), 退回 P3 <意见> (a problem's 销号 request) or
+    退回 <单位> <意见> (a unit's lists: handlers/lists.py)."""
     (code,), remark = need_args("退回", ctx.args, 1)
     if re.fullmatch(r"(?i:p)\s*\d{1,9}", code):
         return problems.send_back(ctx, code, remark)
+    if not _ITEM_CODE.fullmatch(code) and (unit := queries.find_unit(ctx.session, code)) is not None:
+        return lists.send_back(ctx, unit, remark)
     item = _item(ctx, "退回", code)
     if item.status == ITEM_DONE:
         raise fail("退回", "item_done", code=item.code)

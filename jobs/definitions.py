@@ -10,11 +10,12 @@ from typing import Callable
 from sqlmodel import Session
 
 from bot import targets
-from bot.campaign import digest, items, release, reviews, years
+from bot.campaign import digest, items, lists, release, reviews, years
 from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
+from db.models import LISTS_NONE, LISTS_RETURNED
 from jobs.calendar import EARLIER, LATER, SKIP, Workdays
 
 log = logging.getLogger("duban.jobs")
@@ -39,15 +40,27 @@ def _month_before(base: datetime) -> str:
 
 
 def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
+    """To each unit whose lists are not in this year (未提交, 已退回), or still empty: its state, what is
+    empty, and how its 负责人 sends them (清单); to admins, every unit's state."""
     pushes = []
-    for unit, missing in digest.empty_lists(s):
+    empty = {unit.id: missing for unit, missing in digest.empty_lists(s)}
+    states = lists.states(s, base, config.schedule.tz)
+    for unit in queries.all_units(s):
+        missing, state = empty.get(unit.id, []), states[unit.id]
+        if not missing and state not in (LISTS_NONE, LISTS_RETURNED):
+            continue
         target = targets.group_or_leader(s, unit)
         if target is None:
             continue
         leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
         mentions = [leader] if leader else []
-        pushes.append(Push(target, "deploy_check", {"unit": unit, "missing": missing, "mentions": mentions},
+        returned = queries.last_review(s, unit.id) if state == LISTS_RETURNED else None
+        pushes.append(Push(target, "deploy_check", {"unit": unit, "missing": missing, "mentions": mentions,
+                                                    "state": state, "returned": returned},
                            mentions=[m.userid for m in mentions], key=str(unit.id)))
+    units = [(u, states[u.id]) for u in queries.all_units(s)]
+    pushes += [Push(Target("app", a.userid), "lists_states", {"units": units, "deadline": True}, markdown=False,
+                    key=f"admin:{a.userid}") for a in queries.admins(s)]
     return pushes
 
 

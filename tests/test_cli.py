@@ -275,3 +275,34 @@ def test_verbose_logging_never_shows_the_secret_tokens_or_robot_keys(tmp_path, f
     assert "webhook:…0001: HTTP 500" in everything
     for secret in ("fakesecret", "robot-key-0001", "robot-key-0002", "tok-", "access_token="):
         assert secret not in everything
+
+
+def test_chat_sends_a_file_in_console_mode_a_units_lists_and_a_picture(tmp_path):
+    """issue 24: `duban chat --file` rehearses what WeCom would deliver: the unit's lists sent back
+    (checked and kept for review) and a picture named by 附件."""
+    import io
+
+    from PIL import Image
+
+    assert duban("template", "r.xlsx", cwd=tmp_path).returncode == 0
+    assert duban("import", "r.xlsx", cwd=tmp_path).returncode == 0
+    chat = lambda *args, text="": subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "bot.cli", "chat", "--user", "zhangsan", *args], cwd=tmp_path, input=text,
+        capture_output=True, text=True, env=ENV, timeout=60)
+    asked = chat(text="清单\n")
+    sent = tmp_path / "exports" / "机电工程系-三张清单.xlsx"
+    assert asked.returncode == 0 and f"文件 {Path('exports') / sent.name}" in asked.stdout, asked.stdout
+    wb = load_workbook(sent)
+    wb["任务清单"]["D2"] = "建成智能制造实训中心并投入使用"
+    wb.save(tmp_path / "改.xlsx")
+    back = chat("--file", "改.xlsx")
+    assert back.returncode == 0, back.stderr
+    assert "将作为机电工程系的清单检查" in back.stdout
+    assert "任务清单：新增 0，修改 1，删除 0，未变 0" in back.stdout
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, "JPEG")
+    (tmp_path / "现场.jpg").write_bytes(buf.getvalue())
+    photo = chat("--file", "现场.jpg", text="附件 T1\n任务 T1\n")
+    assert photo.returncode == 0, photo.stderr
+    assert "暂不知归入哪一项" in photo.stdout and "佐证材料：1 个" in photo.stdout, photo.stdout

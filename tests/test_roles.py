@@ -124,13 +124,15 @@ def test_help_shows_each_role_its_own_commands(app):
     (_, member), (leader_text, leader), (overseer_text, overseer), (_, admin) = map(commands, ("li", "zhang", "vp", "admin"))
     everyone = {"帮助", "任务", "汇报", "修改", "问题", "整改", "签收", "反馈", "延期", "督办", "附件", "撤回"}
     assert member == everyone
-    assert leader == everyone | {"销号", "申诉", "状态", "自评", "亮点"}
+    assert leader == everyone | {"销号", "申诉", "状态", "自评", "亮点", "清单"}
+    assert "· 清单 — 取回本单位三张清单（Excel），修改后发回，审核通过后生效" in leader_text
     assert "· 状态 — 本单位本月各项任务的进度、灯色和汇报情况" in leader_text
     assert overseer == everyone - {"撤回"} | {"状态", "未报", "排名"}
     assert "· 状态 [单位] — 分管单位本月汇报与得分概况" in overseer_text
     assert "写编号可查看分管单位任务的详情" in overseer_text and "例：状态 机电工程系" in overseer_text
     assert "分管单位：图书馆、机电工程系" in overseer_text
-    assert {"状态", "未报", "排名", "导出", "办结", "新增任务"} <= admin and "分管单位" not in say(app, "admin", "帮助")
+    assert {"状态", "未报", "排名", "导出", "办结", "新增任务", "清单", "通过", "退回"} <= admin
+    assert "· 退回 <督办编号、问题编号或单位> <意见>" in say(app, "admin", "帮助") and "分管单位" not in say(app, "admin", "帮助")
     assert "销号" not in admin and "另可用：" in say(app, "admin", "帮助")  # a unit's acts, by name only
     assert "· 处理申诉：采纳、驳回、补录、重算、更正" in say(app, "admin", "帮助") and "作废" in admin
     # Each role's list is one message; a long one leaves out the examples, which 帮助 <命令> gives.

@@ -365,3 +365,27 @@ def test_a_unit_without_a_group_is_reached_through_its_leader(empty_app, tmp_pat
     result = run_import(empty_app, workbook(tmp_path / "a.xlsx", **only_leader))
     assert result.errors == [] and counts(empty_app)[0] == 3
 
+
+
+def test_every_error_of_a_row_is_listed_not_only_the_first(empty_app, tmp_path):
+    """issue 24: a row with a bad action, an unknown 责任人 and a bad date gets three lines."""
+    bad = {**GOOD, "任务清单": GOOD["任务清单"] + [
+        ["T3", "机电工程系", "摸鱼", "x", "", "nobody", "2026-13-01", "2026-04-01"]]}
+    result = run_import(empty_app, workbook(tmp_path / "bad.xlsx", **bad))
+    assert [(e.sheet, e.row, e.code) for e in result.errors] == [
+        ("任务清单", 4, "unknown_person"), ("任务清单", 4, "bad_line"), ("任务清单", 4, "bad_date")]
+    text = empty_app.renderer.render("import_result", errors=result.errors, counts=result.counts)
+    assert text.count("【任务清单】第4行") == 3
+    assert "开始日期“2026-13-01”无效，可写 2026-03-01、2026年3月1日 或 3月1日" in text
+    assert counts(empty_app) == (0, 0, 0, 0)
+
+
+def test_dates_are_taken_as_chat_takes_them(empty_app, tmp_path):
+    """issue 24: 3月1日 (this year) and 2026年6月30日 in the workbook, as a 汇报 or 新增任务 would take them."""
+    rows = {**GOOD, "任务清单": [["T1", "机电工程系", "敢为争先", "建成实训中心", "", "li", "3月1日", "2026年6月30日"]],
+            "问题清单": [["P1", "机电工程系", "消防通道堆放杂物", "", "li", "3.15"]]}
+    assert not run_import(empty_app, workbook(tmp_path / "d.xlsx", **rows)).errors
+    with Session(empty_app.engine) as s:
+        t1 = s.exec(select(Task).where(Task.code == "T1")).one()
+        p1 = s.exec(select(Problem).where(Problem.code == "P1")).one()
+    assert (str(t1.start_date), str(t1.due_date), str(p1.deadline)) == ("2026-03-01", "2026-06-30", "2026-03-15")

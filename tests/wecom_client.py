@@ -45,6 +45,16 @@ def card_event_xml(userid: str, task_id: str, key: str, response_code: str, crea
     )
 
 
+def file_xml(userid: str, media_id: str, msg_id: str, agent_id: int = 1000002) -> str:
+    """A file sent to the app: MsgType file and the MediaId to fetch it by."""
+    return (
+        "<xml><ToUserName><![CDATA[%s]]></ToUserName><FromUserName><![CDATA[%s]]></FromUserName>"
+        "<CreateTime>%d</CreateTime><MsgType><![CDATA[file]]></MsgType>"
+        "<MediaId><![CDATA[%s]]></MediaId><MsgId>%s</MsgId><AgentID>%d</AgentID></xml>"
+        % (CORP_ID, userid, int(time.time()), media_id, msg_id, agent_id)
+    )
+
+
 class WeComSide:
     def __init__(self, base_url: str, path: str = "/wecom/callback", token: str = TOKEN, aes_key: str = AES_KEY,
                  corp_id: str = CORP_ID, clock=None):
@@ -73,6 +83,13 @@ class WeComSide:
     def send_image(self, userid: str, media_id: str, msg_id: str | None = None) -> str:
         """Send a picture message; returns the passive reply's text."""
         body, params = self.encrypt(image_xml(userid, media_id, msg_id or str(secrets.randbits(60))))
+        resp = self.post_raw(body, params)
+        assert resp.status_code == 200, resp.text
+        return self.decrypt_reply(resp)["Content"]
+
+    def send_file(self, userid: str, media_id: str, msg_id: str | None = None) -> str:
+        """Send a file message; returns the passive reply's text."""
+        body, params = self.encrypt(file_xml(userid, media_id, msg_id or str(secrets.randbits(60))))
         resp = self.post_raw(body, params)
         assert resp.status_code == 200, resp.text
         return self.decrypt_reply(resp)["Content"]

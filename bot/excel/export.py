@@ -277,7 +277,7 @@ def highlight_rows(s: Session, config: Config, year: int) -> list[list]:
 
 def generate(s: Session, config: Config, spec: dict) -> bytes:
     """Build the workbook (or picture) an outbox file or image message describes:
-    {"kind": "month"|"year"|"ranking_image"|"attachment", ..., "at": ISO time}."""
+    {"kind": "month"|"year"|"lists"|"ranking_image"|"attachment", ..., "at": ISO time}."""
     at = datetime.fromisoformat(spec["at"])
     if spec["kind"] == "ranking_image":
         from bot.charts import ranking_image
@@ -287,6 +287,10 @@ def generate(s: Session, config: Config, spec: dict) -> bytes:
         from bot.evidence import read
 
         return read(s, config, int(spec["id"]))
+    if spec["kind"] == "lists":  # a unit's own lists, for its 负责人 (清单)
+        from bot.excel.lists import unit_workbook
+
+        return unit_workbook(s, int(spec["unit"]))
     if spec["kind"] == "month":
         return month_workbook(s, config, Month.parse(spec["month"]), at)
     if spec["kind"] == "year":

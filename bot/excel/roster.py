@@ -17,8 +17,11 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from sqlmodel import Session, select
 
 from bot.excel.cells import literal_row
+from bot.text import parse_date_text
 from db import queries
-from db.models import LINES, ROLE_MEMBER, ROLE_OVERSEER, ROLES, UNIT_CATEGORIES, Member, Problem, Task, Unit
+from db.models import (
+    LINES, PROBLEM_OPEN, ROLE_MEMBER, ROLE_OVERSEER, ROLES, UNIT_CATEGORIES, Member, Problem, Report, Task, Unit,
+)
 
 SHEETS: dict[str, list[str]] = {
     "单位": ["单位名称", "单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID"],
@@ -28,6 +31,7 @@ SHEETS: dict[str, list[str]] = {
 }
 OPTIONAL = {"单位类别", "负责人账号", "群聊ID", "群机器人Key", "群ID", "责任领导", "整改措施", "责任人账号", "整改时限", "角色", "分管单位"}
 REQUIRED_SHEETS = ("单位", "人员", "任务清单")  # 问题清单 may be left out
+LIST_SHEETS = ("任务清单", "问题清单")  # what a unit sends of its own (import_roster with `unit`)
 # What the template says about a column in its header's note (the header text itself stays as is).
 NOTES = {
     "单位": {"单位名称": "必填", "单位类别": "从下拉列表选择", "群聊ID": "群聊ID与群机器人Key至少填一项",
@@ -70,26 +74,34 @@ class ImportResult:
     counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # sheet -> (added, updated, unchanged)
     ignored: list[str] = field(default_factory=list)  # sheets the import does not know
     voided: list[tuple[str, int, Any]] = field(default_factory=list)  # (sheet, row, the 作废 task or problem): left as is
+    tasks: list[dict] = field(default_factory=list)  # with `unit`: the checked rows, for the difference
+    problems: list[dict] = field(default_factory=list)
 
 
 class RosterFileError(Exception):
     """The file is not a readable .xlsx workbook."""
 
 
-def write_template(path: str | Path) -> None:
+def write_template(path, rows: dict[str, list[list]] | None = None, notes: dict | None = None) -> None:
     """The sheets and headers, one example row each, drop-down lists for the fixed choices and a
-    note on each header saying what it needs ("必填" marks the required ones)."""
+    note on each header saying what it needs ("必填" marks the required ones). With `rows`: only
+    those sheets, holding those rows, and `notes` in place of some of the headers' notes (a unit's own
+    lists, bot/excel/lists.py). `path`: a file name or a binary stream."""
     wb = Workbook()
     wb.remove(wb.active)
     for name, header in SHEETS.items():
+        if rows is not None and name not in rows:
+            continue
         ws = wb.create_sheet(name)
         ws.append(literal_row(ws, header))
-        ws.append(literal_row(ws, EXAMPLES[name]))
+        for row in rows[name] if rows is not None else [EXAMPLES[name]]:
+            ws.append(literal_row(ws, row))
+        sheet_notes = {**NOTES[name], **(notes or {}).get(name, {})}
         for col, cell in enumerate(ws[1], start=1):
             letter = get_column_letter(col)
-            cell.font = Font(bold=True, color="C00000" if "必填" in NOTES[name].get(cell.value, "") else None)
-            if cell.value in NOTES[name]:
-                cell.comment = Comment(NOTES[name][cell.value], "duban")
+            cell.font = Font(bold=True, color="C00000" if "必填" in sheet_notes.get(cell.value, "") else None)
+            if cell.value in sheet_notes:
+                cell.comment = Comment(sheet_notes[cell.value], "duban")
             ws.column_dimensions[letter].width = max(12, len(cell.value) * 3)
             choices = CHOICES.get((name, cell.value))
             if choices:
@@ -107,19 +119,19 @@ def _text(v) -> str:
     return str(v).strip()
 
 
-def _date(v) -> date | None:
+def _date(v, today: date) -> date | None:
+    """A date cell: a date, or text as chat takes it (2026-03-01 or / ., 2026年3月1日, 3月1日: this year)."""
     if isinstance(v, datetime):
         return v.date()
     if isinstance(v, date):
         return v
     typed = _text(v)
-    text = typed.replace("/", "-").replace(".", "-")
-    if not text:
+    if not typed:
         return None
-    try:
-        return date.fromisoformat("-".join(p.zfill(2) for p in text.split("-")))
-    except ValueError:
-        raise ValueError(typed) from None  # the cell as typed, which is what the user looks for
+    found = parse_date_text(typed, today)
+    if found is None:
+        raise ValueError(typed)  # the cell as typed, which is what the user looks for
+    return found
 
 
 def _unit_list(cell: str) -> list[str]:
@@ -168,23 +180,35 @@ def _assign(obj, **values) -> bool:
     return changed
 
 
-def import_roster(session: Session, path: str | Path, now: datetime, move: bool = False) -> ImportResult:
-    """Validate every row first; write only when there is no error (the caller's transaction).
+def import_roster(session: Session, path: str | Path, now: datetime, move: bool = False,
+                  unit: Unit | None = None) -> ImportResult:
+    """Validate every row first, listing every error of each row; write only when there is no error
+    (the caller's transaction).
 
     A task or problem code that exists under another unit is an error unless `move` is given.
     A 责任人 must belong to the unit of the task or problem (whatever their role): a member may
-    only report on, or rectify, their own unit's."""
+    only report on, or rectify, their own unit's.
+
+    With `unit`: one unit's own lists as its 负责人 sends them (bot/excel/lists.py), checked the same
+    way for that unit alone. Only 任务清单 and 问题清单 are read; every row must name that unit; a
+    blank 编号 is a new row, a code the unit does not have is an error; a stored task with reports
+    (or a problem being rectified) that the file leaves out is an error. Nothing is written:
+    result.tasks and result.problems hold the checked rows."""
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except (InvalidFileException, BadZipFile, KeyError, OSError) as exc:
         raise RosterFileError(str(exc)) from None
     result = ImportResult()
-    result.ignored = [name for name in wb.sheetnames if name not in SHEETS]
-    sheets = {name: _rows(wb, name, result) for name in SHEETS}
+    wanted = SHEETS if unit is None else LIST_SHEETS
+    result.ignored = [name for name in wb.sheetnames if name not in wanted]
+    sheets = {name: _rows(wb, name, result) if name in wanted else [] for name in SHEETS}
+    if unit is not None and "问题清单" not in wb.sheetnames:
+        result.errors.append(RowError("问题清单", 0, "missing_sheet"))
     wb.close()
     if result.errors:  # a missing sheet or column: the rows' own errors would only be noise
         return _sorted(result)
     err = result.errors.append
+    today = now.date()
 
     units = {u.name: u for u in session.exec(select(Unit))}
     unit_names = {u.id: u.name for u in units.values()}
@@ -193,22 +217,23 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
     groups: dict[str, int] = {}  # 群ID -> the row that gives it (a group belongs to one unit)
     named = set()  # units the file names, good rows or not: people in them are not reported again
     for n, v in sheets["单位"]:
-        name, category = _text(v.get("单位名称")), _text(v.get("单位类别"))
+        before = len(result.errors)
+        name, category, group = _text(v.get("单位名称")), _text(v.get("单位类别")), _text(v.get("群ID"))
         named.add(name)
         if not name:
             err(RowError("单位", n, "required", {"column": "单位名称"}))
         elif name in file_units:
             err(RowError("单位", n, "duplicate", {"column": "单位名称", "value": name, "first": file_units[name][0]}))
-        elif not (_text(v.get("群聊ID")) or _text(v.get("群机器人Key")) or _text(v.get("负责人账号"))):
+        if not (_text(v.get("群聊ID")) or _text(v.get("群机器人Key")) or _text(v.get("负责人账号"))):
             # a unit's prompts and 督办单 go to its group, else 1:1 to its 负责人: one must be there
             err(RowError("单位", n, "no_target", {"value": name}))
-        elif category and category not in UNIT_CATEGORIES:
+        if category and category not in UNIT_CATEGORIES:
             err(RowError("单位", n, "bad_category", {"value": category, "categories": UNIT_CATEGORIES}))
-        elif (group := _text(v.get("群ID"))) and group in groups:
+        if group and group in groups:
             err(RowError("单位", n, "duplicate", {"column": "群ID", "value": group, "first": groups[group]}))
-        elif len(group) > 64:
+        if len(group) > 64:
             err(RowError("单位", n, "too_long", {"column": "群ID", "max": 64}))
-        else:
+        if len(result.errors) == before:
             if group:
                 groups[group] = n
             file_units[name] = (n, v)
@@ -216,25 +241,27 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
 
     file_members: dict[str, tuple[int, dict]] = {}
     for n, v in sheets["人员"]:
-        userid, name, unit, role = (_text(v.get(k)) for k in ("账号", "姓名", "单位名称", "角色"))
+        before = len(result.errors)
+        userid, name, unit_name, role = (_text(v.get(k)) for k in ("账号", "姓名", "单位名称", "角色"))
         # 分管单位: None when the sheet has no such column (then what the database holds stays).
         oversee = _unit_list(_text(v.get("分管单位"))) if "分管单位" in v else None
         role = role or (ROLE_OVERSEER if oversee else ROLE_MEMBER)
         unknown = [u for u in oversee or () if u not in known_units]
-        if not userid or not name or not unit:
-            err(RowError("人员", n, "required", {"column": "账号" if not userid else "姓名" if not name else "单位名称"}))
-        elif userid in file_members:
+        for column, value in (("账号", userid), ("姓名", name), ("单位名称", unit_name)):
+            if not value:
+                err(RowError("人员", n, "required", {"column": column}))
+        if userid and userid in file_members:
             err(RowError("人员", n, "duplicate", {"column": "账号", "value": userid, "first": file_members[userid][0]}))
-        elif unit not in known_units:
-            err(RowError("人员", n, "unknown_unit", {"value": unit}))
-        elif role not in ROLES:
+        if unit_name and unit_name not in known_units:
+            err(RowError("人员", n, "unknown_unit", {"value": unit_name}))
+        if role not in ROLES:
             err(RowError("人员", n, "bad_role", {"value": role, "roles": ROLES}))
         elif oversee and role != ROLE_OVERSEER:
             err(RowError("人员", n, "oversee_role", {"value": role, "role": ROLE_OVERSEER}))
-        elif unknown:
+        if unknown:
             err(RowError("人员", n, "unknown_oversee_unit", {"values": unknown}))
-        else:
-            file_members[userid] = (n, {"userid": userid, "name": name, "unit": unit, "role": role,
+        if len(result.errors) == before:
+            file_members[userid] = (n, {"userid": userid, "name": name, "unit": unit_name, "role": role,
                                         "oversee": oversee})
     known_people = set(members) | set(file_members)
 
@@ -249,32 +276,44 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
 
     def coded_row(sheet: str, n: int, v: dict, required: tuple[str, ...], seen: dict[str, int], existing: dict):
         """Checks the task and problem sheets share: required cells, code, duplicates, unit, owner.
-        Returns (code, unit, owner), or None after reporting the row's first error."""
+        Reports every error it finds; returns (code, unit, owner) as the row gives them."""
         values = {k: _text(v.get(k)) for k in required}
-        missing = next((k for k in required if not values[k]), None)
-        if missing:
-            err(RowError(sheet, n, "required", {"column": missing}))
-            return None
-        code, unit, owner = values["编号"].upper(), values["单位名称"], _text(v.get("责任人账号"))
+        for k in required:
+            # a unit's new row has no code yet, and its unit goes without saying
+            if not values[k] and not (unit is not None and k in ("编号", "单位名称")):
+                err(RowError(sheet, n, "required", {"column": k}))
+        code, unit_name, owner = values["编号"].upper(), values["单位名称"], _text(v.get("责任人账号"))
         old = existing.get(code)
-        if not CODE.fullmatch(code):
+        if code and not CODE.fullmatch(code):
             err(RowError(sheet, n, "bad_code", {"value": code}))
-            return None
-        if code in seen:
+        elif code in seen:
             err(RowError(sheet, n, "duplicate", {"column": "编号", "value": code, "first": seen[code]}))
-            return None
-        seen[code] = n
-        if unit not in known_units:
-            err(RowError(sheet, n, "unknown_unit", {"value": unit}))
-        elif old is not None and unit_names[old.unit_id] != unit and not move:
-            err(RowError(sheet, n, "moves_unit", {"value": code, "unit": unit_names[old.unit_id], "to": unit}))
-        elif owner and owner not in known_people:
+        elif code:
+            seen[code] = n
+        if unit is not None:  # one unit's own lists
+            if unit_name and unit_name != unit.name:
+                err(RowError(sheet, n, "not_this_unit", {"value": unit_name, "unit": unit.name}))
+            if old is not None and old.unit_id != unit.id:
+                err(RowError(sheet, n, "code_other_unit", {"value": code, "unit": unit_names[old.unit_id]}))
+            elif code and CODE.fullmatch(code) and old is None:
+                err(RowError(sheet, n, "unknown_code", {"value": code}))
+            unit_name = unit.name
+        elif unit_name and unit_name not in known_units:
+            err(RowError(sheet, n, "unknown_unit", {"value": unit_name}))
+        elif old is not None and unit_name and unit_names[old.unit_id] != unit_name and not move:
+            err(RowError(sheet, n, "moves_unit", {"value": code, "unit": unit_names[old.unit_id], "to": unit_name}))
+        if owner and owner not in known_people:
             err(RowError(sheet, n, "unknown_person", {"column": "责任人账号", "value": owner}))
-        elif owner and unit_of(owner) != unit:
-            err(RowError(sheet, n, "owner_other_unit", {"value": owner, "unit": unit_of(owner), "to": unit}))
-        else:
-            return code, unit, owner
-        return None
+        elif owner and unit_name in known_units and unit_of(owner) != unit_name:
+            err(RowError(sheet, n, "owner_other_unit", {"value": owner, "unit": unit_of(owner), "to": unit_name}))
+        return code, unit_name, owner
+
+    def day(sheet: str, n: int, v: dict, column: str) -> date | None:
+        try:
+            return _date(v.get(column), today)
+        except ValueError as exc:
+            err(RowError(sheet, n, "bad_date", {"column": column, "value": str(exc)}))
+            return None
 
     # A 责任领导 naming a 分管领导 puts the task's unit under them: a name two of them share must be an account.
     people = {m.userid: (m.name, m.role) for m in members.values()}
@@ -289,49 +328,38 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
     tasks: list[tuple[int, dict]] = []
     seen: dict[str, int] = {}
     for n, v in sheets["任务清单"]:
-        row = coded_row("任务清单", n, v, ("编号", "单位名称", "行动", "任务内容"), seen, existing_tasks)
-        if row is None:
-            continue
-        code, unit, owner = row
+        before = len(result.errors)
+        code, unit_name, owner = coded_row("任务清单", n, v, ("编号", "单位名称", "行动", "任务内容"), seen,
+                                           existing_tasks)
         line, content = _text(v.get("行动")), _text(v.get("任务内容"))
-        if line not in LINES:
+        if line and line not in LINES:
             err(RowError("任务清单", n, "bad_line", {"value": line, "lines": LINES}))
-            continue
-        try:
-            start, due = _date(v.get("开始日期")), _date(v.get("完成时限"))
-        except ValueError as exc:
-            err(RowError("任务清单", n, "bad_date", {"value": str(exc)}))
-            continue
-        if start is None or due is None:
-            err(RowError("任务清单", n, "required", {"column": "开始日期" if start is None else "完成时限"}))
-            continue
-        if due < start:
+        start, due = (day("任务清单", n, v, c) for c in ("开始日期", "完成时限"))
+        for column in ("开始日期", "完成时限"):
+            if not _text(v.get(column)):
+                err(RowError("任务清单", n, "required", {"column": column}))
+        if start and due and due < start:
             err(RowError("任务清单", n, "due_before_start", {"value": str(due)}))
-            continue
         leader = _text(v.get("责任领导"))
         shared = next((w for w in queries.leader_names(leader)
                        if w not in overseer_ids and len(overseers.get(w, ())) > 1), None)
         if shared:
             err(RowError("任务清单", n, "leader_ambiguous", {"value": shared, "people": sorted(overseers[shared])}))
-            continue
-        tasks.append((n, {"code": code, "unit": unit, "line": line, "content": content, "owner": owner,
-                          "leader": leader, "start": start, "due": due}))
+        if len(result.errors) == before:
+            tasks.append((n, {"code": code, "unit": unit_name, "line": line, "content": content, "owner": owner,
+                              "leader": leader, "start": start, "due": due}))
 
     existing_problems = {p.code: p for p in queries.all_problems(session)}
     problems: list[tuple[int, dict]] = []
     seen_problems: dict[str, int] = {}
     for n, v in sheets["问题清单"]:
-        row = coded_row("问题清单", n, v, ("编号", "单位名称", "问题描述"), seen_problems, existing_problems)
-        if row is None:
-            continue
-        code, unit, owner = row
-        try:
-            deadline = _date(v.get("整改时限"))
-        except ValueError as exc:
-            err(RowError("问题清单", n, "bad_date", {"value": str(exc)}))
-            continue
-        problems.append((n, {"code": code, "unit": unit, "desc": _text(v.get("问题描述")),
-                             "measure": _text(v.get("整改措施")), "owner": owner, "deadline": deadline}))
+        before = len(result.errors)
+        code, unit_name, owner = coded_row("问题清单", n, v, ("编号", "单位名称", "问题描述"), seen_problems,
+                                           existing_problems)
+        deadline = day("问题清单", n, v, "整改时限")
+        if len(result.errors) == before:
+            problems.append((n, {"code": code, "unit": unit_name, "desc": _text(v.get("问题描述")),
+                                 "measure": _text(v.get("整改措施")), "owner": owner, "deadline": deadline}))
 
     # A person moved to another unit must not stay 责任人 of tasks or problems this file leaves where they are.
     for userid, (n, m) in file_members.items():
@@ -342,6 +370,19 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
                 if x.owner_userid == userid and x.code not in seen_codes and unit_names[x.unit_id] != m["unit"]]
         if left:
             err(RowError("人员", n, "owns_elsewhere", {"value": userid, "codes": left, "to": m["unit"]}))
+
+    if unit is not None:
+        # What the unit's file leaves out is deleted on 通过; never a task with reports, nor a problem
+        # already being rectified: those are named, not silently dropped.
+        reported = set(session.exec(select(Report.task_id).where(Report.unit_id == unit.id)))
+        for t in existing_tasks.values():
+            if t.unit_id == unit.id and t.code not in seen and t.id in reported:
+                err(RowError("任务清单", 0, "reported_dropped", {"value": t.code}))
+        for p in existing_problems.values():
+            if p.unit_id == unit.id and p.code not in seen_problems and p.status != PROBLEM_OPEN:
+                err(RowError("问题清单", 0, "problem_dropped", {"value": p.code, "status": p.status}))
+        result.tasks, result.problems = [t for _, t in tasks], [p for _, p in problems]
+        return _sorted(result)
 
     if result.errors:
         return _sorted(result)

@@ -12,9 +12,12 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.campaign import months, release, scoring, years
+from bot.campaign import lists, months, release, scoring, years
 from db import queries
-from db.models import EVENT_ISSUE, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
+from db.models import (
+    EVENT_ISSUE, LISTS_WAITING, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, ROLE_LEADER, Member, RankingRelease,
+    Unit,
+)
 from db.month import Month
 
 JOB_LABELS = {
@@ -44,6 +47,10 @@ class Viewer:
     @property
     def admin(self) -> bool:
         return self.member.role == ROLE_ADMIN
+
+    def sends_lists(self, unit_id: int) -> bool:
+        """The unit's 负责人 (and admins) send its lists (清单)."""
+        return self.admin or (self.member.role == ROLE_LEADER and self.member.unit_id == unit_id)
 
     def sees_unit(self, unit_id: int) -> bool:
         """Admins see every unit; a 分管领导 their own and the units they are over; a member or
@@ -147,7 +154,21 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
         "overseen": [sc for sc in running if sc.unit.id in who.units],
         "calendar": calendar[:6],
         "past_years": past_years(s, app, now),
+        # each unit's lists this year (admins: every unit; others: their own)
+        "list_states": [(u, state) for u, state in _list_states(s, app, now)
+                        if who.admin or u.id == who.unit.id],
     }
+
+
+def _list_states(s: Session, app, now: datetime) -> list[tuple[Unit, str]]:
+    states = lists.states(s, now, app.tz)
+    return [(u, states[u.id]) for u in queries.all_units(s)]
+
+
+def list_review(s: Session, submission) -> dict:
+    """A submission as the pages show it: its difference row by row and its counts."""
+    changes = lists.changes_of(submission)
+    return {"submission": submission, "changes": changes, "counts": lists.counts(changes)}
 
 
 def past_years(s: Session, app, now: datetime) -> list[int]:
@@ -199,11 +220,14 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime, year: i
         if e.kind != EVENT_ISSUE:  # the item itself says what was issued
             timeline.setdefault(e.item_id, []).append(e)
     files = queries.attachments(s, unit_id=unit.id)[::-1]  # newest first
+    sent = queries.list_history(s, unit.id)  # the unit's lists as sent, newest first
+    waiting = next((x for x in sent if x.status == LISTS_WAITING), None)
     today = now.astimezone(app.tz).date()
     people = {unit.leader_userid} | {x.task.owner_userid for x in snaps} | {r.userid for r in reports}
     people |= {p.owner_userid for p in problems} | {e.userid for es in timeline.values() for e in es}
     people |= {g.userid for gs in progress.values() for g in gs}
     people |= {a.userid for a in files}
+    people |= {x.userid for x in sent} | {x.reviewed_by for x in sent}
     return {
         "unit": unit,
         "month": month,
@@ -215,6 +239,11 @@ def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime, year: i
         "items": items,
         "timeline": timeline,
         "files": files,
+        "list_history": [(x, lists.counts(lists.changes_of(x))) for x in sent],
+        "list_state": lists.states(s, now, app.tz)[unit.id],
+        "list_waiting": list_review(s, waiting) if waiting else None,
+        "sends_lists": who.sends_lists(unit.id),
+        "max_mb": app.config.storage.max_mb,
         "today": today,
         "names": queries.members_named(s, people - {""}),
         "past_year": year,  # a past campaign year shown, named with its year
@@ -255,6 +284,12 @@ def campaign_panel(s: Session, app, now: datetime) -> dict:
             "campaign_open": queries.unfinished(s, year)}
 
 
+def lists_queue(s: Session) -> list[tuple[str, dict]]:
+    """Every unit's lists waiting for review (管理), oldest first, each with its difference."""
+    units = {u.id: u.name for u in queries.all_units(s)}
+    return [(units.get(x.unit_id, ""), list_review(s, x)) for x in queries.waiting_submissions(s)]
+
+
 def outbox_page(s: Session, app, now: datetime, limit: int = 200) -> dict:
     failed = queries.outbox_page(s, ("failed",), limit)
     pending = queries.outbox_page(s, ("pending", "sending"), limit)
@@ -267,6 +302,8 @@ def outbox_page(s: Session, app, now: datetime, limit: int = 200) -> dict:
     month = this_month(app, now)
     return {
         **review_queue(s),
+        "lists_queue": (waiting := lists_queue(s)),
+        "names": queries.members_named(s, {x["submission"].userid for _, x in waiting}),
         "counts": queries.outbox_counts(s),
         "failed": [Letter.of(r, people, groups) for r in failed],
         "pending": [Letter.of(r, people, groups) for r in pending],

@@ -26,11 +26,13 @@ from starlette.routing import Route
 
 from bot.app import Application
 from bot.campaign import scoring, years
+from bot.excel import lists as lists_file
 from bot.excel.export import generate
 from bot.web import auth, pages
 from bot.web.chart import line_chart
 from bot.web.table import ranking_rows
 from db import queries
+from db.models import Unit
 from db.month import Month
 
 log = logging.getLogger("duban.web")
@@ -171,7 +173,42 @@ def build_web(app: Application, writer) -> Starlette:
         now = app.clock.now()
         with Session(app.engine) as s:
             data = pages.unit_page(s, app, who, request.path_params["unit_id"], now, _year(request))
-        return html(request, "unit", who=who, now=now, **data)
+        return html(request, "unit", who=who, now=now, notice=request.session.pop("notice", ""), **data)
+
+    async def unit_lists(request: Request) -> Response:
+        """The unit's lists uploaded by its 负责人 (or an admin): checked and kept as chat's file would be."""
+        who = await anyio.to_thread.run_sync(current, request)
+        if isinstance(who, Response):
+            return who
+        unit_id = request.path_params["unit_id"]
+        if not who.sends_lists(unit_id):
+            return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+        limit = app.config.storage.max_bytes
+        form = await request.form(max_files=1, max_fields=4)
+        if not csrf_ok(request, form):
+            return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link=f"/web/unit/{unit_id}")
+        upload = form.get("file")
+        data = await upload.read(limit + 1) if hasattr(upload, "read") else b""
+        name = str(getattr(upload, "filename", "") or "")
+
+        def run() -> str:
+            if len(data) > limit:
+                return app.renderer.render("lists_push", att={"status": "rejected", "error": "too_large"},
+                                           max_mb=app.config.storage.max_mb)
+            if not lists_file.is_workbook(data):
+                return app.renderer.render("lists_push", att={"status": "rejected", "error": "bad_type"})
+            with app.session() as s:
+                unit = s.get(Unit, unit_id)
+                if unit is None:
+                    return ""
+                reply = lists_file.take(s, unit, who.member, data, app.clock.now(), "web", name)
+                for push in reply.pushes:
+                    app.enqueue_push(s, push, f"push:web:{push.key}")
+                return app.renderer.render(reply.template, **reply.data)
+
+        request.session["notice"] = await anyio.to_thread.run_sync(run)
+        log.info("web: %s uploaded lists for unit %s", who.member.userid, unit_id)
+        return RedirectResponse(f"/web/unit/{unit_id}#lists", status_code=303)
 
     @page
     def year(request: Request, who: pages.Viewer) -> Response:
@@ -278,27 +315,44 @@ def build_web(app: Application, writer) -> Starlette:
                                      else "没有可重试的失败消息。")
         return RedirectResponse("/web/admin", status_code=303)
 
-    async def ranking_action(request: Request) -> Response:
-        """发布 / 暂缓 from the review queue: the chat's own commands, through the same writer."""
+    async def admin_command(request: Request, line_of, back: str) -> Response:
+        """A button on 管理: the chat's own command (`await line_of(who, form)`, or a page asking to
+        confirm it), through the same writer, so the same rules apply; its answer is shown on the page
+        it goes `back` to."""
         checked = await admin_form(request)
         if isinstance(checked, Response):
             return checked
         who, form = checked
-        month = str(form.get("month", "")).strip()
-        if form.get("action") == "hold":
-            line = f"暂缓 {month} {str(form.get('reason', '')).strip()}"
-        elif form.get("confirm") != "1":  # 发布 sends to the whole college: asked once more
-            return await anyio.to_thread.run_sync(
-                lambda: html(request, "confirm", who=who, month=month, group=app.config.broadcast.chat_id))
-        else:
-            line = f"发布 {month}"
+        line = await line_of(who, form)
+        if isinstance(line, Response):  # asked once more first
+            return line
         try:
-            request.session["notice"] = await writer.handle(who.member.userid, line,
-                                                            f"web:{secrets.token_hex(12)}")
+            request.session["notice"] = await writer.handle(who.member.userid, line, f"web:{secrets.token_hex(12)}")
         except Exception:
-            log.exception("web ranking action from %s failed", who.member.userid)
+            log.exception("web action from %s failed", who.member.userid)
             request.session["notice"] = app.renderer.render("server_error")
-        return RedirectResponse("/web/admin", status_code=303)
+        return RedirectResponse(back, status_code=303)
+
+    async def ranking_action(request: Request) -> Response:
+        """发布 / 暂缓 from the review queue."""
+        async def line(who, form) -> str | Response:
+            month = str(form.get("month", "")).strip()
+            if form.get("action") == "hold":
+                return f"暂缓 {month} {str(form.get('reason', '')).strip()}"
+            if form.get("confirm") != "1":  # 发布 sends to the whole college: asked once more
+                return await anyio.to_thread.run_sync(
+                    lambda: html(request, "confirm", who=who, month=month, group=app.config.broadcast.chat_id))
+            return f"发布 {month}"
+        return await admin_command(request, line, "/web/admin")
+
+    async def lists_action(request: Request) -> Response:
+        """通过 / 退回 a unit's lists from the review on 管理."""
+        async def line(who, form) -> str:
+            unit = str(form.get("unit", "")).strip()
+            if form.get("action") == "return":
+                return f"退回 {unit} {str(form.get('opinion', '')).strip()}"
+            return f"通过 {unit}"
+        return await admin_command(request, line, "/web/admin#lists")
 
     async def campaign_new(request: Request) -> Response:
         """开始新年度 from 管理: `duban campaign new YEAR --carry ...`, in one transaction."""
@@ -340,6 +394,8 @@ def build_web(app: Application, writer) -> Starlette:
         Route("/admin/outbox/retry", retry, methods=["POST"]),
         Route("/admin/ranking", ranking_action, methods=["POST"]),
         Route("/admin/campaign", campaign_new, methods=["POST"]),
+        Route("/admin/lists", lists_action, methods=["POST"]),
+        Route("/unit/{unit_id:int}/lists", unit_lists, methods=["POST"]),
     ]
     middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="duban_session",
                              max_age=int(cfg.session_hours * 3600), path="/web", same_site="lax",

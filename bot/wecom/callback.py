@@ -138,9 +138,14 @@ class Callback:
         if msg is None:
             return PlainTextResponse("malformed message", status_code=400)
 
-        # A self-built app receives text, image, voice, video, location and link messages (no files);
-        # a picture is evidence (bot/evidence.py), recorded now and fetched by its MediaId afterwards.
-        if msg.type in ("text", "image"):
+        # A self-built app receives text, image, voice, video, location and link messages; a picture is
+        # evidence (bot/evidence.py), recorded now and fetched by its MediaId afterwards. A file message
+        # (MsgType file with a MediaId; wechatpy does not know it) is taken the same way: from a unit's
+        # 负责人 it is the unit's lists (handlers/lists.py).
+        kind = msg.type
+        if kind == "unknown":
+            kind = _raw_type(plain)
+        if kind in ("text", "image", "file"):
             try:
                 msg_id = int(msg.id)
             except (TypeError, ValueError):
@@ -148,9 +153,10 @@ class Callback:
             if not 0 <= msg_id < MAX_MSG_ID:
                 return PlainTextResponse("MsgId is not a 64-bit integer", status_code=400)
             msg_id = str(msg_id)
-            media = ("image", msg.media_id) if msg.type == "image" else None
-            if media is not None and not msg.media_id:
-                return PlainTextResponse("image without MediaId", status_code=400)
+            media_id = msg.media_id if kind == "image" else _raw_media_id(plain) if kind == "file" else ""
+            media = (kind, media_id) if kind != "text" else None
+            if media is not None and not media_id:
+                return PlainTextResponse(f"{kind} without MediaId", status_code=400)
             text = "" if media else msg.content or ""
             try:
                 reply_text = await self.writer.handle(msg.source, text, msg_id, media=media)
@@ -191,11 +197,8 @@ class Callback:
 
 def _card_event(plain: str) -> dict | None:
     """A template_card_event's fields (EventKey, TaskId, ...), or None for anything else."""
-    try:
-        event = xmltodict.parse(plain, disable_entities=True)["xml"]
-    except (ExpatError, KeyError, TypeError, ValueError):
-        return None
-    if not isinstance(event, dict) or event.get("MsgType") != "event" or event.get("Event") != "template_card_event":
+    event = _raw(plain)
+    if event.get("MsgType") != "event" or event.get("Event") != "template_card_event":
         return None
     fields = {k: event.get(k) for k in ("CreateTime", "TaskId", "EventKey")}
     return fields if all(isinstance(v, str) and v for v in fields.values()) else None
@@ -203,6 +206,25 @@ def _card_event(plain: str) -> dict | None:
 
 def _cdata(text: str) -> str:
     return text.replace("]]>", "]]]]><![CDATA[>")
+
+
+def _raw(plain) -> dict:
+    try:
+        inner = xmltodict.parse(plain, disable_entities=True)["xml"]
+    except (ExpatError, ValueError, KeyError, TypeError):
+        return {}
+    return inner if isinstance(inner, dict) else {}
+
+
+def _raw_type(plain) -> str:
+    """The MsgType of a message wechatpy does not know (a file)."""
+    value = _raw(plain).get("MsgType")
+    return value if isinstance(value, str) else ""
+
+
+def _raw_media_id(plain) -> str:
+    value = _raw(plain).get("MediaId")
+    return value if isinstance(value, str) else ""
 
 
 class _TimedHttp(HttpToolsProtocol):

@@ -5,6 +5,7 @@ from db.queries.evidence import *  # noqa: F401,F403
 from db.queries.inbound import *  # noqa: F401,F403
 from db.queries.jobruns import *  # noqa: F401,F403
 from db.queries.kept import *  # noqa: F401,F403
+from db.queries.lists import *  # noqa: F401,F403
 from db.queries.outbox import *  # noqa: F401,F403
 from db.queries.pages import *  # noqa: F401,F403
 from db.queries.people import *  # noqa: F401,F403

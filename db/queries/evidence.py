@@ -16,6 +16,7 @@ from db.models import (
     ATTACH_HELD,
     ATTACH_PENDING,
     EVENT_FEEDBACK,
+    LISTS_CODE,
     PROGRESS_ASK,
     PROGRESS_NOTE,
     AttachIntent,
@@ -100,8 +101,9 @@ def claim_attachment(s: Session, attachment_id: int, now: datetime, lease: timed
 
 
 def attachments(s: Session, codes: list[str] | None = None, unit_id: int | None = None) -> list[Attachment]:
-    """Attached pictures and files (not those still held), oldest first: of these codes, or this unit."""
-    q = select(Attachment).where(Attachment.code != "")
+    """Attached pictures and files (not those still held, nor a unit's lists: those are its list
+    submissions), oldest first: of these codes, or this unit."""
+    q = select(Attachment).where(Attachment.code != "", Attachment.code != LISTS_CODE)
     if codes is not None:
         q = q.where(col(Attachment.code).in_(codes))
     if unit_id is not None:
