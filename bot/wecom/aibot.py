@@ -34,7 +34,7 @@ from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 
 from bot.app import Application
-from bot.wecom.callback import BODY_TIMEOUT, fresh, read_body, signed_params
+from bot.wecom.guard import BODY_TIMEOUT, fresh, read_body, signed_params
 from bot.writer import MessageWriter
 
 log = logging.getLogger("duban.aibot")

@@ -3,7 +3,8 @@
 Order on POST: size limit and read timeout -> parse the outer envelope (entities refused) -> check
 the signature -> decrypt -> timestamp within the replay window -> parse the inner message, its
 MsgId a 64-bit integer -> handle (dedupe by sender and MsgId, in the writer). Anything that fails
-before "handle" is answered with a 4xx and leaves nothing behind.
+before "handle" is answered with a 4xx and leaves nothing behind. The checks both callback paths
+share (this one and the smart robot's, bot/wecom/aibot.py) are in bot/wecom/guard.py.
 
 Slow clients: a request's headers must arrive within HEADER_TIMEOUT and its body within
 BODY_TIMEOUT, and at most MAX_CONNECTIONS connections are served at once (beyond, 503), so
@@ -11,7 +12,6 @@ half-sent requests cannot hold the server's connections (server_options(), for u
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import secrets
@@ -33,48 +33,17 @@ from wechatpy.exceptions import InvalidSignatureException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.app import Application
+from bot.wecom.aibot import REPLY_SECONDS, AibotCallback
+from bot.wecom.guard import BODY_TIMEOUT, fresh, read_body, signed_params
 from bot.wecom.sender import OutboxWorker
 from bot.writer import MessageWriter
 from db.session import check_database
 
 log = logging.getLogger("duban.wire")
 
-MAX_BODY = 64 * 1024  # WeCom callbacks are a few KB; anything larger is refused unread
 HEADER_TIMEOUT = 10.0  # seconds; WeCom sends a whole callback in well under one
-BODY_TIMEOUT = 10.0
 MAX_CONNECTIONS = 500
 MAX_MSG_ID = 2 ** 64  # WeCom's MsgId is an unsigned 64-bit integer
-
-
-def signed_params(request: Request) -> tuple[str, str, str] | None:
-    q = request.query_params
-    sig, ts, nonce = q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
-    return (sig, ts, nonce) if sig and ts and nonce else None
-
-
-async def read_body(request: Request, timeout: float) -> bytes | Response:
-    """The request's body, or the 4xx that refuses it: larger than MAX_BODY, or slower than `timeout`."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY:
-        return PlainTextResponse("body too large", status_code=413)
-    body = b""
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY:
-                    return PlainTextResponse("body too large", status_code=413)
-    except TimeoutError:
-        return PlainTextResponse("body too slow", status_code=408, headers={"Connection": "close"})
-    return body
-
-
-def fresh(app: Application, ts: str) -> bool:
-    """Whether WeCom's timestamp lies within server.max_clock_skew of now (a replay does not)."""
-    try:
-        return abs(app.clock.now().timestamp() - int(ts)) <= app.config.server.max_clock_skew.total_seconds()
-    except ValueError:
-        return False
 
 
 class Callback:
@@ -220,8 +189,6 @@ def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeou
     /healthz (which also watches `worker`, the outbox sender running in this process, if given)
     and, unless [web] enabled = false, the pages under /web/ (bot/web).
     `aibot_reply_timeout`: how long the smart robot's passive reply waits for the answer."""
-    from bot.wecom.aibot import REPLY_SECONDS, AibotCallback  # it builds on this module's helpers
-
     writer = MessageWriter(app)
     cb = Callback(app, writer, body_timeout)
     path = app.config.server.callback_path
