@@ -238,3 +238,18 @@ def test_config_names_a_missing_smart_robot_key(tmp_path):
     path.write_text('[aibot]\nencoding_aes_key = "short"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="aibot.encoding_aes_key: must be 43 characters"):
         load_config(path, env={})
+
+
+def test_a_passive_reply_is_signed_with_the_callback_urls_nonce(robot):
+    """WeCom checks a reply against the nonce of the callback it answers (tests/wecom_json_check.py,
+    the JSON sample's checks written independently): a reply and a welcome both pass."""
+    from wecom_json_check import open_reply
+
+    _, wecom = robot
+    body, params = wecom.encrypt(wecom.message("li", "汇报 T1 60% 主体验收", chatid=GROUP))
+    resp = wecom.post_raw(body, params)
+    answer = open_reply(resp.content, ROBOT_TOKEN, ROBOT_AES_KEY, params["nonce"])
+    assert answer["msgtype"] == "stream" and "T1" in answer["stream"]["content"]
+    body, params = wecom.encrypt(wecom.event("zhao"))
+    answer = open_reply(wecom.post_raw(body, params).content, ROBOT_TOKEN, ROBOT_AES_KEY, params["nonce"])
+    assert "欢迎" in answer["text"]["content"]

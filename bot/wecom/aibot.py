@@ -134,7 +134,7 @@ class AibotCallback:
             event = msg.get("event") if isinstance(msg.get("event"), dict) else {}
             if event.get("eventtype") != "enter_chat" or group:
                 return Response("", media_type="text/plain")  # nothing to say to the others
-            return await self._welcome(userid)
+            return await self._welcome(userid, nonce)
         elif msgtype == "stream":
             return Response("", media_type="text/plain")  # every stream here is finished at once
         else:
@@ -142,7 +142,7 @@ class AibotCallback:
         if not reply:
             return Response("", media_type="text/plain")
         stream = {"id": secrets.token_hex(8), "finish": True, "content": reply}
-        return self._encrypted({"msgtype": "stream", "stream": stream})
+        return self._encrypted({"msgtype": "stream", "stream": stream}, nonce)
 
     async def _answer(self, userid: str, text: str, msg_id: str, chat: str, url: str) -> str:
         """The reply, if the writer has it within reply_timeout; else a short note now, and the
@@ -170,7 +170,7 @@ class AibotCallback:
             return
         await asyncio.to_thread(self.app.enqueue_response, url, reply, f"{userid}:{msg_id}")
 
-    async def _welcome(self, userid: str) -> Response:
+    async def _welcome(self, userid: str, nonce: str) -> Response:
         """enter_chat: a short welcome and 帮助, at most once a day a person."""
         day = self.app.clock.now().astimezone(self.app.tz).date().isoformat()
         try:
@@ -181,11 +181,13 @@ class AibotCallback:
         if not reply:
             return Response("", media_type="text/plain")
         content = f"{self.app.renderer.render('aibot_welcome')}\n{reply}"
-        return self._encrypted({"msgtype": "text", "text": {"content": content}})
+        return self._encrypted({"msgtype": "text", "text": {"content": content}}, nonce)
 
-    def _encrypted(self, answer: dict) -> Response:
+    def _encrypted(self, answer: dict, nonce: str) -> Response:
+        """The passive reply's envelope, signed with the callback URL's `nonce` (WeCom's smart-robot
+        docs, 加密与被动回复: the reply carries the nonce of the request it answers)."""
         plain = json.dumps(answer, ensure_ascii=False)
         encrypted = self.crypto.encrypt(plain, RECEIVE_ID).decode()
-        ts, nonce = str(int(self.app.clock.now().timestamp())), secrets.token_hex(8)
+        ts = str(int(self.app.clock.now().timestamp()))
         return JSONResponse({"encrypt": encrypted, "msgsignature": _get_signature(self.token, ts, nonce, encrypted),
                              "timestamp": ts, "nonce": nonce})
