@@ -13,7 +13,9 @@ aibot/response (a smart robot message's response_url; recorded with target "resp
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
-    fake.fail("webhook/send", delay=3.0)          # a slow answer
+    fake.fail("webhook/send", delay=3.0)          # a slow answer (the send is carried out, then answered)
+    fake.fail("message/send", answer="<html>…")   # HTTP 200 that is not WeCom's: an HTML page (str) or
+    fake.fail("appchat/send", answer={"ok": 1})   #   other JSON (dict); the send is not carried out
     fake.fail("gettoken", errcode=-1)             # gettoken itself busy (also http=, delay=)
     fake.fail("media/get", http=500)              # a download that fails once
     fake.fail("message/send", errcode=42001, times=2)  # the fresh token rejected again
@@ -43,6 +45,7 @@ class Fault:
     http: int | None = None
     delay: float = 0.0
     times: int = 1
+    answer: str | dict | None = None
 
 
 @dataclass
@@ -117,9 +120,9 @@ class FakeWeCom:
         self.server.server_close()
 
     def fail(self, path: str, errcode: int | None = None, http: int | None = None, delay: float = 0.0,
-             times: int = 1) -> None:
+             times: int = 1, answer: str | dict | None = None) -> None:
         with self.lock:
-            self.state.faults.append(Fault(path, errcode, http, delay, times))
+            self.state.faults.append(Fault(path, errcode, http, delay, times, answer))
 
     def oauth_code(self, code: str, userid: str) -> None:
         """Make `code` what WeCom hands a page opened by `userid` ("": a non-member, openid only)."""
@@ -174,11 +177,12 @@ class FakeWeCom:
         return out
 
     # ------------------------------------------------------------ serving
-    def _reply(self, h: BaseHTTPRequestHandler, status: int, payload: dict | str) -> None:
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, payload: dict | str,
+               content_type: str = "application/json") -> None:
         body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         try:
             h.send_response(status)
-            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Type", content_type)
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             h.wfile.write(body)
@@ -226,12 +230,14 @@ class FakeWeCom:
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})
 
         fault = self._take_fault(path)
-        if fault and fault.delay:
+        if fault and fault.delay:  # a slow answer: then the request is carried out as usual
             time.sleep(fault.delay)
         if fault and fault.http:
             return self._reply(h, fault.http, "<html>server error</html>")
         if fault and fault.errcode:
             return self._reply(h, 200, {"errcode": fault.errcode, "errmsg": "injected"})
+        if fault and fault.answer is not None:
+            return self._reply(h, 200, fault.answer, "text/html" if isinstance(fault.answer, str) else "application/json")
 
         if not path.startswith(("webhook/", "aibot/")):  # a response_url carries its own code
             with self.lock:

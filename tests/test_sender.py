@@ -408,3 +408,49 @@ def test_quiet_hours_hold_pushes_but_never_replies(db_url, fake):
     finally:
         worker.stop()
         app.engine.dispose()
+
+
+# ---------------------------------------------------------------- only WeCom's errcode 0 is delivered
+
+
+@pytest.mark.parametrize("answer", ["<html><body>请先登录上网认证</body></html>", "OK", {"ok": 1}, {"errcode": "0"}],
+                         ids=["html page", "plain text", "json without errcode", "errcode a string"])
+@pytest.mark.parametrize("target", [Target("app", "li"), Target("appchat", "chat-jd"), Target("webhook", "key-xx")],
+                         ids=["app", "appchat", "robot"])
+def test_an_answer_that_is_not_wecoms_json_is_a_failure_retried_with_backoff(wired, answer, target):
+    """HTTP 200 with a proxy's or captive portal's page is not a delivery: the message stays
+    pending with the reason, is sent once the API answers again, and reaches the group once."""
+    app, worker, fake = wired
+    fake.fail({"app": "message/send", "appchat": "appchat/send", "webhook": "webhook/send"}[target.channel],
+              answer=answer)
+    push(app, target, key="a", markdown=target.channel != "app")
+    first = worker.run_once()
+    assert first.retried == 1 and first.sent == 0 and not fake.deliveries()
+    row = outbox(app)[0]
+    assert row.status == "pending" and "HTTP 200" in row.last_error and row.next_attempt_at > row.created_at
+    worker.drain(10)
+    assert len(fake.deliveries()) == 1 and outbox(app)[0].status == "sent"
+
+
+def test_a_send_never_answered_with_wecoms_json_is_listed_failed_after_max_attempts(db_url, fake):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.clock import SystemClock
+
+    app = Application(make_config(db_url, api_base=fake.base, sender={"max_attempts": 3}), clock=SystemClock())
+    app.migrate()
+    seed(app)
+    fake.fail("appchat/send", answer="<html>portal</html>", times=10)
+    push(app, Target("appchat", "chat-jd"), key="a")
+    worker = _worker(app)
+    try:
+        worker.drain(10)
+    finally:
+        worker.stop()
+    (row,) = outbox(app)
+    assert row.status == "failed" and row.attempts == 3 and "not WeCom's JSON" in row.last_error
+    config = app.config.model_dump(mode="json")
+    app.engine.dispose()
+    listing = CliRunner().invoke(main, ["outbox", "--config", _write_config(config)])
+    assert "[failed]" in listing.output and "not WeCom's JSON" in listing.output
