@@ -69,6 +69,9 @@ class WeComConfig(_Section):
     encoding_aes_key: str = ""
     api_base: str = "https://qyapi.weixin.qq.com"
     timeout_seconds: float = Field(default=10.0, gt=0)
+    # Sends to app chats, group robots and response_urls: WeCom has no duplicate check there, so a
+    # slow answer is waited for this long (must be below [sender] lease_seconds) rather than sent again.
+    group_timeout_seconds: float = Field(default=45.0, gt=0)
 
     @field_validator("api_base")
     @classmethod
@@ -357,6 +360,8 @@ class Config(_Section):
     def _paths(self) -> "Config":
         if self.aibot.enabled and self.aibot.callback_path == self.server.callback_path:
             raise ValueError("aibot.callback_path must differ from server.callback_path")
+        if self.wecom.group_timeout_seconds >= self.sender.lease_seconds:
+            raise ValueError("wecom.group_timeout_seconds must be less than sender.lease_seconds")
         return self
 
 

@@ -97,14 +97,45 @@ def test_rate_limits_server_errors_and_busy_answers_are_retried_with_backoff(wir
     assert outbox(app)[0].attempts == failures + 1
 
 
-def test_a_slow_answer_times_out_and_is_retried(wired):
+def test_a_slow_answer_to_an_app_message_times_out_and_is_retried_and_shown_once(wired):
     app, worker, fake = wired
-    fake.fail("webhook/send", delay=1.5)  # the client gives up after 1 s
-    push(app, Target("webhook", "key-xx"), key="a")
+    fake.fail("message/send", delay=1.5)  # the client gives up after 1 s; WeCom carries it out anyway
+    push(app, Target("app", "li"), key="a")
     result = worker.run_once()
     assert result.retried == 1 and "Timeout" in outbox(app)[0].last_error
     worker.drain(10)
     assert outbox(app)[0].status == "sent"
+    assert fake.counts_by_target() == {"user:li": 1}  # WeCom's duplicate check
+
+
+@pytest.mark.parametrize("target", [Target("appchat", "chat-jd"), Target("webhook", "key-xx")], ids=["appchat", "robot"])
+def test_a_group_send_wecom_carries_out_but_answers_slowly_is_waited_for_and_seen_once(wired, target):
+    """App chats and robots have no duplicate check: a send whose answer comes after
+    wecom.timeout_seconds (1 s here) is waited for (group_timeout_seconds), not sent again."""
+    app, worker, fake = wired
+    fake.fail("appchat/send" if target.channel == "appchat" else "webhook/send", delay=1.5)
+    push(app, target, key="a")
+    result = worker.run_once()
+    assert result.sent == 1 and result.retried == 0
+    worker.drain(2)
+    assert list(fake.counts_by_target().values()) == [1]
+    (row,) = outbox(app)
+    assert row.status == "sent" and row.attempts == 1
+
+
+def test_a_late_smart_robot_answer_answered_slowly_is_sent_once(wired):
+    app, worker, fake = wired
+    fake.fail("aibot/response", delay=1.5)
+    app.enqueue_response(f"{fake.base}/cgi-bin/aibot/response?response_code=r1", "答复", "li:m1")
+    assert worker.run_once().sent == 1
+    assert fake.counts_by_target() == {"response:r1": 1}
+
+
+def test_the_group_timeout_must_end_within_the_senders_lease():
+    from bot.config import Config
+
+    with pytest.raises(ValueError, match="group_timeout_seconds must be less than sender.lease_seconds"):
+        Config.model_validate({"wecom": {"group_timeout_seconds": 60}, "sender": {"lease_seconds": 60}})
 
 
 def test_a_permanent_error_fails_and_shows_in_the_outbox_listing(wired):

@@ -211,14 +211,22 @@ class WeComTransport:
         finally:
             res.close()
 
+    @property
+    def group_timeout(self) -> tuple[float, float]:
+        """(connect, read) timeouts of a send WeCom does not deduplicate (app chats, robots,
+        response_urls): a connection not made was never sent, but an answer not yet read may be
+        of a send WeCom carried out, so it is waited for (wecom.group_timeout_seconds) rather than
+        sent again."""
+        return self.cfg.timeout_seconds, max(self.cfg.group_timeout_seconds, self.cfg.timeout_seconds)
+
     def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
         url = f"{self.cfg.api_base}/cgi-bin/webhook/{path}"
         return self._post(url, params={"key": key, **(params or {})}, **kwargs)
 
-    def _post(self, url: str, **kwargs) -> dict:
+    def _post(self, url: str, timeout: float | tuple[float, float] | None = None, **kwargs) -> dict:
         """A plain HTTP POST to WeCom that answers {"errcode": ...} (group robots, response_url)."""
         try:
-            res = self.http.post(url, timeout=self.cfg.timeout_seconds, **kwargs)
+            res = self.http.post(url, timeout=timeout or self.cfg.timeout_seconds, **kwargs)
         except requests.RequestException as exc:
             raise SendError(describe_request_error(exc, url), retryable=True) from None
         if res.status_code >= 500 or res.status_code == 429:
@@ -238,14 +246,14 @@ class WeComTransport:
         elif msgtype == "image":
             payload = self._image(row, attachment)
         if row.channel == "webhook":
-            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
+            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload}, timeout=self.group_timeout)
         elif row.channel == "response_url":  # the smart robot's answer to one message, from its callback
             if msgtype == "file":
                 raise SendError("a response_url takes no files", retryable=False)
-            self._post(row.target, json={"msgtype": msgtype, msgtype: payload})
+            self._post(row.target, json={"msgtype": msgtype, msgtype: payload}, timeout=self.group_timeout)
         elif row.channel == "appchat":
             data = {"chatid": row.target, "msgtype": msgtype, msgtype: payload, "safe": 0}
-            self._api(lambda: self.client.post("appchat/send", data=data))
+            self._api(lambda: self.client.post("appchat/send", data=data, timeout=self.group_timeout))
         elif row.channel == "app":
             msg = {"msgtype": msgtype, msgtype: payload, "enable_duplicate_check": 1,
                    "duplicate_check_interval": 1800}
