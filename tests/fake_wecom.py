@@ -16,6 +16,7 @@ Faults, consumed in order by matching requests:
     fake.fail("webhook/send", delay=3.0)          # a slow answer (the send is carried out, then answered)
     fake.fail("message/send", answer="<html>…")   # HTTP 200 that is not WeCom's: an HTML page (str) or
     fake.fail("appchat/send", answer={"ok": 1})   #   other JSON (dict); the send is not carried out
+    fake.fail("webhook/send", http=500, times=9, match="坏")  # only requests whose body contains "坏"
     fake.fail("gettoken", errcode=-1)             # gettoken itself busy (also http=, delay=)
     fake.fail("media/get", http=500)              # a download that fails once
     fake.fail("message/send", errcode=42001, times=2)  # the fresh token rejected again
@@ -46,6 +47,7 @@ class Fault:
     delay: float = 0.0
     times: int = 1
     answer: str | dict | None = None
+    match: str = ""
 
 
 @dataclass
@@ -120,9 +122,9 @@ class FakeWeCom:
         self.server.server_close()
 
     def fail(self, path: str, errcode: int | None = None, http: int | None = None, delay: float = 0.0,
-             times: int = 1, answer: str | dict | None = None) -> None:
+             times: int = 1, answer: str | dict | None = None, match: str = "") -> None:
         with self.lock:
-            self.state.faults.append(Fault(path, errcode, http, delay, times, answer))
+            self.state.faults.append(Fault(path, errcode, http, delay, times, answer, match))
 
     def oauth_code(self, code: str, userid: str) -> None:
         """Make `code` what WeCom hands a page opened by `userid` ("": a non-member, openid only)."""
@@ -189,10 +191,10 @@ class FakeWeCom:
         except OSError:
             pass  # the client went away
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, raw: bytes = b"") -> Fault | None:
         with self.lock:
             for f in self.state.faults:
-                if f.path == path:
+                if f.path == path and (not f.match or f.match in _readable(raw)):
                     f.times -= 1
                     if f.times <= 0:
                         self.state.faults.remove(f)
@@ -229,7 +231,7 @@ class FakeWeCom:
                 self.state.token_requests += 1
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})
 
-        fault = self._take_fault(path)
+        fault = self._take_fault(path, raw)
         if fault and fault.delay:  # a slow answer: then the request is carried out as usual
             time.sleep(fault.delay)
         if fault and fault.http:
@@ -357,6 +359,14 @@ class FakeWeCom:
                     return  # WeCom's duplicate check: the same message again is not shown again
                 self.state.dedupe[key] = time.monotonic()
             self.state.deliveries.append(Delivery(path, target, body, time.monotonic()))
+
+
+def _readable(raw: bytes) -> str:
+    """A request body as text (JSON decoded, so non-ASCII reads as itself)."""
+    try:
+        return json.dumps(json.loads(raw), ensure_ascii=False)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 def _image_error(data: bytes) -> dict | None:

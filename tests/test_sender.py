@@ -485,3 +485,39 @@ def test_a_send_never_answered_with_wecoms_json_is_listed_failed_after_max_attem
     app.engine.dispose()
     listing = CliRunner().invoke(main, ["outbox", "--config", _write_config(config)])
     assert "[failed]" in listing.output and "not WeCom's JSON" in listing.output
+
+
+# ---------------------------------------------------------------- a failing message holds up no other
+
+
+def test_a_message_that_keeps_failing_does_not_hold_up_the_targets_later_messages(wired):
+    """Per-target order holds among messages that can be sent: one that keeps failing waits for
+    its own backoff while the group's later messages go out in order in the same pass."""
+    app, worker, fake = wired
+    fake.fail("webhook/send", http=500, times=100, match="坏消息")
+    push(app, Target("webhook", "key-xx"), key="bad", content="坏消息")
+    push(app, Target("webhook", "key-xx"), key="next1", content="第一条")
+    push(app, Target("webhook", "key-xx"), key="next2", content="第二条")
+    first = worker.run_once()
+    assert first.sent == 2 and first.retried == 1
+    sent = [d.body["markdown"]["content"] for d in fake.deliveries("webhook/send")]
+    assert "第一条" in sent[0] and "第二条" in sent[1]
+    by_key = {r.key: r for r in outbox(app)}
+    assert by_key["bad"].status == "pending" and "HTTP 500" in by_key["bad"].last_error
+
+
+def test_a_picture_that_cannot_be_built_fails_once_with_its_reason(wired):
+    app, worker, fake = wired
+    now = app.clock.now()
+    with app.session() as s:
+        from db import queries
+
+        queries.enqueue(s, "job:x:image", "webhook", "key-xx", "image",
+                        {"kind": "ranking_image", "month": "2026-13", "at": now.isoformat()}, now, "x.png")
+    push(app, Target("webhook", "key-xx"), key="after")
+    result = worker.run_once()
+    assert result.failed == 1 and result.sent == 1 and result.retried == 0
+    row = {r.key: r for r in outbox(app)}["job:x:image"]
+    assert row.status == "failed" and row.attempts == 1 and "cannot build the image" in row.last_error
+    worker.drain(2)
+    assert outbox(app)[0].attempts == 1 and len(fake.deliveries()) == 1
