@@ -310,6 +310,7 @@ class StorageConfig(_Section):
 
     dir: str = ""  # empty: a folder "attachments" beside the SQLite database (else in the working directory)
     max_mb: float = Field(default=20, gt=0)
+    max_import_mb: float = Field(default=10, gt=0)  # a roster workbook `duban import` reads
 
     def path(self, database_url: str) -> Path:
         if self.dir:

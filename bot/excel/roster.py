@@ -5,17 +5,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from zipfile import BadZipFile
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.comments import Comment
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
 from sqlmodel import Session, select
 
 from bot.excel.cells import literal_row
+from bot.excel.limits import RosterFileError, open_workbook
 from db import queries
 from db.models import LINES, ROLE_MEMBER, ROLE_OVERSEER, ROLES, UNIT_CATEGORIES, Member, Problem, Task, Unit
 
@@ -68,10 +67,6 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)
     counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # sheet -> (added, updated, unchanged)
     ignored: list[str] = field(default_factory=list)  # sheets the import does not know
-
-
-class RosterFileError(Exception):
-    """The file is not a readable .xlsx workbook."""
 
 
 def write_template(path: str | Path) -> None:
@@ -166,20 +161,21 @@ def _assign(obj, **values) -> bool:
     return changed
 
 
-def import_roster(session: Session, path: str | Path, now: datetime, move: bool = False) -> ImportResult:
+def import_roster(session: Session, path: str | Path, now: datetime, move: bool = False,
+                  max_mb: float = 10) -> ImportResult:
     """Validate every row first; write only when there is no error (the caller's transaction).
 
     A task or problem code that exists under another unit is an error unless `move` is given.
     A 责任人 must belong to the unit of the task or problem (whatever their role): a member may
-    only report on, or rectify, their own unit's."""
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, BadZipFile, KeyError, OSError) as exc:
-        raise RosterFileError(str(exc)) from None
+    only report on, or rectify, their own unit's.
+    A file over `max_mb`, over the limits of bot/excel/limits.py, or unreadable: RosterFileError."""
+    wb = open_workbook(path, max_mb)
     result = ImportResult()
     result.ignored = [name for name in wb.sheetnames if name not in SHEETS]
-    sheets = {name: _rows(wb, name, result) for name in SHEETS}
-    wb.close()
+    try:
+        sheets = {name: _rows(wb, name, result) for name in SHEETS}
+    finally:
+        wb.close()
     if result.errors:  # a missing sheet or column: the rows' own errors would only be noise
         return _sorted(result)
     err = result.errors.append
