@@ -20,7 +20,7 @@ from xml.etree.ElementTree import ParseError
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
 
-MAX_ROWS = 50_000  # data rows a sheet (the header not counted): 20,000 tasks is a large college's year
+MAX_ROWS = 20_000  # data rows a sheet (the header not counted): 2,000 units of 10 tasks each
 MAX_COLS = 64  # columns read a row (the roster's sheets have at most 8)
 MAX_ROW_BYTES = 256 * 1024  # XML of one sheet row (to within two chunks); a roster row is under 10 KB
 UNPACKED_RATIO = 20  # an .xlsx unpacks to 5-10 times its size
