@@ -2,6 +2,7 @@
 period, on generated organisations of 200 to 2,000 units (10 tasks each, a year of reports).
 
     python bench/scale.py [--sizes 200,500,1000,2000] [--db sqlite|postgres]
+    python bench/scale.py --import [--db sqlite|postgres]   # `duban import` of the largest allowed workbook
 
 Each measurement runs in a fresh process on a prepared database; peak memory is that process's
 peak RSS growth during the job (VmHWM after minus VmRSS before). Targets: < 3 s and < 300 MB
@@ -101,14 +102,94 @@ def fresh_db(kind: str, units: int, tmp: Path) -> tuple[str, callable]:
     return base.rsplit("/", 1)[0] + "/" + name, drop
 
 
+def largest_workbook(path: Path, max_mb: float) -> dict:
+    """A roster workbook at the import's limits (bot/excel/limits.py): every sheet at the row cap
+    (units, people, tasks, problems all distinct and valid), the tasks' and problems' text long
+    enough that the file comes close to `max_mb`."""
+    from openpyxl import Workbook
+
+    from bot.excel.limits import MAX_ROWS
+    from bot.excel.roster import SHEETS
+
+    import random
+
+    rnd = random.Random(21)
+    text = lambda n: "".join(chr(rnd.randrange(0x4E00, 0x9FA5)) for _ in range(n))  # noqa: E731 (compresses as prose does)
+    wb = Workbook(write_only=True)
+    rows = MAX_ROWS
+    sheets = {name: wb.create_sheet(name) for name in SHEETS}
+    for name, header in SHEETS.items():
+        sheets[name].append(header)
+    lines = ("深学争优", "敢为争先", "实干争效")
+    pad = 38  # characters of text in a task and a problem: the file comes close to the 10 MB limit
+    for i in range(rows):
+        unit = f"第{i:05d}党支部"
+        sheets["单位"].append([unit, "直属党支部", f"u{i:05d}", f"wrkChat{i:08d}", "", ""])
+        sheets["人员"].append([f"u{i:05d}", f"人员{i:05d}", unit, "负责人", ""])
+        sheets["任务清单"].append([f"T{i + 1}", unit, lines[i % 3], f"完成第{i}项重点工作：{text(pad)}",
+                                   "", f"u{i:05d}", "2026-03-01", "2026-12-31"])
+        sheets["问题清单"].append([f"P{i + 1}", unit, f"问题{i}：{text(pad)}", text(pad), f"u{i:05d}", "2026-06-30"])
+    wb.save(path)
+    size = path.stat().st_size
+    assert size <= max_mb * 1024 * 1024, f"{size} bytes: over the {max_mb} MB limit"
+    return {"rows": rows, "mb": size / 1048576}
+
+
+def measure_import(url: str, path: str) -> dict:
+    """Run in a child process: `duban import`'s work on an empty, migrated database."""
+    from bot.app import Application
+    from bot.config import Config
+    from bot.excel.roster import import_roster
+
+    app = Application(Config.model_validate({"database": {"url": url}}))
+    before = rss_mb()
+    t0 = time.perf_counter()
+    with app.session() as s:
+        result = import_roster(s, path, app.clock.now(), max_mb=app.config.storage.max_import_mb)
+    assert not result.errors, result.errors[:3]
+    return {"seconds": time.perf_counter() - t0, "peak_mb": rss_mb("VmHWM") - before,
+            "counts": {k: v[0] for k, v in result.counts.items()}}
+
+
+def import_bench(db: str) -> None:
+    from bot.app import Application
+    from bot.config import Config
+
+    tmp = ROOT / "bench" / "results"
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "largest-roster.xlsx"
+    info = largest_workbook(path, Config().storage.max_import_mb)
+    url, drop = fresh_db(db, 0, tmp)
+    app = Application(Config.model_validate({"database": {"url": url}}))
+    app.migrate()
+    app.engine.dispose()
+    out = subprocess.run([sys.executable, __file__, "--child-import", url, str(path)], capture_output=True,
+                         text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    drop()
+    verdict = "OK" if r["peak_mb"] < 300 else "MISSED"
+    print(f"# {db}: import of {path.name}: {info['mb']:.1f} MB, {info['rows']} rows on each of 4 sheets")
+    print(f"import  {r['seconds']:7.2f} s  peak RSS +{r['peak_mb']:.0f} MB  added {r['counts']}  "
+          f"(target < 300 MB: {verdict})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="200,500,1000,2000")
     ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgres"])
+    ap.add_argument("--import", dest="import_", action="store_true",
+                    help="measure `duban import` of the largest workbook the limits allow")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--child-import", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(measure(*args.child)))
+        return
+    if args.child_import:
+        print(json.dumps(measure_import(*args.child_import)))
+        return
+    if args.import_:
+        import_bench(args.db)
         return
     tmp = ROOT / "bench" / "results"
     tmp.mkdir(parents=True, exist_ok=True)

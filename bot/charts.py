@@ -1,7 +1,8 @@
 """The monthly ranking as a picture for the broadcast group: one bar a unit in rank order,
 coloured by tier, with the change since last month, the month and the formula.
 
-matplotlib draws it through the Agg canvas directly (no pyplot: no global figure state, so the
+Every text is drawn as plain text (parse_math=False): a unit named "$…$" or with a backslash is
+its name, never a formula. matplotlib draws it through the Agg canvas directly (no pyplot: no global figure state, so the
 outbox threads may draw at the same time). The Chinese font is the Noto Sans CJK file that the
 `mplfonts` package installs with the bot; system fonts are never looked at.
 """
@@ -119,24 +120,26 @@ def _draw(scores, rows, month, weights_text, previous_ranks, dpi: int) -> bytes:
     top = max([100.0] + [sc.score for _, sc in unit_rows])
     trend_x = top * 1.15
     for y, sc in unit_rows:
-        ax.text(sc.score + top * 0.01, y, f"{sc.score:.1f}", va="center", ha="left", fontsize=9, color="#333333")
+        ax.text(sc.score + top * 0.01, y, f"{sc.score:.1f}", va="center", ha="left", fontsize=9, color="#333333",
+                parse_math=False)
         trend = _trend(sc, previous_ranks)
         ax.text(trend_x, y, trend, va="center", ha="center", fontproperties=_sized(font, 10),
-                color=TREND_COLOURS.get(trend[:1], GREY))
+                color=TREND_COLOURS.get(trend[:1], GREY), parse_math=False)
     for y, gap in zip(ys, rows):
         if isinstance(gap, int):
             ax.text(top * 0.5, y, _text("gap", count=gap), va="center", ha="center",
                     fontproperties=_sized(font, 11), color=GREY,
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 2})
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 2}, parse_math=False)
             ax.axhline(y, color="#dddddd", linestyle=":", linewidth=1, zorder=0)
 
-    ax.text(trend_x, -0.75, _text("trend"), va="bottom", ha="center", fontproperties=_sized(font, 9), color=GREY)
+    ax.text(trend_x, -0.75, _text("trend"), va="bottom", ha="center", fontproperties=_sized(font, 9), color=GREY,
+            parse_math=False)
     ax.set_yticks(ys, [f"{sc.rank}. {_short(sc.unit.name)}" if not isinstance(sc, int) else "" for sc in rows],
-                  fontproperties=_sized(font, 10))
+                  fontproperties=_sized(font, 10), parse_math=False)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # rank 1 at the top
     ax.set_xlim(0, top * 1.22)
     ax.set_xticks([t for t in range(0, int(top) + 1, 20)])
-    ax.set_xlabel(_text("axis"), fontproperties=_sized(font, 10))
+    ax.set_xlabel(_text("axis"), fontproperties=_sized(font, 10), parse_math=False)
     ax.tick_params(axis="y", length=0)
     ax.grid(axis="x", color="#eeeeee", zorder=0)
     ax.set_axisbelow(True)
@@ -147,14 +150,17 @@ def _draw(scores, rows, month, weights_text, previous_ranks, dpi: int) -> bytes:
     handles = [Patch(color=TIER_COLOURS[t], label=_text("tier", tier=t, count=counts[t])) for t in TIERS]
     # the header, centred on the picture: title, formula, tiers
     fig.text(0.5, 1 - 0.15 / height, _text("title", month=month), ha="center", va="top",
-             fontproperties=_sized(font, 17))
+             fontproperties=_sized(font, 17), parse_math=False)
     fig.text(0.5, 1 - 0.62 / height, weights_text, ha="center", va="top", fontproperties=_sized(font, 11),
-             color="#555555")
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.88 / height), ncol=3,
-               frameon=False, prop=_sized(font, 11), labelcolor="#333333").set_in_layout(False)
+             color="#555555", parse_math=False)
+    legend = fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.88 / height), ncol=3,
+                        frameon=False, prop=_sized(font, 11), labelcolor="#333333")
+    legend.set_in_layout(False)
+    for label in legend.get_texts():
+        label.set_parse_math(False)
     hidden = sum(x for x in rows if isinstance(x, int))
     fig.supxlabel(_text("footer", ranked=len(ranked), unranked=len(scores) - len(ranked), hidden=hidden),
-                  fontproperties=_sized(font, 9), color=GREY)
+                  fontproperties=_sized(font, 9), color=GREY, parse_math=False)
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")

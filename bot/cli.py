@@ -240,11 +240,12 @@ def import_cmd(ctx: click.Context, config_path: str | None, file: str, move: boo
     app = _app(ctx, config_path)
     try:
         with app.session() as s:
-            result = import_roster(s, file, app.clock.now(), move=move)
+            result = import_roster(s, file, app.clock.now(), move=move, max_mb=app.config.storage.max_import_mb)
             if result.errors:
                 s.rollback()
     except RosterFileError as exc:
-        click.echo(app.renderer.render("cli_bad_workbook", file=file, error=str(exc)), err=True)
+        click.echo(app.renderer.render("cli_bad_workbook", file=file, error=str(exc), kind=exc.kind, **exc.data),
+                   err=True)
         sys.exit(1)
     click.echo(app.renderer.render("import_result", errors=result.errors, counts=result.counts,
                                    ignored=result.ignored, voided=result.voided), err=bool(result.errors))

@@ -70,6 +70,9 @@ class WeComConfig(_Section):
     api_base: str = "https://qyapi.weixin.qq.com"
     timeout_seconds: float = Field(default=10.0, gt=0)
     cards: bool = True  # decisions asked 1:1 come as template cards with buttons (bot/cards.py); false: text
+    # Sends to app chats, group robots and response_urls: WeCom has no duplicate check there, so a
+    # slow answer is waited for this long (must be below [sender] lease_seconds) rather than sent again.
+    group_timeout_seconds: float = Field(default=45.0, gt=0)
 
     @field_validator("api_base")
     @classmethod
@@ -338,6 +341,7 @@ class StorageConfig(_Section):
 
     dir: str = ""  # empty: a folder "attachments" beside the SQLite database (else in the working directory)
     max_mb: float = Field(default=20, gt=0)
+    max_import_mb: float = Field(default=10, gt=0)  # a roster workbook `duban import` reads
 
     def path(self, database_url: str) -> Path:
         if self.dir:
@@ -389,6 +393,8 @@ class Config(_Section):
     def _paths(self) -> "Config":
         if self.aibot.enabled and self.aibot.callback_path == self.server.callback_path:
             raise ValueError("aibot.callback_path must differ from server.callback_path")
+        if self.wecom.group_timeout_seconds >= self.sender.lease_seconds:
+            raise ValueError("wecom.group_timeout_seconds must be less than sender.lease_seconds")
         return self
 
 

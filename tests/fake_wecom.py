@@ -19,7 +19,10 @@ cards() gives each delivered card; card_updates() each update.
 Faults, consumed in order by matching requests:
     fake.fail("message/send", errcode=45009)      # WeCom error code in a 200 answer
     fake.fail("appchat/send", http=500, times=2)  # HTTP status
-    fake.fail("webhook/send", delay=3.0)          # a slow answer
+    fake.fail("webhook/send", delay=3.0)          # a slow answer (the send is carried out, then answered)
+    fake.fail("message/send", answer="<html>…")   # HTTP 200 that is not WeCom's: an HTML page (str) or
+    fake.fail("appchat/send", answer={"ok": 1})   #   other JSON (dict); the send is not carried out
+    fake.fail("webhook/send", http=500, times=9, match="坏")  # only requests whose body contains "坏"
     fake.fail("gettoken", errcode=-1)             # gettoken itself busy (also http=, delay=)
     fake.fail("media/get", http=500)              # a download that fails once
     fake.fail("message/send", errcode=42001, times=2)  # the fresh token rejected again
@@ -53,6 +56,8 @@ class Fault:
     http: int | None = None
     delay: float = 0.0
     times: int = 1
+    answer: str | dict | None = None
+    match: str = ""
 
 
 @dataclass
@@ -129,9 +134,9 @@ class FakeWeCom:
         self.server.server_close()
 
     def fail(self, path: str, errcode: int | None = None, http: int | None = None, delay: float = 0.0,
-             times: int = 1) -> None:
+             times: int = 1, answer: str | dict | None = None, match: str = "") -> None:
         with self.lock:
-            self.state.faults.append(Fault(path, errcode, http, delay, times))
+            self.state.faults.append(Fault(path, errcode, http, delay, times, answer, match))
 
     def oauth_code(self, code: str, userid: str) -> None:
         """Make `code` what WeCom hands a page opened by `userid` ("": a non-member, openid only)."""
@@ -203,21 +208,22 @@ class FakeWeCom:
         return out
 
     # ------------------------------------------------------------ serving
-    def _reply(self, h: BaseHTTPRequestHandler, status: int, payload: dict | str) -> None:
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, payload: dict | str,
+               content_type: str = "application/json") -> None:
         body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         try:
             h.send_response(status)
-            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Type", content_type)
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             h.wfile.write(body)
         except OSError:
             pass  # the client went away
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, raw: bytes = b"") -> Fault | None:
         with self.lock:
             for f in self.state.faults:
-                if f.path == path:
+                if f.path == path and (not f.match or f.match in _readable(raw)):
                     f.times -= 1
                     if f.times <= 0:
                         self.state.faults.remove(f)
@@ -254,13 +260,15 @@ class FakeWeCom:
                 self.state.token_requests += 1
             return self._reply(h, 200, {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200})
 
-        fault = self._take_fault(path)
-        if fault and fault.delay:
+        fault = self._take_fault(path, raw)
+        if fault and fault.delay:  # a slow answer: then the request is carried out as usual
             time.sleep(fault.delay)
         if fault and fault.http:
             return self._reply(h, fault.http, "<html>server error</html>")
         if fault and fault.errcode:
             return self._reply(h, 200, {"errcode": fault.errcode, "errmsg": "injected"})
+        if fault and fault.answer is not None:
+            return self._reply(h, 200, fault.answer, "text/html" if isinstance(fault.answer, str) else "application/json")
 
         if not path.startswith(("webhook/", "aibot/")):  # a response_url carries its own code
             with self.lock:
@@ -452,6 +460,14 @@ def card_error(card) -> str | None:
         if len(value) > limit:
             return f"{name}: at most {limit} characters"
     return None
+
+
+def _readable(raw: bytes) -> str:
+    """A request body as text (JSON decoded, so non-ASCII reads as itself)."""
+    try:
+        return json.dumps(json.loads(raw), ensure_ascii=False)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 def _image_error(data: bytes) -> dict | None:

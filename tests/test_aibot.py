@@ -238,3 +238,37 @@ def test_config_names_a_missing_smart_robot_key(tmp_path):
     path.write_text('[aibot]\nencoding_aes_key = "short"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="aibot.encoding_aes_key: must be 43 characters"):
         load_config(path, env={})
+
+
+def test_a_passive_reply_is_signed_with_the_callback_urls_nonce(robot):
+    """WeCom checks a reply against the nonce of the callback it answers (tests/wecom_json_check.py,
+    the JSON sample's checks written independently): a reply and a welcome both pass."""
+    from wecom_json_check import open_reply
+
+    _, wecom = robot
+    body, params = wecom.encrypt(wecom.message("li", "汇报 T1 60% 主体验收", chatid=GROUP))
+    resp = wecom.post_raw(body, params)
+    answer = open_reply(resp.content, ROBOT_TOKEN, ROBOT_AES_KEY, params["nonce"])
+    assert answer["msgtype"] == "stream" and "T1" in answer["stream"]["content"]
+    body, params = wecom.encrypt(wecom.event("zhao"))
+    answer = open_reply(wecom.post_raw(body, params).content, ROBOT_TOKEN, ROBOT_AES_KEY, params["nonce"])
+    assert "欢迎" in answer["text"]["content"]
+
+
+def test_deeply_nested_json_is_refused_with_one_log_line_signed_or_not(robot, caplog):
+    """Unsigned, the body is refused before it is parsed (403); with a valid signature replayed on
+    a deeply nested body, it is refused as malformed (400): never a 500 or a traceback."""
+    app, wecom = robot
+    caplog.set_level("INFO")
+    nested = "[" * 20000 + "]" * 20000
+    body, params = wecom.encrypt(wecom.message("li", "汇报 T1 60% x", chatid=GROUP))
+    resp = wecom.post_raw(body[:-1] + ', "y": ' + nested + "}", {**params, "msg_signature": "f" * 40})
+    assert resp.status_code == 403
+    resp = wecom.post_raw(body[:-1] + ', "y": ' + nested + "}", params)
+    assert resp.status_code == 400
+    lines = [r for r in caplog.records if r.name.startswith("duban")]
+    assert len(lines) == 2 and all("refused" in r.getMessage() and r.exc_info is None for r in lines)
+    too_large = wecom.post_raw(body[:-1] + ', "y": "' + "x" * 100_000 + '"}', params)
+    assert too_large.status_code == 413
+    assert count(app, Report) == 0 and count(app, ProcessedMessage) == 0
+    assert "T1" in wecom.say("li", "汇报 T1 60% x", chatid=GROUP)

@@ -143,3 +143,35 @@ def test_console_mode_writes_the_picture_into_the_exports_folder(app, tmp_path):
     path = tmp_path / "exports" / row.filename
     assert path.read_bytes()[:8] == PNG_MAGIC and str(path) in printed[0]
     assert row.filename == "争先督办-2026-04排名.png"
+
+
+@pytest.mark.parametrize("name", ["$$", "经管$$学院", "$\\后勤处$", "$x^$"])
+def test_unit_names_are_drawn_as_plain_text_never_as_a_formula(name):
+    """matplotlib reads "$…$" as a formula, and fails on one it cannot typeset: names are text."""
+    scores = unit_scores(10)
+    scores[0].unit.name = name
+    png = ranking_png(scores, Month(2026, 4), "得分 = $40 \\times x$", None)
+    assert png[:8] == PNG_MAGIC
+
+
+def test_a_broadcast_whose_unit_name_has_dollars_gets_its_picture(db_url, fake):
+    from bot.app import Application
+    from bot.cli import _worker
+
+    app = Application(make_config(db_url, fake.base, broadcast={"webhook_key": "key-all"},
+                                  ranking={"review_hours": 0}), clock=SystemClock())
+    app.migrate()
+    seed(app)
+    with app.session() as s:
+        unit = s.exec(select(Unit).where(Unit.name == "机电工程系")).one()
+        unit.name = "机电$$工程系"
+        s.add(unit)
+    JobQueue(app).run("monthly_ranking", at(2026, 4, 1, 10))
+    worker = _worker(app)
+    worker.drain(20)
+    worker.stop()
+    with Session(app.engine) as s:
+        assert {(r.msgtype, r.status) for r in s.exec(select(Outbox))} == {("markdown", "sent"), ("image", "sent")}
+    ((_, png),) = fake.images()
+    assert png[:8] == PNG_MAGIC
+    app.engine.dispose()

@@ -41,6 +41,7 @@ token = "duban-test-token"
 encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 api_base = "{api_base}"
 timeout_seconds = 1.0
+group_timeout_seconds = 1.0  # below the 2 s lease
 
 [server]
 host = "127.0.0.1"

@@ -97,14 +97,45 @@ def test_rate_limits_server_errors_and_busy_answers_are_retried_with_backoff(wir
     assert outbox(app)[0].attempts == failures + 1
 
 
-def test_a_slow_answer_times_out_and_is_retried(wired):
+def test_a_slow_answer_to_an_app_message_times_out_and_is_retried_and_shown_once(wired):
     app, worker, fake = wired
-    fake.fail("webhook/send", delay=1.5)  # the client gives up after 1 s
-    push(app, Target("webhook", "key-xx"), key="a")
+    fake.fail("message/send", delay=1.5)  # the client gives up after 1 s; WeCom carries it out anyway
+    push(app, Target("app", "li"), key="a")
     result = worker.run_once()
     assert result.retried == 1 and "Timeout" in outbox(app)[0].last_error
     worker.drain(10)
     assert outbox(app)[0].status == "sent"
+    assert fake.counts_by_target() == {"user:li": 1}  # WeCom's duplicate check
+
+
+@pytest.mark.parametrize("target", [Target("appchat", "chat-jd"), Target("webhook", "key-xx")], ids=["appchat", "robot"])
+def test_a_group_send_wecom_carries_out_but_answers_slowly_is_waited_for_and_seen_once(wired, target):
+    """App chats and robots have no duplicate check: a send whose answer comes after
+    wecom.timeout_seconds (1 s here) is waited for (group_timeout_seconds), not sent again."""
+    app, worker, fake = wired
+    fake.fail("appchat/send" if target.channel == "appchat" else "webhook/send", delay=1.5)
+    push(app, target, key="a")
+    result = worker.run_once()
+    assert result.sent == 1 and result.retried == 0
+    worker.drain(2)
+    assert list(fake.counts_by_target().values()) == [1]
+    (row,) = outbox(app)
+    assert row.status == "sent" and row.attempts == 1
+
+
+def test_a_late_smart_robot_answer_answered_slowly_is_sent_once(wired):
+    app, worker, fake = wired
+    fake.fail("aibot/response", delay=1.5)
+    app.enqueue_response(f"{fake.base}/cgi-bin/aibot/response?response_code=r1", "答复", "li:m1")
+    assert worker.run_once().sent == 1
+    assert fake.counts_by_target() == {"response:r1": 1}
+
+
+def test_the_group_timeout_must_end_within_the_senders_lease():
+    from bot.config import Config
+
+    with pytest.raises(ValueError, match="group_timeout_seconds must be less than sender.lease_seconds"):
+        Config.model_validate({"wecom": {"group_timeout_seconds": 60}, "sender": {"lease_seconds": 60}})
 
 
 def test_a_permanent_error_fails_and_shows_in_the_outbox_listing(wired):
@@ -409,3 +440,85 @@ def test_quiet_hours_hold_pushes_but_never_replies(db_url, fake):
     finally:
         worker.stop()
         app.engine.dispose()
+
+
+# ---------------------------------------------------------------- only WeCom's errcode 0 is delivered
+
+
+@pytest.mark.parametrize("answer", ["<html><body>请先登录上网认证</body></html>", "OK", {"ok": 1}, {"errcode": "0"}],
+                         ids=["html page", "plain text", "json without errcode", "errcode a string"])
+@pytest.mark.parametrize("target", [Target("app", "li"), Target("appchat", "chat-jd"), Target("webhook", "key-xx")],
+                         ids=["app", "appchat", "robot"])
+def test_an_answer_that_is_not_wecoms_json_is_a_failure_retried_with_backoff(wired, answer, target):
+    """HTTP 200 with a proxy's or captive portal's page is not a delivery: the message stays
+    pending with the reason, is sent once the API answers again, and reaches the group once."""
+    app, worker, fake = wired
+    fake.fail({"app": "message/send", "appchat": "appchat/send", "webhook": "webhook/send"}[target.channel],
+              answer=answer)
+    push(app, target, key="a", markdown=target.channel != "app")
+    first = worker.run_once()
+    assert first.retried == 1 and first.sent == 0 and not fake.deliveries()
+    row = outbox(app)[0]
+    assert row.status == "pending" and "HTTP 200" in row.last_error and row.next_attempt_at > row.created_at
+    worker.drain(10)
+    assert len(fake.deliveries()) == 1 and outbox(app)[0].status == "sent"
+
+
+def test_a_send_never_answered_with_wecoms_json_is_listed_failed_after_max_attempts(db_url, fake):
+    from click.testing import CliRunner
+
+    from bot.cli import main
+    from bot.clock import SystemClock
+
+    app = Application(make_config(db_url, api_base=fake.base, sender={"max_attempts": 3}), clock=SystemClock())
+    app.migrate()
+    seed(app)
+    fake.fail("appchat/send", answer="<html>portal</html>", times=10)
+    push(app, Target("appchat", "chat-jd"), key="a")
+    worker = _worker(app)
+    try:
+        worker.drain(10)
+    finally:
+        worker.stop()
+    (row,) = outbox(app)
+    assert row.status == "failed" and row.attempts == 3 and "not WeCom's JSON" in row.last_error
+    config = app.config.model_dump(mode="json")
+    app.engine.dispose()
+    listing = CliRunner().invoke(main, ["outbox", "--config", _write_config(config)])
+    assert "[failed]" in listing.output and "not WeCom's JSON" in listing.output
+
+
+# ---------------------------------------------------------------- a failing message holds up no other
+
+
+def test_a_message_that_keeps_failing_does_not_hold_up_the_targets_later_messages(wired):
+    """Per-target order holds among messages that can be sent: one that keeps failing waits for
+    its own backoff while the group's later messages go out in order in the same pass."""
+    app, worker, fake = wired
+    fake.fail("webhook/send", http=500, times=100, match="坏消息")
+    push(app, Target("webhook", "key-xx"), key="bad", content="坏消息")
+    push(app, Target("webhook", "key-xx"), key="next1", content="第一条")
+    push(app, Target("webhook", "key-xx"), key="next2", content="第二条")
+    first = worker.run_once()
+    assert first.sent == 2 and first.retried == 1
+    sent = [d.body["markdown"]["content"] for d in fake.deliveries("webhook/send")]
+    assert "第一条" in sent[0] and "第二条" in sent[1]
+    by_key = {r.key: r for r in outbox(app)}
+    assert by_key["bad"].status == "pending" and "HTTP 500" in by_key["bad"].last_error
+
+
+def test_a_picture_that_cannot_be_built_fails_once_with_its_reason(wired):
+    app, worker, fake = wired
+    now = app.clock.now()
+    with app.session() as s:
+        from db import queries
+
+        queries.enqueue(s, "job:x:image", "webhook", "key-xx", "image",
+                        {"kind": "ranking_image", "month": "2026-13", "at": now.isoformat()}, now, "x.png")
+    push(app, Target("webhook", "key-xx"), key="after")
+    result = worker.run_once()
+    assert result.failed == 1 and result.sent == 1 and result.retried == 0
+    row = {r.key: r for r in outbox(app)}["job:x:image"]
+    assert row.status == "failed" and row.attempts == 1 and "cannot build the image" in row.last_error
+    worker.drain(2)
+    assert outbox(app)[0].attempts == 1 and len(fake.deliveries()) == 1

@@ -253,3 +253,28 @@ def test_answered_msgids_are_pruned_once_outside_the_replay_window(bot, clock):
                                  ts=str(int((start + timedelta(hours=20)).timestamp())))
     assert wecom.decrypt_reply(wecom.post_raw(body, params))["Content"] == recent
     assert count(app, Report) == 2
+
+
+@pytest.mark.parametrize("msg_id", [None, "", "<![CDATA[]]>", "1_000", "+5", "３"],
+                         ids=["missing", "empty", "empty CDATA", "underscore", "plus", "full-width digit"])
+def test_a_missing_empty_or_malformed_msgid_is_refused_and_never_answered_from_another(bot, msg_id):
+    """A text message's MsgId is what dedupe goes by: one that is missing or empty is not MsgId 0,
+    and "1_000" is not 1000; such a message is refused and stored nowhere, so a later message of
+    the same person is handled, not answered from the first one's record."""
+    app, wecom = bot
+    xml = text_xml("li", "汇报 T1 60% 第一条", "MSGID")
+    xml = xml.replace("<MsgId>MSGID</MsgId>", "" if msg_id is None else f"<MsgId>{msg_id}</MsgId>")
+    resp = wecom.post_raw(*wecom.encrypt(xml))
+    assert resp.status_code == 400 and "MsgId" in resp.text
+    assert count(app, Report) == 0 and count(app, ProcessedMessage) == 0
+    assert "70%" in wecom.say("li", "汇报 T1 70% 第二条", msg_id="1000")
+    assert count(app, Report) == 1
+
+
+def test_bad_requests_are_refused_with_one_log_line_and_no_traceback(bot, caplog):
+    _, wecom = bot
+    caplog.set_level("INFO")
+    resp = wecom.post_raw("<xml>" + "<a>" * 5000 + "</xml>", {"msg_signature": "x", "timestamp": "1", "nonce": "n"})
+    assert resp.status_code == 400
+    [line] = [r for r in caplog.records if r.name.startswith("duban")]
+    assert "refused" in line.getMessage() and "400" in line.getMessage() and line.exc_info is None

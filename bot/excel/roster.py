@@ -6,17 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from datetime import date, datetime
 from pathlib import Path
-from zipfile import BadZipFile
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.comments import Comment
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
 from sqlmodel import Session, select
 
 from bot.excel.cells import literal_row
+from bot.excel.limits import RosterFileError, open_workbook  # noqa: F401 (RosterFileError: callers import it from here)
 from bot.text import parse_date_text
 from db import queries
 from db.models import (
@@ -76,10 +75,6 @@ class ImportResult:
     voided: list[tuple[str, int, Any]] = field(default_factory=list)  # (sheet, row, the 作废 task or problem): left as is
     tasks: list[dict] = field(default_factory=list)  # with `unit`: the checked rows, for the difference
     problems: list[dict] = field(default_factory=list)
-
-
-class RosterFileError(Exception):
-    """The file is not a readable .xlsx workbook."""
 
 
 def write_template(path, rows: dict[str, list[list]] | None = None, notes: dict | None = None) -> None:
@@ -181,7 +176,7 @@ def _assign(obj, **values) -> bool:
 
 
 def import_roster(session: Session, path: str | Path, now: datetime, move: bool = False,
-                  unit: Unit | None = None) -> ImportResult:
+                  unit: Unit | None = None, max_mb: float = 10) -> ImportResult:
     """Validate every row first, listing every error of each row; write only when there is no error
     (the caller's transaction).
 
@@ -193,18 +188,19 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
     way for that unit alone. Only 任务清单 and 问题清单 are read; every row must name that unit; a
     blank 编号 is a new row, a code the unit does not have is an error; a stored task with reports
     (or a problem being rectified) that the file leaves out is an error. Nothing is written:
-    result.tasks and result.problems hold the checked rows."""
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, BadZipFile, KeyError, OSError) as exc:
-        raise RosterFileError(str(exc)) from None
+    result.tasks and result.problems hold the checked rows.
+
+    A file over `max_mb`, over the limits of bot/excel/limits.py, or unreadable: RosterFileError."""
+    wb = open_workbook(path, max_mb)
     result = ImportResult()
     wanted = SHEETS if unit is None else LIST_SHEETS
     result.ignored = [name for name in wb.sheetnames if name not in wanted]
-    sheets = {name: _rows(wb, name, result) if name in wanted else [] for name in SHEETS}
-    if unit is not None and "问题清单" not in wb.sheetnames:
-        result.errors.append(RowError("问题清单", 0, "missing_sheet"))
-    wb.close()
+    try:
+        sheets = {name: _rows(wb, name, result) if name in wanted else [] for name in SHEETS}
+        if unit is not None and "问题清单" not in wb.sheetnames:
+            result.errors.append(RowError("问题清单", 0, "missing_sheet"))
+    finally:
+        wb.close()
     if result.errors:  # a missing sheet or column: the rows' own errors would only be noise
         return _sorted(result)
     err = result.errors.append

@@ -10,8 +10,9 @@ WeCom's developer documentation (智能机器人 → 回调和回复的加解密
 - The passive answer is encrypted JSON {"encrypt", "msgsignature", "timestamp", "nonce"}; its
   plaintext here is a finished stream message with markdown (or, for enter_chat, a text message).
 
-Order on POST, as for the app: size limit and read deadline -> parse the envelope -> signature ->
-decrypt -> timestamp within the replay window -> parse the message (msgid a string of at most 64
+Order on POST, as for the app (bot/wecom/guard.py): size limit and read deadline -> signature over
+the envelope's encrypt field (found before the body is parsed) -> parse the envelope (JSON of bounded
+depth) -> decrypt -> timestamp within the replay window -> parse the message (msgid a string of at most 64
 characters) -> handle through the same writer, dedupe, handlers and templates as the app's 1:1
 chat. Anything that fails before "handle" is answered with a 4xx and leaves nothing behind.
 
@@ -21,20 +22,19 @@ and sent through the message's response_url once ready (outbox channel "response
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
 import secrets
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from wechatpy.crypto import _get_signature
 from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
-from wechatpy.enterprise.exceptions import InvalidCorpIdException
 
 from bot.app import Application
-from bot.wecom.callback import BODY_TIMEOUT, fresh, read_body, signed_params
+from bot.wecom.guard import (BODY_TIMEOUT, Refused, open_envelope, parse_json, read_body, refusal, signed_params,
+                             verified_echo)
 from bot.writer import MessageWriter
 
 log = logging.getLogger("duban.aibot")
@@ -63,70 +63,27 @@ class AibotCallback:
         self.crypto = PrpCrypto(WeChatCrypto(cfg.token, cfg.encoding_aes_key, RECEIVE_ID).key)
         self._late: set[asyncio.Task] = set()  # answers on their way to a response_url
 
-    def _signed(self, sig: str, ts: str, nonce: str, encrypted: str) -> bool:
-        return hmac.compare_digest(_get_signature(self.token, ts, nonce, encrypted), sig)
-
     async def verify_url(self, request: Request) -> Response:
-        params = signed_params(request)
-        echostr = request.query_params.get("echostr", "")
-        if params is None or not echostr:
-            return PlainTextResponse("missing parameters", status_code=400)
-        sig, ts, nonce = params
-        if not self._signed(sig, ts, nonce, echostr):
-            return PlainTextResponse("invalid signature", status_code=403)
         try:
-            echo = self.crypto.decrypt(echostr, RECEIVE_ID)
-        except Exception:  # undecryptable, or another receive id
-            return PlainTextResponse("invalid echostr", status_code=400)
-        if not fresh(self.app, ts):
-            return PlainTextResponse("timestamp outside the replay window", status_code=403)
+            echo = verified_echo(self.app, request, self.token, self.crypto, RECEIVE_ID)
+        except Refused as refused:
+            return refusal(request, refused)
         return Response(echo, media_type="text/plain")
 
     async def receive(self, request: Request) -> Response:
-        params = signed_params(request)
-        if params is None:
-            return PlainTextResponse("missing parameters", status_code=400)
-        body = await read_body(request, self.body_timeout)
-        if isinstance(body, Response):
-            return body
-        sig, ts, nonce = params
         try:
-            envelope = json.loads(body)
-            encrypted = envelope["encrypt"]
-            if not isinstance(encrypted, str) or not encrypted:
-                raise ValueError("no encrypt field")
-        except (ValueError, KeyError, TypeError):
-            return PlainTextResponse("malformed body", status_code=400)
-        if not self._signed(sig, ts, nonce, encrypted):
-            return PlainTextResponse("invalid signature", status_code=403)
-        try:
-            plain = self.crypto.decrypt(encrypted, RECEIVE_ID)
-        except InvalidCorpIdException:
-            return PlainTextResponse("wrong receive id", status_code=400)
-        except Exception:
-            return PlainTextResponse("undecryptable body", status_code=400)
-        if not fresh(self.app, ts):
-            return PlainTextResponse("timestamp outside the replay window", status_code=403)
-        try:
-            msg = json.loads(plain)
-            if not isinstance(msg, dict):
-                raise ValueError("not an object")
-            msg_id, userid = msg.get("msgid"), (msg.get("from") or {}).get("userid")
-            group = msg.get("chattype") == "group"
-            chat = msg.get("chatid") if group else ""
-        except (ValueError, TypeError, AttributeError):
-            return PlainTextResponse("malformed message", status_code=400)
-        for name, value in (("msgid", msg_id), ("from.userid", userid), ("chatid", chat)):
-            if not isinstance(value, str) or len(value) > MAX_ID or (not value and name != "chatid"):
-                return PlainTextResponse(f"{name} is not a string of 1 to {MAX_ID} characters", status_code=400)
-        if group and not chat:
-            return PlainTextResponse("a group message without chatid", status_code=400)
-
+            sig, ts, nonce = signed_params(request)
+            body = await read_body(request, self.body_timeout)
+            plain = open_envelope(self.app, body, "json", self.token, self.crypto, RECEIVE_ID, sig, ts, nonce)
+            msg, msg_id, userid, chat = _message(plain)
+        except Refused as refused:
+            return refusal(request, refused)
+        group = bool(chat)
         msgtype = msg.get("msgtype")
         if msgtype == "text":
             content = (msg.get("text") or {}).get("content") if isinstance(msg.get("text"), dict) else None
             if not isinstance(content, str):
-                return PlainTextResponse("malformed message", status_code=400)
+                return refusal(request, Refused(400, "malformed message"))
             url = msg.get("response_url")
             reply = await self._answer(userid, strip_mentions(content), msg_id, chat,
                                        url if isinstance(url, str) else "")
@@ -134,7 +91,7 @@ class AibotCallback:
             event = msg.get("event") if isinstance(msg.get("event"), dict) else {}
             if event.get("eventtype") != "enter_chat" or group:
                 return Response("", media_type="text/plain")  # nothing to say to the others
-            return await self._welcome(userid)
+            return await self._welcome(userid, nonce)
         elif msgtype == "stream":
             return Response("", media_type="text/plain")  # every stream here is finished at once
         else:
@@ -142,7 +99,7 @@ class AibotCallback:
         if not reply:
             return Response("", media_type="text/plain")
         stream = {"id": secrets.token_hex(8), "finish": True, "content": reply}
-        return self._encrypted({"msgtype": "stream", "stream": stream})
+        return self._encrypted({"msgtype": "stream", "stream": stream}, nonce)
 
     async def _answer(self, userid: str, text: str, msg_id: str, chat: str, url: str) -> str:
         """The reply, if the writer has it within reply_timeout; else a short note now, and the
@@ -170,7 +127,7 @@ class AibotCallback:
             return
         await asyncio.to_thread(self.app.enqueue_response, url, reply, f"{userid}:{msg_id}")
 
-    async def _welcome(self, userid: str) -> Response:
+    async def _welcome(self, userid: str, nonce: str) -> Response:
         """enter_chat: a short welcome and 帮助, at most once a day a person."""
         day = self.app.clock.now().astimezone(self.app.tz).date().isoformat()
         try:
@@ -181,11 +138,32 @@ class AibotCallback:
         if not reply:
             return Response("", media_type="text/plain")
         content = f"{self.app.renderer.render('aibot_welcome')}\n{reply}"
-        return self._encrypted({"msgtype": "text", "text": {"content": content}})
+        return self._encrypted({"msgtype": "text", "text": {"content": content}}, nonce)
 
-    def _encrypted(self, answer: dict) -> Response:
+    def _encrypted(self, answer: dict, nonce: str) -> Response:
+        """The passive reply's envelope, signed with the callback URL's `nonce` (WeCom's smart-robot
+        docs, 加密与被动回复: the reply carries the nonce of the request it answers)."""
         plain = json.dumps(answer, ensure_ascii=False)
         encrypted = self.crypto.encrypt(plain, RECEIVE_ID).decode()
-        ts, nonce = str(int(self.app.clock.now().timestamp())), secrets.token_hex(8)
+        ts = str(int(self.app.clock.now().timestamp()))
         return JSONResponse({"encrypt": encrypted, "msgsignature": _get_signature(self.token, ts, nonce, encrypted),
                              "timestamp": ts, "nonce": nonce})
+
+
+def _message(plain: str) -> tuple[dict, str, str, str]:
+    """The decrypted message with its msgid, sender and chatid ("" for 1:1); Refused if malformed."""
+    try:
+        msg = parse_json(plain)
+        if not isinstance(msg, dict):
+            raise ValueError("not an object")
+        msg_id, userid = msg.get("msgid"), (msg.get("from") or {}).get("userid")
+        group = msg.get("chattype") == "group"
+        chat = msg.get("chatid") if group else ""
+    except (ValueError, TypeError, AttributeError):
+        raise Refused(400, "malformed message") from None
+    for name, value in (("msgid", msg_id), ("from.userid", userid), ("chatid", chat)):
+        if not isinstance(value, str) or len(value) > MAX_ID or (not value and name != "chatid"):
+            raise Refused(400, f"{name} is not a string of 1 to {MAX_ID} characters")
+    if group and not chat:
+        raise Refused(400, "a group message without chatid")
+    return msg, msg_id, userid, chat

@@ -98,6 +98,7 @@ class DubanWeChatClient(WeChatClient):
         # media/get answers with the file itself: only a JSON answer there is WeCom's own (an error)
         if url and url.endswith("/media/get") and not _json_answer(res):
             return res
+        wecom_answer(res, urlsplit(url or "").path.rsplit("/cgi-bin/", 1)[-1])  # wechatpy takes any other as done
         return super()._handle_result(res, method, url, result_processor, **kwargs)
 
     def fetch_access_token(self):
@@ -109,18 +110,31 @@ class DubanWeChatClient(WeChatClient):
             raise SendError(f"gettoken {describe_request_error(exc, url)}", retryable=True) from None
         if res.status_code >= 400:
             raise SendError(f"gettoken HTTP {res.status_code}", retryable=True)
-        try:
-            result = res.json()
-        except ValueError:
-            raise SendError(f"gettoken HTTP {res.status_code}: not JSON", retryable=True) from None
-        code = result.get("errcode", 0)
+        result = wecom_answer(res, "gettoken")
+        code = result["errcode"]
         if code != 0:
             # -1 (busy) and the rate limits pass; a wrong corp id or secret does not
             raise SendError(f"gettoken errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS)
+        if not isinstance(result.get("access_token"), str):
+            raise SendError("gettoken HTTP 200: no access_token", retryable=True)
         expires_in = int(result.get("expires_in", 7200))
         self.session.set(self.access_token_key, result["access_token"], expires_in)
         self.expires_at = int(time.time()) + expires_in
         return result
+
+
+def wecom_answer(res: requests.Response, what: str) -> dict:
+    """WeCom's JSON answer: an object with an integer errcode. Anything else (an HTML page from a
+    proxy or a captive portal, other text, JSON without errcode) is no sign that WeCom did anything:
+    SendError, retried with backoff."""
+    try:
+        result = res.json()
+    except ValueError:
+        result = None
+    if not isinstance(result, dict) or type(result.get("errcode")) is not int:
+        kind = "JSON without errcode" if isinstance(result, dict) else "not WeCom's JSON"
+        raise SendError(f"{what} HTTP {res.status_code}: {kind}", retryable=True)
+    return result
 
 
 def _json_answer(res: requests.Response) -> bool:
@@ -198,23 +212,28 @@ class WeComTransport:
         finally:
             res.close()
 
+    @property
+    def group_timeout(self) -> tuple[float, float]:
+        """(connect, read) timeouts of a send WeCom does not deduplicate (app chats, robots,
+        response_urls): a connection not made was never sent, but an answer not yet read may be
+        of a send WeCom carried out, so it is waited for (wecom.group_timeout_seconds) rather than
+        sent again."""
+        return self.cfg.timeout_seconds, max(self.cfg.group_timeout_seconds, self.cfg.timeout_seconds)
+
     def _webhook(self, path: str, key: str, params: dict | None = None, **kwargs) -> dict:
         url = f"{self.cfg.api_base}/cgi-bin/webhook/{path}"
         return self._post(url, params={"key": key, **(params or {})}, **kwargs)
 
-    def _post(self, url: str, **kwargs) -> dict:
+    def _post(self, url: str, timeout: float | tuple[float, float] | None = None, **kwargs) -> dict:
         """A plain HTTP POST to WeCom that answers {"errcode": ...} (group robots, response_url)."""
         try:
-            res = self.http.post(url, timeout=self.cfg.timeout_seconds, **kwargs)
+            res = self.http.post(url, timeout=timeout or self.cfg.timeout_seconds, **kwargs)
         except requests.RequestException as exc:
             raise SendError(describe_request_error(exc, url), retryable=True) from None
         if res.status_code >= 500 or res.status_code == 429:
             raise SendError(f"HTTP {res.status_code}", retryable=True)
-        try:
-            result = res.json()
-        except ValueError:
-            raise SendError(f"HTTP {res.status_code}: not JSON", retryable=res.status_code >= 500) from None
-        code = result.get("errcode", 0)
+        result = wecom_answer(res, urlsplit(url).path.rsplit("/cgi-bin/", 1)[-1])
+        code = result["errcode"]
         if code != 0:
             raise SendError(f"errcode {code}: {result.get('errmsg')}", retryable=code in RETRYABLE_ERRORS,
                             rate_limited=code in RATE_LIMITED)
@@ -231,14 +250,14 @@ class WeComTransport:
         elif msgtype == "image":
             payload = self._image(row, attachment)
         if row.channel == "webhook":
-            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload})
+            self._webhook("send", row.target, json={"msgtype": msgtype, msgtype: payload}, timeout=self.group_timeout)
         elif row.channel == "response_url":  # the smart robot's answer to one message, from its callback
             if msgtype == "file":
                 raise SendError("a response_url takes no files", retryable=False)
-            self._post(row.target, json={"msgtype": msgtype, msgtype: payload})
+            self._post(row.target, json={"msgtype": msgtype, msgtype: payload}, timeout=self.group_timeout)
         elif row.channel == "appchat":
             data = {"chatid": row.target, "msgtype": msgtype, msgtype: payload, "safe": 0}
-            self._api(lambda: self.client.post("appchat/send", data=data))
+            self._api(lambda: self.client.post("appchat/send", data=data, timeout=self.group_timeout))
         elif row.channel == "app":
             msg = {"msgtype": msgtype, msgtype: payload, "enable_duplicate_check": 1,
                    "duplicate_check_interval": 1800}
@@ -290,4 +309,6 @@ class WeComTransport:
             result = self._webhook("upload_media", row.target, params={"type": kind}, files=files)
         else:
             result = self._api(lambda: self.client.post("media/upload", params={"type": kind}, files=files))
+        if not isinstance(result.get("media_id"), str) or not result["media_id"]:
+            raise SendError(f"upload of {kind} answered without media_id", retryable=True)
         return result["media_id"]

@@ -1,9 +1,11 @@
 """The WeCom callback: verify, decrypt, parse, dedupe, dispatch, and answer with an encrypted passive reply.
 
-Order on POST: size limit and read timeout -> parse the outer envelope (entities refused) -> check
-the signature -> decrypt -> timestamp within the replay window -> parse the inner message, its
-MsgId a 64-bit integer -> handle (dedupe by sender and MsgId, in the writer). Anything that fails
-before "handle" is answered with a 4xx and leaves nothing behind.
+Order on POST: size limit and read timeout -> the signature over the envelope's Encrypt element
+(found before the body is parsed) -> parse the envelope (entities refused) -> decrypt -> timestamp
+within the replay window -> parse the inner message, its MsgId a 64-bit integer -> handle (dedupe by
+sender and MsgId, in the writer). Anything that fails before "handle" is answered with a 4xx and one
+log line, and leaves nothing behind. The checks both callback paths share (this one and the smart
+robot's, bot/wecom/aibot.py) are in bot/wecom/guard.py.
 
 Slow clients: a request's headers must arrive within HEADER_TIMEOUT and its body within
 BODY_TIMEOUT, and at most MAX_CONNECTIONS connections are served at once (beyond, 503), so
@@ -11,10 +13,10 @@ half-sent requests cannot hold the server's connections (server_options(), for u
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import hashlib
 import logging
+import re
 import secrets
 from contextlib import asynccontextmanager
 from xml.parsers.expat import ExpatError
@@ -27,55 +29,23 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from wechatpy.enterprise import parse_message
-from wechatpy.enterprise.crypto import WeChatCrypto
+from wechatpy.enterprise.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.enterprise.replies import TextReply
-from wechatpy.enterprise.exceptions import InvalidCorpIdException
-from wechatpy.exceptions import InvalidSignatureException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bot.app import Application
+from bot.wecom.aibot import REPLY_SECONDS, AibotCallback
+from bot.wecom.guard import BODY_TIMEOUT, Refused, open_envelope, read_body, refusal, signed_params, verified_echo
 from bot.wecom.sender import OutboxWorker
 from bot.writer import MessageWriter
 from db.session import check_database
 
 log = logging.getLogger("duban.wire")
 
-MAX_BODY = 64 * 1024  # WeCom callbacks are a few KB; anything larger is refused unread
 HEADER_TIMEOUT = 10.0  # seconds; WeCom sends a whole callback in well under one
-BODY_TIMEOUT = 10.0
 MAX_CONNECTIONS = 500
 MAX_MSG_ID = 2 ** 64  # WeCom's MsgId is an unsigned 64-bit integer
-
-
-def signed_params(request: Request) -> tuple[str, str, str] | None:
-    q = request.query_params
-    sig, ts, nonce = q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", "")
-    return (sig, ts, nonce) if sig and ts and nonce else None
-
-
-async def read_body(request: Request, timeout: float) -> bytes | Response:
-    """The request's body, or the 4xx that refuses it: larger than MAX_BODY, or slower than `timeout`."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY:
-        return PlainTextResponse("body too large", status_code=413)
-    body = b""
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY:
-                    return PlainTextResponse("body too large", status_code=413)
-    except TimeoutError:
-        return PlainTextResponse("body too slow", status_code=408, headers={"Connection": "close"})
-    return body
-
-
-def fresh(app: Application, ts: str) -> bool:
-    """Whether WeCom's timestamp lies within server.max_clock_skew of now (a replay does not)."""
-    try:
-        return abs(app.clock.now().timestamp() - int(ts)) <= app.config.server.max_clock_skew.total_seconds()
-    except ValueError:
-        return False
+_MSG_ID = re.compile(r"[0-9]{1,20}")
 
 
 class Callback:
@@ -84,79 +54,39 @@ class Callback:
         self.writer = writer
         self.body_timeout = body_timeout
         wc = app.config.wecom
+        self.token, self.corp_id = wc.token, wc.corp_id
         self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
+        self.prp = PrpCrypto(self.crypto.key) if self.crypto is not None else None
 
     async def verify_url(self, request: Request) -> Response:
-        params = signed_params(request)
-        echostr = request.query_params.get("echostr", "")
         if self.crypto is None:
             return PlainTextResponse("console mode: no WeCom credentials configured", status_code=503)
-        if params is None or not echostr:
-            return PlainTextResponse("missing parameters", status_code=400)
-        sig, ts, nonce = params
         try:
-            echo = self.crypto.check_signature(sig, ts, nonce, echostr)
-        except InvalidSignatureException:
-            return PlainTextResponse("invalid signature", status_code=403)
-        except Exception:  # undecryptable echostr
-            return PlainTextResponse("invalid echostr", status_code=400)
-        if not fresh(self.app, ts):
-            return PlainTextResponse("timestamp outside the replay window", status_code=403)
-        body = echo.decode() if isinstance(echo, bytes) else echo
-        return Response(body, media_type="text/plain")
+            echo = verified_echo(self.app, request, self.token, self.prp, self.corp_id)
+        except Refused as refused:
+            return refusal(request, refused)
+        return Response(echo, media_type="text/plain")
 
     async def receive(self, request: Request) -> Response:
         if self.crypto is None:
             return PlainTextResponse("console mode: no WeCom credentials configured", status_code=503)
-        params = signed_params(request)
-        if params is None:
-            return PlainTextResponse("missing parameters", status_code=400)
-        body = await read_body(request, self.body_timeout)
-        if isinstance(body, Response):
-            return body
-        sig, ts, nonce = params
         try:
-            envelope = xmltodict.parse(body, disable_entities=True)["xml"]
-            if not isinstance(envelope, dict) or not isinstance(envelope.get("Encrypt"), str):
-                raise ValueError("no Encrypt element")
-        except (ExpatError, ValueError, KeyError, TypeError):
-            return PlainTextResponse("malformed body", status_code=400)
-        try:
-            plain = self.crypto.decrypt_message(envelope, sig, ts, nonce)
-        except InvalidSignatureException:
-            return PlainTextResponse("invalid signature", status_code=403)
-        except InvalidCorpIdException:
-            return PlainTextResponse("wrong receive id", status_code=400)
-        except Exception:
-            return PlainTextResponse("undecryptable body", status_code=400)
-        if not fresh(self.app, ts):
-            return PlainTextResponse("timestamp outside the replay window", status_code=403)
-        try:
-            msg = parse_message(plain)
-        except Exception:
-            return PlainTextResponse("malformed message", status_code=400)
-        if msg is None:
-            return PlainTextResponse("malformed message", status_code=400)
+            sig, ts, nonce = signed_params(request)
+            body = await read_body(request, self.body_timeout)
+            plain = open_envelope(self.app, body, "xml", self.token, self.prp, self.corp_id, sig, ts, nonce)
+            msg, kind, msg_id = _message(plain)
+        except Refused as refused:
+            return refusal(request, refused)
 
         # A self-built app receives text, image, voice, video, location and link messages; a picture is
         # evidence (bot/evidence.py), recorded now and fetched by its MediaId afterwards. A file message
         # (MsgType file with a MediaId; wechatpy does not know it) is taken the same way: from a unit's
         # 负责人 it is the unit's lists (handlers/lists.py).
-        kind = msg.type
-        if kind == "unknown":
-            kind = _raw_type(plain)
         if kind in ("text", "image", "file"):
-            try:
-                msg_id = int(msg.id)
-            except (TypeError, ValueError):
-                msg_id = -1
-            if not 0 <= msg_id < MAX_MSG_ID:
-                return PlainTextResponse("MsgId is not a 64-bit integer", status_code=400)
-            msg_id = str(msg_id)
             media_id = msg.media_id if kind == "image" else _raw_media_id(plain) if kind == "file" else ""
             media = (kind, media_id) if kind != "text" else None
             if media is not None and not media_id:
-                return PlainTextResponse(f"{kind} without MediaId", status_code=400)
+                return refusal(request, Refused(400, f"{kind} without MediaId"))
             text = "" if media else msg.content or ""
             try:
                 reply_text = await self.writer.handle(msg.source, text, msg_id, media=media)
@@ -227,6 +157,24 @@ def _raw_media_id(plain) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _message(plain: str):
+    """The decrypted message, its kind and, for a text, picture or file message, its MsgId (digits of
+    a 64-bit integer; dedupe is by it, so one missing, empty or malformed is refused, never taken as 0)."""
+    try:
+        msg = parse_message(plain)
+    except Exception:
+        msg = None
+    if msg is None:
+        raise Refused(400, "malformed message")
+    kind = _raw_type(plain) if msg.type == "unknown" else msg.type
+    if kind not in ("text", "image", "file"):
+        return msg, kind, ""
+    raw = msg._data.get("MsgId")  # read before msg.id, which turns a missing or empty MsgId into 0
+    if not isinstance(raw, str) or not _MSG_ID.fullmatch(raw) or int(raw) >= MAX_MSG_ID:
+        raise Refused(400, "MsgId is not a 64-bit integer")
+    return msg, kind, str(int(raw))
+
+
 class _TimedHttp(HttpToolsProtocol):
     """uvicorn's HTTP protocol with a deadline for each request's headers, which uvicorn lacks: a
     connection that sends its headers slowly, or nothing at all, is closed when it runs out."""
@@ -281,8 +229,6 @@ def build_asgi(app: Application, worker: OutboxWorker | None = None, body_timeou
     /healthz (which also watches `worker`, the outbox sender running in this process, if given)
     and, unless [web] enabled = false, the pages under /web/ (bot/web).
     `aibot_reply_timeout`: how long the smart robot's passive reply waits for the answer."""
-    from bot.wecom.aibot import REPLY_SECONDS, AibotCallback  # it builds on this module's helpers
-
     writer = MessageWriter(app)
     cb = Callback(app, writer, body_timeout)
     path = app.config.server.callback_path

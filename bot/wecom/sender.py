@@ -3,7 +3,11 @@
 Every message is in the outbox table before it is sent. The worker claims a row (a conditional
 UPDATE, safe across replicas), sends it, and marks it sent; a crash leaves the row claimed with
 a lease that runs out, after which another pass sends it. Messages to the same target go out in
-outbox order, one at a time; different targets are sent in parallel.
+outbox order, one at a time; different targets are sent in parallel. The order is kept among
+messages that can be sent: one that fails is tried again after its own backoff while the target's
+later messages go on (only a target that is rate limited, or whose message another sender holds,
+waits as a whole). A file or picture that cannot be built fails at once with the reason; only
+the database being away while building is tried again.
 
 The WeCom API client itself is in bot/wecom/api.py.
 
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from bot import cards
@@ -35,6 +40,9 @@ from db.models import Outbox
 from db.session import session_scope
 
 log = logging.getLogger("duban.sender")
+
+
+SENT, FAILED, BLOCKED = "sent", "failed", "blocked"  # what one send did (OutboxWorker._send_one)
 
 
 def why_waiting(row: Outbox, now: datetime, cfg: SenderConfig, tz) -> tuple[str, datetime | None]:
@@ -154,10 +162,10 @@ class OutboxWorker:
     def _send_target(self, rows: list[Outbox]) -> PassResult:
         result = PassResult()  # one per thread; run_once adds them up
         for row in rows:
-            sent = self._send_one(row, result)
+            outcome = self._send_one(row, result)
             self._progress = time.monotonic()
-            if not sent:
-                break  # keep this target's order: later messages wait for this one
+            if outcome == BLOCKED:
+                break  # the target waits as a whole (rate limit, or a row another sender holds)
         return result
 
     def stalled_for(self) -> float | None:
@@ -169,7 +177,9 @@ class OutboxWorker:
             return float("inf")
         return time.monotonic() - self._progress
 
-    def _send_one(self, row: Outbox, result: PassResult) -> bool:
+    def _send_one(self, row: Outbox, result: PassResult) -> str:
+        """SENT, FAILED (tried again after its backoff; the target's later messages go on) or
+        BLOCKED (the target's later messages wait too)."""
         now = self.clock.now()
         if row.channel == "webhook":
             wait = self.limiter.wait_time(row.target)
@@ -180,17 +190,12 @@ class OutboxWorker:
                         obj.next_attempt_at = now + timedelta(seconds=wait)
                         s.add(obj)
                 result.deferred += 1
-                return False
+                return BLOCKED
         with session_scope(self.engine) as s:
             if not queries.claim_outbox(s, row.id, now, timedelta(seconds=self.cfg.lease_seconds)):
-                return False
-        attachment = None
+                return BLOCKED
         try:
-            if row.msgtype in ("file", "image"):
-                if self.file_source is None:
-                    raise SendError("no file generator configured", retryable=False)
-                with Session(self.engine) as s:
-                    attachment = self.file_source(s, row)
+            attachment = self._build(row) if row.msgtype in ("file", "image") else None
             if row.channel == "webhook":
                 self.limiter.record(row.target)
             if row.msgtype == "card_update":
@@ -198,11 +203,11 @@ class OutboxWorker:
             answer = self.transport.send(row, attachment)
         except SendError as exc:
             self._failed(row, str(exc), exc.retryable, result, exc.rate_limited)
-            return False
+            return BLOCKED if exc.rate_limited else FAILED
         except Exception as exc:  # a bug or an unexpected answer: keep the message, retry later
             log.exception("sending outbox %s %s", row.id, row.key)
             self._failed(row, f"{type(exc).__name__}: {exc}", True, result)
-            return False
+            return FAILED
         with session_scope(self.engine) as s:
             obj = s.get(Outbox, row.id)
             obj.status, obj.sent_at, obj.lease_until, obj.last_error = "sent", self.clock.now(), None, ""
@@ -211,7 +216,22 @@ class OutboxWorker:
                 queries.card_sent(s, json.loads(row.payload)["card"]["task_id"], answer.get("response_code", ""),
                                   obj.sent_at)
         result.sent += 1
-        return True
+        return SENT
+
+    def _build(self, row: Outbox) -> bytes:
+        """A file or picture message's bytes, built now. One that cannot be built (a bug, data it
+        cannot draw) is SendError, not retryable: it fails once with the reason instead of being
+        retried max_attempts times; the database failing meanwhile is retried."""
+        if self.file_source is None:
+            raise SendError("no file generator configured", retryable=False)
+        try:
+            with Session(self.engine) as s:
+                return self.file_source(s, row)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            log.exception("building outbox %s %s", row.id, row.key)
+            raise SendError(f"cannot build the {row.msgtype}: {type(exc).__name__}: {exc}", retryable=False) from None
 
     def _with_response_code(self, row: Outbox) -> Outbox:
         """An update of a decision card carries the response_code the card's own sending got; the
