@@ -40,11 +40,12 @@ class RosterFileError(Exception):
         self.kind, self.data = kind, data
 
 
-def open_workbook(path: str | Path, max_mb: float) -> "LimitedWorkbook":
-    path = Path(path)
+def open_workbook(path, max_mb: float) -> "LimitedWorkbook":
+    """`path`: a file's path, or a binary file object (a unit's lists as sent)."""
+    path = path if hasattr(path, "read") else Path(path)
     limit = int(max_mb * 1024 * 1024)
     try:
-        size = path.stat().st_size
+        size = path.seek(0, 2) if hasattr(path, "read") else path.stat().st_size
     except OSError as exc:
         raise RosterFileError(str(exc)) from None
     if size > limit:
