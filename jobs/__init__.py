@@ -221,11 +221,12 @@ class JobQueue:
 
     def prune(self) -> int:
         """Forget answers to MsgIds older than the replay window and a margin: the wire refuses such
-        a message anyway, and the table would otherwise grow forever; and pictures nobody said 附件
-        for. Runs daily."""
+        a message anyway, and the table would otherwise grow forever; pictures nobody said 附件
+        for; expired web sessions. Runs daily."""
         before = self.app.clock.now() - self.app.config.server.max_clock_skew - self.PRUNE_MARGIN
         with self.app.session() as s:
             queries.prune_held(s, before)  # long past their ten minutes
+            queries.prune_web(s, self.app.clock.now())  # expired sessions and sign-in links
             return queries.prune_processed(s, before)
 
     def calendar_gaps(self, upcoming: bool = True) -> list[int]:

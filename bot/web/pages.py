@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from bot.campaign import months, release, scoring
 from db import queries
-from db.models import PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
+from db.models import MAX_ID, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, Member, RankingRelease, Unit
 from db.month import Month
 
 JOB_LABELS = {
@@ -38,6 +38,7 @@ class Viewer:
     member: Member
     unit: Unit
     units: frozenset[int] = field(default_factory=frozenset)  # a 分管领导's units
+    csrf: str = ""  # the session's token, which its forms carry
 
     @property
     def admin(self) -> bool:
@@ -54,6 +55,14 @@ def viewer(s: Session, userid: str) -> Viewer | None:
     if not found:
         return None
     return Viewer(found.member, found.unit, frozenset(queries.overseen_units(s, found.member)))
+
+
+def signed_in(s: Session, token_hash: str, now: datetime) -> Viewer | None:
+    """The viewer of a session (one query by its key; a 分管领导's units are a second), or None."""
+    found = queries.signed_in(s, token_hash, now)
+    if not found:
+        return None
+    return Viewer(found.member, found.unit, frozenset(queries.overseen_units(s, found.member)), found.csrf)
 
 
 def this_month(app, now: datetime) -> Month:
@@ -139,7 +148,7 @@ def overview(s: Session, app, who: Viewer, now: datetime, rankings: Rankings) ->
 
 
 def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime) -> dict:
-    if not who.sees_unit(unit_id):
+    if not 0 < unit_id <= MAX_ID or not who.sees_unit(unit_id):
         raise NotVisible(unit_id)
     unit = s.get(Unit, unit_id)
     if unit is None:
