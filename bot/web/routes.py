@@ -157,7 +157,7 @@ def build_web(app: Application, writer) -> Starlette:
         return endpoint
 
     def csrf_ok(who: pages.Viewer, form) -> bool:
-        return bool(who.csrf) and secrets.compare_digest(str(form.get("csrf", "")), who.csrf)
+        return bool(who.csrf) and secrets.compare_digest(str(form.get("csrf", "")).encode(), who.csrf.encode())
 
     # ------------------------------------------------------------ pages
 
