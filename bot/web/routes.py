@@ -18,6 +18,8 @@ import secrets
 from urllib.parse import urlencode
 
 import anyio.to_thread
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlmodel import Session
 from starlette.applications import Starlette
@@ -34,6 +36,7 @@ from bot.web.chart import line_chart
 from bot.web.table import ranking_rows
 from db import queries
 from db.models import MAX_ID
+from db.session import DatabaseBusy, outage, unavailable
 
 log = logging.getLogger("duban.web")
 
@@ -151,10 +154,22 @@ def build_web(app: Application, writer) -> Starlette:
             if isinstance(who, Response):
                 return who
             try:
-                return fn(request, who)
+                resp = fn(request, who)
             except pages.NotVisible:
-                return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+                resp = message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+            outage(app.engine).ok()
+            return resp
         return endpoint
+
+    def away(request: Request, exc: Exception) -> Response:
+        """The database is unreachable or did not answer in time: a short page, no traceback (the
+        outage is logged once, when it starts)."""
+        if not unavailable(exc):
+            raise exc
+        outage(app.engine).failed(exc)
+        resp = message(request, 503, "暂时无法访问", "系统暂时连不上数据库，请稍后刷新重试。")
+        resp.headers["Retry-After"] = "30"
+        return resp
 
     def csrf_ok(who: pages.Viewer, form) -> bool:
         return bool(who.csrf) and secrets.compare_digest(str(form.get("csrf", "")).encode(), who.csrf.encode())
@@ -208,8 +223,9 @@ def build_web(app: Application, writer) -> Starlette:
         line = f"汇报 {code} {pct}{'%' if pct else ''} {text}"
         try:
             reply = await writer.handle(who.member.userid, line, f"web:{nonce}")
-        except Exception:
-            log.exception("web report from %s failed", who.member.userid)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("web report from %s failed", who.member.userid)
             reply = app.renderer.render("server_error")
         return await anyio.to_thread.run_sync(
             lambda: me_html(request, who, reply, task=code, percent=pct, text=text))
@@ -266,8 +282,9 @@ def build_web(app: Application, writer) -> Starlette:
         try:
             request.session["notice"] = await writer.handle(who.member.userid, line,
                                                             f"web:{secrets.token_hex(12)}")
-        except Exception:
-            log.exception("web ranking action from %s failed", who.member.userid)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("web ranking action from %s failed", who.member.userid)
             request.session["notice"] = app.renderer.render("server_error")
         return RedirectResponse("/web/admin", status_code=303)
 
@@ -306,4 +323,5 @@ def build_web(app: Application, writer) -> Starlette:
     middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="duban_session",
                              max_age=int(cfg.session_hours * 3600), path="/web", same_site="lax",
                              https_only=https)]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={kind: away for kind in (DBAPIError, SATimeoutError, DatabaseBusy)})

@@ -3,7 +3,9 @@
 Order on POST: size limit and read timeout -> parse the outer envelope (entities refused) -> check
 the signature -> decrypt -> timestamp within the replay window -> parse the inner message, its
 MsgId a 64-bit integer -> handle (dedupe by sender and MsgId, in the writer). Anything that fails
-before "handle" is answered with a 4xx and leaves nothing behind.
+before "handle" is answered with a 4xx and leaves nothing behind. A reply not ready within
+REPLY_DEADLINE (the database slow or away) is answered with a short "已收到" and follows as an app
+message once handled; WeCom's retry of it is answered from the stored reply, never handled twice.
 
 Slow clients: a request's headers must arrive within HEADER_TIMEOUT and its body within
 BODY_TIMEOUT, and at most MAX_CONNECTIONS connections are served at once (beyond, 503), so
@@ -12,6 +14,7 @@ half-sent requests cannot hold the server's connections (server_options(), for u
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import secrets
@@ -35,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from bot.app import Application
 from bot.wecom.sender import OutboxWorker
 from bot.writer import MessageWriter
-from db.session import check_database
+from db.session import check_database, unavailable
 
 log = logging.getLogger("duban.wire")
 
@@ -44,6 +47,7 @@ HEADER_TIMEOUT = 10.0  # seconds; WeCom sends a whole callback in well under one
 BODY_TIMEOUT = 10.0
 MAX_CONNECTIONS = 500
 MAX_MSG_ID = 2 ** 64  # WeCom's MsgId is an unsigned 64-bit integer
+REPLY_DEADLINE = 4.0  # seconds a callback waits for its reply: WeCom gives up after 5 and sends again
 
 
 def signed_params(request: Request) -> tuple[str, str, str] | None:
@@ -78,12 +82,28 @@ def fresh(app: Application, ts: str) -> bool:
 
 
 class Callback:
-    def __init__(self, app: Application, writer: MessageWriter, body_timeout: float = BODY_TIMEOUT):
+    def __init__(self, app: Application, writer: MessageWriter, body_timeout: float = BODY_TIMEOUT,
+                 reply_timeout: float = REPLY_DEADLINE):
         self.app = app
         self.writer = writer
         self.body_timeout = body_timeout
+        self.reply_timeout = reply_timeout
         wc = app.config.wecom
         self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
+
+    async def _late(self, userid: str, msg_id: str, result: str | Exception) -> None:
+        """The reply to a message that missed its deadline, or the note that it failed, as an app message."""
+        failed = isinstance(result, Exception)
+        if failed and not unavailable(result):
+            log.error("handling message %s from %s", msg_id, userid, exc_info=result)
+        text = self.app.renderer.render("server_error") if failed else result
+        if not text:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.app.enqueue_late_reply, userid, msg_id, text, failed)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("message %s from %s: storing the late reply", msg_id, userid)
 
     async def verify_url(self, request: Request) -> Response:
         params = signed_params(request)
@@ -151,11 +171,15 @@ class Callback:
             if media is not None and not msg.media_id:
                 return PlainTextResponse("image without MediaId", status_code=400)
             text = "" if media else msg.content or ""
+            late = functools.partial(self._late, msg.source, msg_id)
             try:
-                reply_text = await self.writer.handle(msg.source, text, msg_id, media=media)
-            except Exception:
-                log.exception("handling message %s from %s", msg_id, msg.source)
+                reply_text = await self.writer.within(self.reply_timeout, late, msg.source, text, msg_id, media=media)
+            except Exception as exc:
+                if not unavailable(exc):  # (an outage is logged once, when it starts)
+                    log.exception("handling message %s from %s", msg_id, msg.source)
                 reply_text = self.app.renderer.render("server_error")
+            if reply_text is None:  # not ready within the deadline: it follows as an app message
+                reply_text = self.app.renderer.render("reply_later")
         elif msg.type == "event":
             return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
         else:
