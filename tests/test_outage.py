@@ -152,3 +152,31 @@ def test_while_the_database_is_away_pages_say_so_in_chinese_and_the_log_has_one_
     assert len(lines) == 2, lines
     assert lines[0].startswith("database unavailable: ") and lines[1].startswith("database available again after")
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_the_senders_polling_backs_off_up_to_30_s_while_the_database_is_away(tmp_path, clock, caplog):
+    """The sender's background loop against a database that is not there: each poll waits twice as
+    long as the one before, up to 30 s, and the log has one line (not a traceback a poll)."""
+    from bot.config import SenderConfig
+    from db.session import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'duban.db'}")  # a folder that does not exist
+    worker = OutboxWorker(engine, ConsoleTransport(out=lambda _: None), clock, SenderConfig(poll_seconds=1.0))
+    waits: list[float] = []
+
+    class Waits:  # the loop's stop event, recording how long each poll waits instead of waiting
+        def is_set(self) -> bool:
+            return len(waits) >= 9
+
+        def wait(self, seconds: float) -> bool:
+            waits.append(seconds)
+            return False
+
+    worker._stop = Waits()
+    caplog.set_level(logging.INFO)
+    worker._loop()
+    assert waits == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0, 30.0]
+    lines = [r for r in caplog.records if r.name.startswith("duban")]
+    assert len(lines) == 1 and lines[0].getMessage().startswith("database unavailable") and not lines[0].exc_info
+    worker.pool.shutdown()
+    engine.dispose()
