@@ -82,7 +82,8 @@ class States:
             fresh = 0 <= now.timestamp() - float(made) <= STATE_VALID.total_seconds()
         except (BadSignature, TypeError, ValueError):
             expected, fresh = "", False
-        if not (fresh and state and isinstance(expected, str) and secrets.compare_digest(expected.encode(), state.encode())):
+        same = isinstance(expected, str) and secrets.compare_digest(expected.encode(), state.encode())
+        if not (fresh and state and same):
             raise SignInError("登录已失效或不是从本页发起的，请重新登录。")
         with self.app.session() as s:
             if not queries.spend_token(s, token_hash(f"state:{state}"), now, now + STATE_VALID):

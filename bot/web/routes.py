@@ -18,9 +18,9 @@ import secrets
 from urllib.parse import urlencode
 
 import anyio.to_thread
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.middleware import Middleware

@@ -93,9 +93,7 @@ class Callback:
 
     async def _late(self, userid: str, msg_id: str, result: str | Exception) -> None:
         """The reply to a message that missed its deadline, or the note that it failed, as an app message."""
-        failed = isinstance(result, Exception)
-        if failed and not unavailable(result):
-            log.error("handling message %s from %s", msg_id, userid, exc_info=result)
+        failed = isinstance(result, Exception)  # (logged where it failed: Application.handle_batch)
         text = self.app.renderer.render("server_error") if failed else result
         if not text:
             return
