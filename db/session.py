@@ -103,6 +103,11 @@ def write_lock(engine: Engine) -> threading.RLock | None:
     return _WRITE_LOCKS.get(engine)
 
 
+# SQLite's primary result codes that mean the file is busy or out of reach: BUSY, LOCKED, IOERR,
+# CANTOPEN, PROTOCOL
+SQLITE_AWAY = frozenset({5, 6, 10, 14, 15})
+
+
 class DatabaseBusy(Exception):
     """A writer waited LOCK_WAIT for this process's write lock (held by a writer the database keeps waiting)."""
 
@@ -114,7 +119,12 @@ def unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, sa_exc.OperationalError) and getattr(exc.orig, "sqlstate", None) not in ("40P01", "40001")
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:  # SQLite's OperationalError also says "no such table" (a bug, not an outage)
+        return code & 0xFF in SQLITE_AWAY
+    return getattr(exc.orig, "sqlstate", None) not in ("40P01", "40001")  # (a deadlock or serialization failure)
 
 
 class Outage:
