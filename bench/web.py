@@ -158,6 +158,7 @@ def main() -> None:
             clock.set(end + after)
             print(line(f"a month ended {after} ago: the job", *job()))
             clock.set(end + after + timedelta(seconds=30))
+            sign_in(client, "admin")  # days later by the app's clock: the session has expired
             print(line(f"a month ended {after} ago: admin 总览", *timed(client, "/web/")[:3]))
     app.engine.dispose()
 

@@ -34,7 +34,7 @@ from bot.reply import Card, Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
-from db.session import make_engine, migrate, session_scope
+from db.session import make_engine, migrate, outage, session_scope, unavailable
 
 log = logging.getLogger("duban")
 
@@ -115,16 +115,22 @@ class Application:
                     except Collided:
                         again.append(i)
                     except Exception as exc:
+                        if unavailable(exc):
+                            raise  # not this message: the database; the whole batch fails alike
                         log.exception("message %s from %s failed", message[2], message[0])
                         results[i] = exc
                 queries.write_answers(s)
         except Exception as exc:
+            if unavailable(exc):  # logged once for the outage, not once a message
+                outage(self.engine).failed(exc)
+                return [exc] * len(messages)
             if len(messages) == 1 and _collided(exc) and tries < MAX_TRIES:  # another replica answered it
                 return self.handle_batch(messages, tries + 1)
             if len(messages) == 1:
                 log.exception("message %s from %s: commit failed", messages[0][2], messages[0][0])
                 return [exc]
             return [r for m in messages for r in self.handle_batch([m], tries)]
+        outage(self.engine).ok()
         for i in again:
             results[i] = (self.handle_batch([messages[i]], tries + 1)[0] if tries < MAX_TRIES else
                           RuntimeError(f"message {messages[i][2]!r} kept colliding with concurrent writes"))
@@ -276,6 +282,13 @@ class Application:
         """Cards are on ([wecom] cards) and every button's command exists in this build (a card for
         a command not here, such as 采纳 before the appeals work, goes as today's text)."""
         return self.config.wecom.cards and all(self.dispatcher.match(b.command)[0] is not None for b in card.buttons)
+
+    def enqueue_late_reply(self, userid: str, msg_id: str, text: str, failed: bool = False) -> bool:
+        """An answer that missed its callback's deadline goes to the person as an app message
+        (`failed`: the note that their message was not handled). True if added (a key is enqueued once)."""
+        key = f"reply:{userid}:{msg_id}:{'failed' if failed else 'late'}"
+        with self.session() as s:
+            return queries.enqueue(s, key, "app", userid, "text", {"content": text}, self.clock.now())
 
     def enqueue_response(self, url: str, text: str, key: str) -> bool:
         """Put a smart-robot answer that missed its passive reply in the outbox, for the message's

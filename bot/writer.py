@@ -6,7 +6,8 @@ whatever has queued (up to `max_batch`), handles it as one batch in one write tr
 only then hands each reply back to the event loop. One thread takes the messages in the order
 they came, so a person's messages are handled in that order; the event loop never waits on the
 database, so the server keeps answering (health checks, URL checks, other callbacks) while a long
-admin command or a job holds the database.
+admin command or a job holds the database. A callback waits for its reply until a deadline
+(`within`): WeCom gives up after 5 s, so what is not ready by then is handed on once it is.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import queue
 import threading
+from typing import Awaitable, Callable
 
 from bot.app import Application
 
@@ -30,6 +32,7 @@ class MessageWriter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._late: set[asyncio.Future] = set()  # replies on their way past their callback's deadline
 
     def start(self) -> None:
         with self._start_lock:
@@ -53,6 +56,27 @@ class MessageWriter:
         future = asyncio.get_running_loop().create_future()
         self._queue.put(((userid, text, msg_id, chat, once, media, tap), future))
         return await future
+
+    async def within(self, seconds: float, late: Callable[[str | Exception], Awaitable[None]], userid: str,
+                     text: str, msg_id: str, chat: str = "", media: tuple[str, str] | None = None) -> str | None:
+        """handle(), waiting `seconds` at most: the reply; or None when it is not ready by then, and
+        `late` gets the reply (or what handling raised) once it is. Raises what handling raised in time."""
+        task = asyncio.ensure_future(self.handle(userid, text, msg_id, chat, media=media))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), seconds)
+        except TimeoutError:
+            follow = asyncio.ensure_future(self._hand_on(task, late))
+            self._late.add(follow)  # (a reference, so the task is not collected half-way)
+            follow.add_done_callback(self._late.discard)
+            return None
+
+    @staticmethod
+    async def _hand_on(task: asyncio.Future, late: Callable[[str | Exception], Awaitable[None]]) -> None:
+        try:
+            result = await task
+        except Exception as exc:
+            result = exc
+        await late(result)
 
     def _run(self) -> None:
         stop = False

@@ -12,6 +12,8 @@ ROLE_OVERSEER = "分管领导"  # a school leader over some units (LeaderUnit, a
 ROLE_ADMIN = "管理员"
 ROLES = (ROLE_MEMBER, ROLE_LEADER, ROLE_OVERSEER, ROLE_ADMIN)
 
+MAX_ID = 2 ** 31 - 1  # the largest id an integer column holds (PostgreSQL's integer)
+
 LINES = ("深学争优", "敢为争先", "实干争效")
 UNIT_CATEGORIES = ("党总支", "直属党支部", "系（部、院）", "处室", "中心", "馆")
 
@@ -325,6 +327,19 @@ class WebLink(SQLModel, table=True):
     userid: str = Field(max_length=64)
     expires_at: datetime
     used_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser of the pages: its cookie holds a random token, kept here by its SHA-256.
+    It counts while it has not expired and the person still has the role and unit they signed in
+    with; logout deletes it, and so does an import that changes their role or unit."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    userid: str = Field(index=True, max_length=64)
+    role: str = Field(max_length=8)
+    unit_id: int
+    csrf: str = Field(max_length=64)  # the token every form of this session must carry
+    expires_at: datetime
 
 
 # Attachment.status: a picture or file someone sent the app, from its arrival to the file on disk.

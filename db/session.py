@@ -1,11 +1,18 @@
-"""Engine and sessions. One session per request or job step; migrations run at start."""
+"""Engine and sessions. One session per request or job step; migrations run at start.
+
+Nothing waits on the database without a limit: a lock (SQLite's busy timeout and this process's
+write lock, PostgreSQL's lock_timeout) for LOCK_WAIT, a connection for CONNECT_WAIT, a PostgreSQL
+statement for STATEMENT_LIMIT. What fails for want of the database (`unavailable`) is an outage,
+logged once when it starts and once when it ends (`outage(engine)`), not a traceback a request.
+"""
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 import weakref
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -14,17 +21,24 @@ from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
+log = logging.getLogger("duban.db")
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+LOCK_WAIT = 10.0  # seconds a writer waits for a lock before its transaction fails
+CONNECT_WAIT = 3.0  # seconds to open a connection, or to get one from the pool
+STATEMENT_LIMIT = 30.0  # seconds a PostgreSQL statement may run (the year's largest take well under 1)
+MIGRATE_WAIT = 300.0  # a replica starting waits this long for another one's migration
 # Keyed by the engine itself and forgotten with it: a new engine never inherits a dead one's lock.
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": LOCK_WAIT})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -32,7 +46,7 @@ def make_engine(url: str) -> Engine:
             _set_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -52,7 +66,10 @@ def make_engine(url: str) -> Engine:
         # next one at once, instead of on SQLite's busy handler, which sleeps up to 100 ms a try.
         _WRITE_LOCKS[engine] = threading.RLock()
         return _plain_savepoints(engine)
-    return _plain_savepoints(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True))
+    limits = f"-c lock_timeout={int(LOCK_WAIT * 1000)} -c statement_timeout={int(STATEMENT_LIMIT * 1000)}"
+    return _plain_savepoints(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                                           pool_timeout=CONNECT_WAIT, connect_args={
+                                               "connect_timeout": max(1, round(CONNECT_WAIT)), "options": limits}))
 
 
 def _plain_savepoints(engine: Engine) -> Engine:
@@ -90,6 +107,72 @@ def write_lock(engine: Engine) -> threading.RLock | None:
     return _WRITE_LOCKS.get(engine)
 
 
+# SQLite's primary result codes that mean the file is busy or out of reach: BUSY, LOCKED, IOERR,
+# CANTOPEN, PROTOCOL
+SQLITE_AWAY = frozenset({5, 6, 10, 14, 15})
+
+
+class DatabaseBusy(Exception):
+    """A writer waited LOCK_WAIT for this process's write lock (held by a writer the database keeps waiting)."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable or did not answer in time, rather than a bug in
+    what was asked of it or a conflict with another writer (a deadlock, a serialization failure)."""
+    if isinstance(exc, (DatabaseBusy, sa_exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa_exc.OperationalError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:  # SQLite's OperationalError also says "no such table" (a bug, not an outage)
+        return code & 0xFF in SQLITE_AWAY
+    return getattr(exc.orig, "sqlstate", None) not in ("40P01", "40001")  # (a deadlock or serialization failure)
+
+
+class Outage:
+    """Whether the database is away: one warning when an outage starts (with its reason), one line
+    when something reaches the database again, nothing in between."""
+
+    def __init__(self):
+        self._since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning("database unavailable: %s: %s", type(exc).__name__, reason[0] if reason else "")
+
+    def ok(self) -> None:
+        if self._since is None:  # the usual case: no lock taken
+            return
+        with self._lock:
+            since, self._since = self._since, None
+        if since is not None:
+            log.warning("database available again after %.0f s", time.monotonic() - since)
+
+
+_OUTAGES: weakref.WeakKeyDictionary[Engine, Outage] = weakref.WeakKeyDictionary()
+_OUTAGES_LOCK = threading.Lock()
+
+
+def outage(engine: Engine) -> Outage:
+    """The engine's outage state, shared by everything in this process that uses it."""
+    found = _OUTAGES.get(engine)
+    if found is None:
+        with _OUTAGES_LOCK:
+            found = _OUTAGES.setdefault(engine, Outage())
+    return found
+
+
 def _alembic_config() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -100,12 +183,22 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest version (versioned Alembic migrations). Several processes
     starting at once: one migrates, the others wait for it and then find the schema at head."""
     cfg = _alembic_config()
-    # SQLite: BEGIN IMMEDIATE takes the write lock before Alembic reads the current revision.
-    with engine.execution_options(sqlite_immediate=True).begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.execution_options(sqlite_immediate=True).connect() as conn:
+        if sqlite:  # wait for another replica's migration longer than for a lock (before BEGIN)
+            conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={int(MIGRATE_WAIT * 1000)}")
+        try:
+            # SQLite: BEGIN IMMEDIATE takes the write lock before Alembic reads the current revision.
+            with conn.begin():
+                if not sqlite:  # no time limit for another replica's migration, or for a long one
+                    conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT * 1000)}")
 
 
 def check_database(engine: Engine) -> str | None:
@@ -137,8 +230,12 @@ def schema_revision(engine: Engine) -> str | None:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """A write transaction: committed when the block ends, rolled back on any exception."""
-    with write_lock(engine) or nullcontext():
+    """A write transaction: committed when the block ends, rolled back on any exception. Waits
+    LOCK_WAIT at most for this process's other writers (DatabaseBusy)."""
+    lock = write_lock(engine)
+    if lock is not None and not lock.acquire(timeout=LOCK_WAIT):
+        raise DatabaseBusy(f"another writer of this process held the database for over {LOCK_WAIT:.0f} s")
+    try:
         with Session(engine.execution_options(sqlite_immediate=True), expire_on_commit=False) as session:
             try:
                 yield session
@@ -146,6 +243,9 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             except BaseException:
                 session.rollback()
                 raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def sqlite_backup(source: Path, target: Path) -> None:

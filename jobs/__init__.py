@@ -32,6 +32,7 @@ from bot.campaign import months, release
 from bot.reply import Push, Target
 from db import queries
 from db.month import Month
+from db.session import outage, unavailable
 from jobs.calendar import Workdays, WorkdayCronTrigger
 from jobs.definitions import JOBS
 
@@ -209,8 +210,8 @@ class JobQueue:
     def _publish_logged(self) -> None:
         try:
             self.publish_due()
-        except Exception:
-            log.exception("publishing rankings due failed")
+        except Exception as exc:
+            self._failed(exc, "publishing rankings due failed")
 
     def keep_figures(self) -> bool:
         """Count 总览's figures for the pages to read (bot/campaign/months.py's keep): the running
@@ -222,18 +223,19 @@ class JobQueue:
     def _keep_logged(self) -> None:
         try:
             self.keep_figures()
-        except Exception:  # the pages count what is not kept themselves
-            log.exception("keeping the home page's figures failed")
+        except Exception as exc:  # the pages count what is not kept themselves
+            self._failed(exc, "keeping the home page's figures failed")
 
     PRUNE_MARGIN = timedelta(hours=1)
 
     def prune(self) -> int:
         """Forget answers to MsgIds older than the replay window and a margin: the wire refuses such
-        a message anyway, and the table would otherwise grow forever; and pictures nobody said 附件
-        for. Runs daily."""
+        a message anyway, and the table would otherwise grow forever; pictures nobody said 附件
+        for; expired web sessions. Runs daily."""
         before = self.app.clock.now() - self.app.config.server.max_clock_skew - self.PRUNE_MARGIN
         with self.app.session() as s:
             queries.prune_held(s, before)  # long past their ten minutes
+            queries.prune_web(s, self.app.clock.now())  # expired sessions and sign-in links
             return queries.prune_processed(s, before)
 
     def calendar_gaps(self, upcoming: bool = True) -> list[int]:
@@ -260,15 +262,26 @@ class JobQueue:
         try:
             log.info("pruned %d answered MsgIds", self.prune())
             self.warn_admins_of_calendar_gaps()
-        except Exception:
-            log.exception("daily housekeeping failed")
+        except Exception as exc:
+            self._failed(exc, "daily housekeeping failed")
 
     def _fire_logged(self, name: str) -> None:
         try:
             self.fire(name)
-        except Exception:
+        except Exception as exc:
+            if unavailable(exc):
+                self._failed(exc, "")
+                return
             base = self.due(name)
             log.exception("job %s for %s failed", name, JOBS[name].period(base) if base else "-")
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        """A scheduled step failed: the traceback, unless the database is away (logged once for the
+        outage; the step runs again at its next time, and a missed job is caught up)."""
+        if unavailable(exc):
+            outage(self.app.engine).failed(exc)
+        else:
+            log.exception(what)
 
     def shutdown(self) -> None:
         if self.scheduler is not None:

@@ -93,9 +93,10 @@ def test_a_picture_after_a_report_is_attached_fetched_and_stored_by_hash(bot, fa
     assert pushes(app) == []  # nothing more to tell when all went well
 
     # the unit's page lists them (the sender's file name escaped, shown only)
-    fake.oauth_code("code-li", "li")
+    from bot.web.auth import make_link
+
     web = httpx.Client(base_url=wecom.url.split("/wecom")[0], timeout=10)
-    assert web.get("/web/?code=code-li&state=duban").status_code == 303
+    assert web.get("/web/login?" + make_link(app, "li").split("?", 1)[1]).status_code == 303
     with Session(app.engine) as s:
         unit_id = s.exec(select(Report)).one().unit_id
     page = web.get(f"/web/unit/{unit_id}").text

@@ -62,44 +62,60 @@ def site(db_url, clock, fake):
     app.engine.dispose()
 
 
-def signed_in(server, fake, userid: str) -> httpx.Client:
-    client = httpx.Client(base_url=server.base, timeout=10)
+def to_wecom(client: httpx.Client, path: str = "/web/") -> tuple[str, str]:
+    """Open `path` without a session: (the page WeCom is to send the browser back to, the state)."""
+    resp = client.get(path)
+    assert resp.status_code == 303, resp.text
+    q = {k: v[0] for k, v in parse_qs(urlparse(resp.headers["location"]).query).items()}
+    return q["redirect_uri"], q["state"]
+
+
+def back_from_wecom(client: httpx.Client, back: str, state: str, userid: str, fake) -> httpx.Response:
+    """WeCom sends the browser back to `back` with a fresh code for `userid` and `state`."""
     code = f"code-{userid}-{time.monotonic_ns()}"
     fake.oauth_code(code, userid)
-    resp = client.get(f"/web/?code={code}&state=duban")
-    assert resp.status_code == 303 and resp.headers["location"] == "/web/"
+    where = urlparse(back)
+    return client.get(f"{where.path}?{where.query + '&' if where.query else ''}code={code}&state={state}")
+
+
+def signed_in(server, fake, userid: str, path: str = "/web/") -> httpx.Client:
+    """A browser signed in as `userid` the way WeCom does it: the page, WeCom's sign-in, back."""
+    client = httpx.Client(base_url=server.base, timeout=10)
+    back, state = to_wecom(client, path)
+    resp = back_from_wecom(client, back, state, userid, fake)
+    assert resp.status_code == 303 and resp.headers["location"] == path, resp.text
     return client
 
 
 def test_an_oauth_code_signs_in_with_a_signed_http_only_lax_cookie_that_expires(site, fake):
     app, server = site
-    fake.oauth_code("c-li", "li")
     client = httpx.Client(base_url=server.base, timeout=10)
-    resp = client.get("/web/me?code=c-li&state=duban")
+    back, state = to_wecom(client, "/web/me")
+    fake.oauth_code("c-li", "li")
+    resp = client.get(f"/web/me?code=c-li&state={state}")
     assert resp.status_code == 303 and resp.headers["location"] == "/web/me"
-    cookie = resp.headers["set-cookie"].lower()
-    assert "duban_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    cookie = [c.lower() for c in resp.headers.get_list("set-cookie") if c.startswith("duban_session=")][0]
+    assert "httponly" in cookie and "samesite=lax" in cookie
     assert "max-age=43200" in cookie and "path=/web" in cookie
     asked = [q for path, q, _ in fake.state.requests if path == "auth/getuserinfo"]
     assert asked == [{"access_token": asked[0]["access_token"], "code": "c-li"}]
     page = client.get("/web/me")
     assert page.status_code == 200 and "李四" in page.text and "T1" in page.text
 
+    used = httpx.Client(base_url=server.base, timeout=10)
+    back, state = to_wecom(used)
     fake.oauth_code("c-used", "li")
-    httpx.get(server.base + "/web/?code=c-used", timeout=10)
-    again = httpx.get(server.base + "/web/?code=c-used", timeout=10)  # WeCom's codes work once
-    assert again.status_code == 403 and "企业微信身份验证失败" in again.text
-    fake.oauth_code("c-outsider", "")
-    outsider = httpx.get(server.base + "/web/?code=c-outsider", timeout=10)
-    assert outsider.status_code == 403 and "只有本单位企业微信成员" in outsider.text
-    fake.oauth_code("c-ghost", "ghost")
-    ghost = httpx.Client(base_url=server.base, timeout=10)
-    assert ghost.get("/web/?code=c-ghost").status_code == 303
-    refused = ghost.get("/web/")
-    assert refused.status_code == 403 and "不在花名册" in refused.text
+    assert used.get(f"/web/?code=c-used&state={state}").status_code == 303
+    again = httpx.Client(base_url=server.base, timeout=10)
+    back, state = to_wecom(again)
+    resp = again.get(f"/web/?code=c-used&state={state}")  # WeCom's codes work once
+    assert resp.status_code == 403 and "企业微信身份验证失败" in resp.text
+    outsider = httpx.Client(base_url=server.base, timeout=10)
+    resp = back_from_wecom(outsider, *to_wecom(outsider), "", fake)
+    assert resp.status_code == 403 and "只有本单位企业微信成员" in resp.text
 
 
-def test_without_a_session_the_page_goes_to_wecom_sign_in_and_forged_or_old_cookies_do_not_count(site):
+def test_without_a_session_the_page_goes_to_wecom_sign_in_and_forged_or_old_cookies_do_not_count(site, fake):
     app, server = site
     resp = httpx.get(server.base + "/web/unit/2?x=1", timeout=10)
     assert resp.status_code == 303
@@ -107,21 +123,28 @@ def test_without_a_session_the_page_goes_to_wecom_sign_in_and_forged_or_old_cook
     assert where.netloc == "open.weixin.qq.com" and where.path == "/connect/oauth2/authorize"
     assert where.fragment == "wechat_redirect"
     q = {k: v[0] for k, v in parse_qs(where.query).items()}
+    assert len(q.pop("state")) >= 20
     assert q == {"appid": "wwfakecorp", "redirect_uri": f"{server.base}/web/unit/2?x=1", "response_type": "code",
-                 "scope": "snsapi_base", "state": "duban", "agentid": "1000002"}
+                 "scope": "snsapi_base", "agentid": "1000002"}
 
-    data = base64.b64encode(json.dumps({"uid": "admin", "csrf": "x"}).encode())
+    # Neither the old cookie's content (who, signed with the secret), nor a session id that is not
+    # on the server, nor one signed with another secret or 13 hours ago (sessions last 12), counts.
+    real = signed_in(server, fake, "admin").cookies["duban_session"]
+    sid = json.loads(base64.b64decode(real.split(".")[0]))["sid"]
 
     class Old(TimestampSigner):
         def get_timestamp(self):
-            return int(time.time()) - 13 * 3600  # signed 13 hours ago; sessions last 12
+            return int(time.time()) - 13 * 3600
 
-    for cookie in (TimestampSigner("wrong-secret").sign(data), Old(SECRET).sign(data)):
-        forged = httpx.get(server.base + "/web/admin", cookies={"duban_session": cookie.decode()}, timeout=10)
-        assert forged.status_code == 303 and "open.weixin.qq.com" in forged.headers["location"]
-    good = httpx.get(server.base + "/web/admin", cookies={"duban_session": TimestampSigner(SECRET).sign(data).decode()},
-                     timeout=10)
-    assert good.status_code == 200 and "消息发送队列" in good.text  # the same cookie, signed now: it counts
+    def cookie(data: dict, signer=TimestampSigner(SECRET)) -> str:
+        return signer.sign(base64.b64encode(json.dumps(data).encode())).decode()
+
+    for forged in (cookie({"uid": "admin", "csrf": "x"}), cookie({"sid": "made-up"}),
+                   cookie({"sid": sid}, TimestampSigner("wrong-secret")), cookie({"sid": sid}, Old(SECRET))):
+        resp = httpx.get(server.base + "/web/admin", cookies={"duban_session": forged}, timeout=10)
+        assert resp.status_code == 303 and "open.weixin.qq.com" in resp.headers["location"]
+    good = httpx.get(server.base + "/web/admin", cookies={"duban_session": cookie({"sid": sid})}, timeout=10)
+    assert good.status_code == 200 and "消息发送队列" in good.text  # the same session, signed now: it counts
 
 
 def _unit_urls(ids: dict[str, int]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from sqlmodel import select
@@ -58,8 +59,14 @@ def open_as(browser, server, fake, userid: str, width: int = 390):
     page = context.new_page()
     code = f"browser-{userid}-{width}"
     fake.oauth_code(code, userid)
-    page.goto(f"{server.base}/web/?code={code}&state=duban")  # as WeCom opens the app's home page
+
+    # The home page sends the browser to WeCom's sign-in (not reachable here), which sends it back
+    # with a code and the state: the first step through the context's own requests (same cookies).
+    to_wecom = context.request.get(f"{server.base}/web/", max_redirects=0)
+    q = {k: v[0] for k, v in parse_qs(urlparse(to_wecom.headers["location"]).query).items()}
+    page.goto(f"{q['redirect_uri']}?code={code}&state={q['state']}")
     assert page.url == f"{server.base}/web/"
+    assert "退出登录" in page.inner_text("header")
     return context, page
 
 

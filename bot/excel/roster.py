@@ -400,12 +400,17 @@ def import_roster(session: Session, path: str | Path, now: datetime, move: bool 
         units[name] = unit
     session.flush()
     changed_people: dict[str, bool] = {}
+    moved: set[str] = set()
     for userid, (_, m) in file_members.items():
         member = members.get(userid)
         added = member is None
         member = member or Member(userid=userid, name=m["name"], unit_id=units[m["unit"]].id)
+        before = (member.role, member.unit_id)
         changed_people[userid] = _assign(member, name=m["name"], unit_id=units[m["unit"]].id, role=m["role"])
+        if not added and (member.role, member.unit_id) != before:
+            moved.add(userid)
         session.add(member)
+    queries.end_web_sessions(session, moved)  # signed in with the old role or unit: sign in again
     session.flush()
     oversight = queries.leader_units(session)
     for userid, (_, m) in file_members.items():

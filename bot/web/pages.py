@@ -15,7 +15,7 @@ from sqlmodel import Session
 from bot.campaign import lists, months, release, scoring, years
 from db import queries
 from db.models import (
-    EVENT_ISSUE, LISTS_WAITING, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, ROLE_LEADER, Member, RankingRelease,
+    EVENT_ISSUE, LISTS_WAITING, MAX_ID, PROBLEM_CLOSED, RELEASE_PUBLISHED, ROLE_ADMIN, ROLE_LEADER, Member, RankingRelease,
     Unit,
 )
 from db.month import Month
@@ -43,6 +43,7 @@ class Viewer:
     member: Member
     unit: Unit
     units: frozenset[int] = field(default_factory=frozenset)  # a 分管领导's units
+    csrf: str = ""  # the session's token, which its forms carry
 
     @property
     def admin(self) -> bool:
@@ -63,6 +64,14 @@ def viewer(s: Session, userid: str) -> Viewer | None:
     if not found:
         return None
     return Viewer(found.member, found.unit, frozenset(queries.overseen_units(s, found.member)))
+
+
+def signed_in(s: Session, token_hash: str, now: datetime) -> Viewer | None:
+    """The viewer of a session (one query by its key; a 分管领导's units are a second), or None."""
+    found = queries.signed_in(s, token_hash, now)
+    if not found:
+        return None
+    return Viewer(found.member, found.unit, frozenset(queries.overseen_units(s, found.member)), found.csrf)
 
 
 def this_month(app, now: datetime) -> Month:
@@ -193,7 +202,7 @@ def year_page(s: Session, app, who: Viewer, year: int, month_text: str, now: dat
 def unit_page(s: Session, app, who: Viewer, unit_id: int, now: datetime, year: int | None = None) -> dict:
     """The unit's tasks, reports, problems and 督办 items of the current campaign year, or of a past
     `year` (as they stood at its end)."""
-    if not who.sees_unit(unit_id):
+    if not 0 < unit_id <= MAX_ID or not who.sees_unit(unit_id):
         raise NotVisible(unit_id)
     unit = s.get(Unit, unit_id)
     if unit is None:

@@ -1,10 +1,14 @@
 """The pages' routes, mounted at /web on the callback server (build_asgi).
 
-Sign-in: a page opened with ?code= (WeCom's OAuth2, snsapi_base) or /web/login?token= (a one-time
-link from `duban link`) starts a session: a signed, HTTP-only, SameSite=Lax cookie that expires
-after [web] session_hours. Without one, inside WeCom the page goes to WeCom's sign-in and back.
-Every page looks the person up again (a role change or removal takes effect at once) and checks
-on the server what they may see; what they may not is answered 404, the same as what does not exist.
+Sign-in: a page opened with ?code=&state= (WeCom's OAuth2, snsapi_base, coming back with the state
+this server gave the browser: bot/web/auth.py) or /web/login?token= (a one-time link from `duban
+link`) starts a session kept on the server, for someone on the roster only; the browser holds its
+token in a signed, HTTP-only, SameSite=Lax cookie that expires after [web] session_hours. Without
+one, inside WeCom the page goes to WeCom's sign-in and back. Every page looks the session up by
+its key, with the person (a session whose person changed role or unit, or left the roster, no
+longer counts), and checks on the server what they may see; what they may not is answered 404, the
+same as what does not exist, and so is a path or form parameter out of range. POST /web/logout
+ends the session on the server.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from urllib.parse import quote, urlencode
 import anyio.to_thread
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlmodel import Session
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -34,6 +40,8 @@ from bot.web.table import ranking_rows
 from db import queries
 from db.models import Unit
 from db.month import Month
+from db.models import MAX_ID
+from db.session import DatabaseBusy, outage, unavailable
 
 log = logging.getLogger("duban.web")
 
@@ -46,6 +54,7 @@ SECURITY_HEADERS = {
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 }
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ID = re.compile(r"[0-9]{1,10}")  # an id in a form (ASCII digits: str.isdigit() also takes "²")
 LIGHT_NAMES = {scoring.GREEN: "绿", scoring.YELLOW: "黄", scoring.RED: "红"}
 
 
@@ -93,45 +102,74 @@ def build_web(app: Application, writer) -> Starlette:
     exchange: list[auth.CodeExchange] = []  # made on first use (console mode has no WeCom)
     secret = cfg.session_secret or secrets.token_urlsafe(32)
 
+    states = auth.States(app, secret)
+    https = auth.base_url(app.config).startswith("https://")
+
     def html(request: Request, template: str, status: int = 200, **data) -> HTMLResponse:
         data.setdefault("who", None)
-        body = env.get_template(f"{template}.html").render(
-            csrf=request.session.get("csrf", ""), path=request.url.path, **data)
+        csrf = data["who"].csrf if data["who"] is not None else ""
+        body = env.get_template(f"{template}.html").render(csrf=csrf, path=request.url.path, **data)
         return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
-    def message(request: Request, status: int, title: str, text: str, link: str = "") -> HTMLResponse:
-        return html(request, "message", status, title=title, text=text, link=link)
+    def message(request: Request, status: int, title: str, text: str, link: str = "", button: str = "") -> HTMLResponse:
+        return html(request, "message", status, title=title, text=text, link=link, button=button)
 
-    def sign_in(request: Request, userid: str) -> None:
+    def signed_in(request: Request, userid: str, to: str) -> Response:
+        """Start a session for `userid` and go to `to`; someone not on the roster gets none."""
+        try:
+            token = auth.start_session(app, userid)
+        except auth.SignInError as exc:
+            request.session.clear()
+            return message(request, 403, "无权查看", str(exc))
         request.session.clear()  # a new session for each sign-in (no fixation)
-        request.session.update(uid=userid, csrf=secrets.token_urlsafe(24))
+        request.session["sid"] = token
+        return RedirectResponse(to, status_code=303)
 
     def here(request: Request) -> str:
         """This page's path and query, without the OAuth parameters."""
         query = {k: v for k, v in request.query_params.items() if k not in ("code", "state")}
         return request.url.path + (f"?{urlencode(query)}" if query else "")
 
+    def to_wecom(request: Request) -> Response:
+        """To WeCom's sign-in, with a new state, which the browser keeps in a signed cookie."""
+        state, cookie = states.new()
+        resp = RedirectResponse(auth.authorize_url(app.config, cfg.base_url + here(request), state), status_code=303)
+        resp.set_cookie(auth.STATE_COOKIE, cookie, max_age=int(auth.STATE_VALID.total_seconds()), path="/web",
+                        httponly=True, samesite="lax", secure=https)
+        return resp
+
+    def from_wecom(request: Request, code: str) -> Response:
+        """WeCom sent the browser back with a code: the state it carries must be this browser's."""
+        try:
+            states.check(request.cookies.get(auth.STATE_COOKIE, ""), request.query_params.get("state", ""))
+        except auth.SignInError as exc:
+            resp = message(request, 403, "无法登录", str(exc), button=here(request))
+        else:
+            try:
+                if not exchange:
+                    exchange.append(auth.CodeExchange(app.config))
+                userid = exchange[0].userid(code)
+            except auth.SignInError as exc:
+                resp = message(request, 403, "无法登录", str(exc))
+            else:
+                resp = signed_in(request, userid, here(request))
+        resp.delete_cookie(auth.STATE_COOKIE, path="/web", httponly=True, samesite="lax", secure=https)
+        return resp
+
     def current(request: Request) -> pages.Viewer | Response:
         """Who is looking, or the response that signs them in or turns them away."""
         code = request.query_params.get("code")
         if code and not app.config.wecom.console_mode:
-            try:
-                if not exchange:
-                    exchange.append(auth.CodeExchange(app.config))
-                sign_in(request, exchange[0].userid(code))
-            except auth.SignInError as exc:
-                return message(request, 403, "无法登录", str(exc))
-            return RedirectResponse(here(request), status_code=303)
-        userid = request.session.get("uid")
-        if userid:
+            return from_wecom(request, code)
+        token = request.session.get("sid")
+        if isinstance(token, str) and token:
             with Session(app.engine) as s:
-                who = pages.viewer(s, userid)
+                who = pages.signed_in(s, auth.token_hash(token), app.clock.now())
             if who is not None:
                 return who
-            request.session.clear()
-            return message(request, 403, "无权查看", f"{userid} 不在花名册中，请联系{app.config.org.office}添加。")
+            request.session.clear()  # ended, expired, or the person's role or unit changed
         if not app.config.wecom.console_mode and cfg.base_url:
-            return RedirectResponse(auth.authorize_url(app.config, cfg.base_url + here(request)), status_code=303)
+            return to_wecom(request)
         return message(request, 401, "请先登录", "请从企业微信工作台打开“争先督办”应用，"
                        "或请管理员运行 duban link --user 你的账号 生成登录链接。")
 
@@ -142,14 +180,25 @@ def build_web(app: Application, writer) -> Starlette:
             if isinstance(who, Response):
                 return who
             try:
-                return fn(request, who)
+                resp = fn(request, who)
             except pages.NotVisible:
-                return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+                resp = message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
+            outage(app.engine).ok()
+            return resp
         return endpoint
 
-    def csrf_ok(request: Request, form) -> bool:
-        expected = request.session.get("csrf", "")
-        return bool(expected) and secrets.compare_digest(str(form.get("csrf", "")), expected)
+    def away(request: Request, exc: Exception) -> Response:
+        """The database is unreachable or did not answer in time: a short page, no traceback (the
+        outage is logged once, when it starts)."""
+        if not unavailable(exc):
+            raise exc
+        outage(app.engine).failed(exc)
+        resp = message(request, 503, "暂时无法访问", "系统暂时连不上数据库，请稍后刷新重试。")
+        resp.headers["Retry-After"] = "30"
+        return resp
+
+    def csrf_ok(who: pages.Viewer, form) -> bool:
+        return bool(who.csrf) and secrets.compare_digest(str(form.get("csrf", "")).encode(), who.csrf.encode())
 
     # ------------------------------------------------------------ pages
 
@@ -158,8 +207,7 @@ def build_web(app: Application, writer) -> Starlette:
             userid = auth.use_link(app, request.query_params.get("token", ""))
         except auth.SignInError as exc:
             return message(request, 403, "无法登录", str(exc))
-        sign_in(request, userid)
-        return RedirectResponse("/web/", status_code=303)
+        return signed_in(request, userid, "/web/")
 
     @page
     def overview(request: Request, who: pages.Viewer) -> Response:
@@ -237,7 +285,7 @@ def build_web(app: Application, writer) -> Starlette:
         if isinstance(who, Response):
             return who
         form = await request.form()
-        if not csrf_ok(request, form):
+        if not csrf_ok(who, form):
             return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/me")
         code = str(form.get("task", "")).strip()
         pct = str(form.get("percent", "")).strip().rstrip("%％")
@@ -249,8 +297,9 @@ def build_web(app: Application, writer) -> Starlette:
         before = await anyio.to_thread.run_sync(last_report, who.member.userid)
         try:
             reply = await writer.handle(who.member.userid, line, f"web:{nonce}")
-        except Exception:
-            log.exception("web report from %s failed", who.member.userid)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("web report from %s failed", who.member.userid)
             reply = app.renderer.render("server_error")
         if await anyio.to_thread.run_sync(last_report, who.member.userid) != before:
             # stored: Post/Redirect/Get, so the page shows the stored report and an empty form,
@@ -294,7 +343,7 @@ def build_web(app: Application, writer) -> Starlette:
         if not who.admin:
             return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
         form = await request.form()
-        if not csrf_ok(request, form):
+        if not csrf_ok(who, form):
             return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link="/web/admin")
         return who, form
 
@@ -303,7 +352,8 @@ def build_web(app: Application, writer) -> Starlette:
         if isinstance(checked, Response):
             return checked
         who, form = checked
-        ids = None if form.get("all") else [int(v) for v in form.getlist("id") if str(v).isdigit()]
+        ids = None if form.get("all") else [int(v) for v in form.getlist("id") if ID.fullmatch(str(v))
+                                            and 0 < int(v) <= MAX_ID]
 
         def run() -> int:
             with app.session() as s:
@@ -328,8 +378,9 @@ def build_web(app: Application, writer) -> Starlette:
             return line
         try:
             request.session["notice"] = await writer.handle(who.member.userid, line, f"web:{secrets.token_hex(12)}")
-        except Exception:
-            log.exception("web action from %s failed", who.member.userid)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("web action from %s failed", who.member.userid)
             request.session["notice"] = app.renderer.render("server_error")
         return RedirectResponse(back, status_code=303)
 
@@ -377,7 +428,24 @@ def build_web(app: Application, writer) -> Starlette:
         request.session["notice"] = await anyio.to_thread.run_sync(run)
         return RedirectResponse("/web/admin", status_code=303)
 
-    def logout(request: Request) -> Response:
+    async def logout(request: Request) -> Response:
+        """End this session on the server (a copy of the cookie stops working too)."""
+        form = await request.form()
+        token = request.session.get("sid")
+
+        def end() -> bool:
+            if not isinstance(token, str) or not token:
+                return True
+            with Session(app.engine) as s:
+                who = pages.signed_in(s, auth.token_hash(token), app.clock.now())
+            if who is not None and not csrf_ok(who, form):
+                return False
+            with app.session() as s:
+                queries.end_web_session(s, auth.token_hash(token))
+            return True
+
+        if not await anyio.to_thread.run_sync(end):
+            return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新退出。", link="/web/")
         request.session.clear()
         return message(request, 200, "已退出登录", "再次查看请从企业微信工作台打开本应用。")
 
@@ -399,5 +467,6 @@ def build_web(app: Application, writer) -> Starlette:
     ]
     middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="duban_session",
                              max_age=int(cfg.session_hours * 3600), path="/web", same_site="lax",
-                             https_only=auth.base_url(app.config).startswith("https://"))]
-    return Starlette(routes=routes, middleware=middleware)
+                             https_only=https)]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={kind: away for kind in (DBAPIError, SATimeoutError, DatabaseBusy)})

@@ -36,6 +36,7 @@ from bot.app import Application
 from bot.wecom.guard import (BODY_TIMEOUT, Refused, open_envelope, parse_json, read_body, refusal, signed_params,
                              verified_echo)
 from bot.writer import MessageWriter
+from db.session import unavailable
 
 log = logging.getLogger("duban.aibot")
 
@@ -112,15 +113,17 @@ class AibotCallback:
             self._late.add(late)
             late.add_done_callback(self._late.discard)
             return self.app.renderer.render("aibot_later")
-        except Exception:
-            log.exception("handling smart robot message %s from %s", msg_id, userid)
+        except Exception as exc:
+            if not unavailable(exc):  # (an outage is logged once, when it starts)
+                log.exception("handling smart robot message %s from %s", msg_id, userid)
             return self.app.renderer.render("server_error")
 
     async def _send_late(self, task: asyncio.Future, userid: str, msg_id: str, url: str) -> None:
         try:
             reply = await task
-        except Exception:
-            log.exception("handling smart robot message %s from %s", msg_id, userid)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("handling smart robot message %s from %s", msg_id, userid)
             reply = self.app.renderer.render("server_error")
         if not url.startswith(("https://", "http://")):
             log.warning("smart robot message %s from %s: answer ready late and no response_url", msg_id, userid)
@@ -132,8 +135,9 @@ class AibotCallback:
         day = self.app.clock.now().astimezone(self.app.tz).date().isoformat()
         try:
             reply = await self.writer.handle(userid, WELCOME_COMMAND, f"enter_chat:{day}", "", True)
-        except Exception:
-            log.exception("welcoming %s", userid)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("welcoming %s", userid)
             return Response("", media_type="text/plain")
         if not reply:
             return Response("", media_type="text/plain")

@@ -4,7 +4,9 @@ Order on POST: size limit and read timeout -> the signature over the envelope's 
 (found before the body is parsed) -> parse the envelope (entities refused) -> decrypt -> timestamp
 within the replay window -> parse the inner message, its MsgId a 64-bit integer -> handle (dedupe by
 sender and MsgId, in the writer). Anything that fails before "handle" is answered with a 4xx and one
-log line, and leaves nothing behind. The checks both callback paths share (this one and the smart
+log line, and leaves nothing behind. A reply not ready within REPLY_DEADLINE (the database slow or
+away) is answered with a short "已收到" and follows as an app message once handled; WeCom's retry of
+it is answered from the stored reply, never handled twice. The checks both callback paths share (this one and the smart
 robot's, bot/wecom/aibot.py) are in bot/wecom/guard.py.
 
 Slow clients: a request's headers must arrive within HEADER_TIMEOUT and its body within
@@ -13,6 +15,7 @@ half-sent requests cannot hold the server's connections (server_options(), for u
 """
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import logging
@@ -38,7 +41,7 @@ from bot.wecom.aibot import REPLY_SECONDS, AibotCallback
 from bot.wecom.guard import BODY_TIMEOUT, Refused, open_envelope, read_body, refusal, signed_params, verified_echo
 from bot.wecom.sender import OutboxWorker
 from bot.writer import MessageWriter
-from db.session import check_database
+from db.session import check_database, unavailable
 
 log = logging.getLogger("duban.wire")
 
@@ -46,17 +49,33 @@ HEADER_TIMEOUT = 10.0  # seconds; WeCom sends a whole callback in well under one
 MAX_CONNECTIONS = 500
 MAX_MSG_ID = 2 ** 64  # WeCom's MsgId is an unsigned 64-bit integer
 _MSG_ID = re.compile(r"[0-9]{1,20}")
+REPLY_DEADLINE = 4.0  # seconds a callback waits for its reply: WeCom gives up after 5 and sends again
+
 
 
 class Callback:
-    def __init__(self, app: Application, writer: MessageWriter, body_timeout: float = BODY_TIMEOUT):
+    def __init__(self, app: Application, writer: MessageWriter, body_timeout: float = BODY_TIMEOUT,
+                 reply_timeout: float = REPLY_DEADLINE):
         self.app = app
         self.writer = writer
         self.body_timeout = body_timeout
+        self.reply_timeout = reply_timeout
         wc = app.config.wecom
         self.token, self.corp_id = wc.token, wc.corp_id
         self.crypto = WeChatCrypto(wc.token, wc.encoding_aes_key, wc.corp_id) if not wc.console_mode else None
         self.prp = PrpCrypto(self.crypto.key) if self.crypto is not None else None
+
+    async def _late(self, userid: str, msg_id: str, result: str | Exception) -> None:
+        """The reply to a message that missed its deadline, or the note that it failed, as an app message."""
+        failed = isinstance(result, Exception)  # (logged where it failed: Application.handle_batch)
+        text = self.app.renderer.render("server_error") if failed else result
+        if not text:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.app.enqueue_late_reply, userid, msg_id, text, failed)
+        except Exception as exc:
+            if not unavailable(exc):
+                log.exception("message %s from %s: storing the late reply", msg_id, userid)
 
     async def verify_url(self, request: Request) -> Response:
         if self.crypto is None:
@@ -88,11 +107,15 @@ class Callback:
             if media is not None and not media_id:
                 return refusal(request, Refused(400, f"{kind} without MediaId"))
             text = "" if media else msg.content or ""
+            late = functools.partial(self._late, msg.source, msg_id)
             try:
-                reply_text = await self.writer.handle(msg.source, text, msg_id, media=media)
-            except Exception:
-                log.exception("handling message %s from %s", msg_id, msg.source)
+                reply_text = await self.writer.within(self.reply_timeout, late, msg.source, text, msg_id, media=media)
+            except Exception as exc:
+                if not unavailable(exc):  # (an outage is logged once, when it starts)
+                    log.exception("handling message %s from %s", msg_id, msg.source)
                 reply_text = self.app.renderer.render("server_error")
+            if reply_text is None:  # not ready within the deadline: it follows as an app message
+                reply_text = self.app.renderer.render("reply_later")
         elif msg.type == "event":
             return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
         elif (event := _card_event(plain)) is not None:
@@ -103,7 +126,6 @@ class Callback:
         stamp = str(int(self.app.clock.now().timestamp()))
         xml = self.crypto.encrypt_message(reply.render(), secrets.token_hex(8), stamp)
         return Response(xml, media_type="application/xml")
-
 
     async def _tap(self, userid: str, event: dict) -> Response:
         """A tap on a decision card's button (模板卡片事件推送). WeCom sends no MsgId with it: the

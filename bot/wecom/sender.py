@@ -37,9 +37,11 @@ from bot.reply import show_target
 from bot.wecom.api import SendError
 from db import queries
 from db.models import Outbox
-from db.session import session_scope
+from db.session import outage, session_scope, unavailable
 
 log = logging.getLogger("duban.sender")
+
+POLL_BACKOFF_MAX = 30.0  # seconds between polls at most while the database is away
 
 
 SENT, FAILED, BLOCKED = "sent", "failed", "blocked"  # what one send did (OutboxWorker._send_one)
@@ -286,21 +288,31 @@ class OutboxWorker:
         self._thread.start()
 
     def _loop(self) -> None:
+        idle = self.cfg.poll_seconds
+        watch = outage(self.engine)
         while not self._stop.is_set():
             busy = False
-            if self.fetch is not None:  # first: what it has to tell people goes out in this pass
-                try:
-                    busy = self.fetch() > 0
-                except Exception:
-                    log.exception("fetching attachments failed")
             try:
+                if self.fetch is not None:  # first: what it has to tell people goes out in this pass
+                    try:
+                        busy = self.fetch() > 0
+                    except Exception as exc:
+                        if unavailable(exc):
+                            raise
+                        log.exception("fetching attachments failed")
                 r = self.run_once()
                 self._progress = time.monotonic()
                 busy = busy or bool(r.sent or r.retried)
-            except Exception:
-                log.exception("outbox pass failed")
+                watch.ok()
+                idle = self.cfg.poll_seconds
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("outbox pass failed")
+                else:  # logged once for the outage; polled less and less often, up to POLL_BACKOFF_MAX
+                    watch.failed(exc)
+                    idle, busy = min(idle * 2, max(POLL_BACKOFF_MAX, self.cfg.poll_seconds)), False
             if not busy:
-                self._stop.wait(self.cfg.poll_seconds)
+                self._stop.wait(idle)
 
     def stop(self) -> None:
         self._stop.set()

@@ -40,3 +40,12 @@ def _claim(s: Session, model, row_id: int, waiting: str, working: str, now: date
     stmt = (update(model).where(model.id == row_id, _leased_due(model, waiting, working, now))
             .values(status=working, lease_until=now + lease, attempts=model.attempts + 1))
     return s.exec(stmt).rowcount == 1  # type: ignore[call-overload]
+
+
+def _insert(s: Session, model):
+    """An INSERT in the session's dialect, with its ON CONFLICT clauses."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model.__table__)

@@ -21,7 +21,7 @@ from db.models import (
     Task,
     Unit,
 )
-from db.queries._shared import _plain
+from db.queries._shared import _insert, _plain
 
 # ---------------------------------------------------------------- finished months kept (bot/campaign/months.py)
 
@@ -153,11 +153,7 @@ def _upsert(s: Session, model, rows: list[dict]) -> None:
     if not rows:
         return
     table = model.__table__
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table)
+    stmt = _insert(s, model)
     keys = [c.name for c in table.primary_key.columns]
     stmt = stmt.on_conflict_do_update(index_elements=keys, set_={
         c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys})
