@@ -161,6 +161,7 @@ def test_the_page_shows_the_corrected_ranking_with_its_note(db_url, fake):
     app = build(db_url, FixedClock(at(2026, 4, 10, 10)), fake)
     fill(app)  # March published at once
     with ServerThread(build_asgi(app)) as server:
+        app.config.web.base_url = server.base  # where WeCom's sign-in sends the browser back
         client = signed_in(server, fake, "admin")
         assert "更正" not in client.get("/web/").text
         before = frozen_line(app, "机电工程系")["score"]

@@ -190,9 +190,12 @@ def own_workbook(app, name: str):
 
 
 def signed_in(wecom_base: str, fake, userid: str) -> httpx.Client:
+    """A browser signed in as `userid` through WeCom's sign-in (test_web's steps)."""
+    from test_web import back_from_wecom, to_wecom
+
     client = httpx.Client(base_url=wecom_base, timeout=10)
-    fake.oauth_code(f"code-{userid}", userid)
-    assert client.get(f"/web/?code=code-{userid}&state=duban").status_code == 303
+    back, state = to_wecom(client)
+    assert back_from_wecom(client, back, state, userid, fake).status_code == 303
     return client
 
 

@@ -189,7 +189,7 @@ def past_years(s: Session, app, now: datetime) -> list[int]:
 def year_page(s: Session, app, who: Viewer, year: int, month_text: str, now: datetime) -> dict:
     """A campaign year's published rankings (a past year's as they were published), one month at a
     time: `month_text` or the latest published one."""
-    if queries.get_campaign(s, year) is None:
+    if not 0 < year <= 9999 or queries.get_campaign(s, year) is None:
         raise NotVisible(year)
     published = [r for r in release.published_of_year(s, year)]
     chosen = next((r for r in published if r.month == month_text), published[-1] if published else None)

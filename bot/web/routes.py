@@ -88,7 +88,7 @@ def _environment(app: Application) -> Environment:
 def _year(request: Request) -> int | None:
     """?year=2026: a past campaign year (anything else: the current one)."""
     text = request.query_params.get("year", "")
-    return int(text) if text.isdigit() and len(text) == 4 else None
+    return int(text) if re.fullmatch(r"[0-9]{4}", text) else None
 
 
 def build_web(app: Application, writer) -> Starlette:
@@ -233,7 +233,7 @@ def build_web(app: Application, writer) -> Starlette:
             return message(request, 404, "页面不存在", "没有这个页面，或你无权查看。", link="/web/")
         limit = app.config.storage.max_bytes
         form = await request.form(max_files=1, max_fields=4)
-        if not csrf_ok(request, form):
+        if not csrf_ok(who, form):
             return message(request, 403, "请求已失效", "表单已过期，请刷新页面后重新提交。", link=f"/web/unit/{unit_id}")
         upload = form.get("file")
         data = await upload.read(limit + 1) if hasattr(upload, "read") else b""
