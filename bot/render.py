@@ -1,6 +1,7 @@
 """Every user-facing text is a Jinja2 template in bot/templates."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -30,6 +31,7 @@ class Renderer:
             pct=lambda v: f"{v * 100:.0f}%",
             score=lambda v: f"{v:.1f}",
             num=lambda v: f"{v:g}",
+            parts=lambda usage: [p.rstrip("%") for p in re.findall(r"<([^<>]+)>", usage)],  # a usage's <parts>
             md=lambda v: f"{v:%m-%d}" if isinstance(v, (date, datetime)) else str(v),
             localtime=self._localtime,
             tiercolor=lambda v: TIER_COLORS.get(v, "comment"),

@@ -7,7 +7,7 @@ from bot.campaign import digest, scoring
 from db.month import Month
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, HEADS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, OVERSIGHT, Context, Router
-from bot.text import normalize_map, split_args
+from bot.text import MARKS, field_pattern, normalize_map, split_args
 from db import queries
 from db.models import LINES, ROLE_LEADER, Task, Unit
 from handlers.common import fail, parse_date, parse_month, units_in_view
@@ -143,20 +143,24 @@ def _line_by_index(token: str) -> str | None:
     return LINES[int(token) - 1] if token.isdigit() and 1 <= int(token) <= len(LINES) else None
 
 
-# The fields 新增任务 takes, as key=value; ＝ ： and : work too (NFKC makes them = and :), with spaces around.
-_FIELD = re.compile(r"(?<!\S)(责任人|责任领导|期限|开始|owner|due|start)\s*[=:]\s*(\S+)", re.IGNORECASE)
+# The fields 新增任务 takes, as key=value; ＝ ： and : work too, after a space or a mark (，；、).
+_FIELDS = field_pattern(["责任人", "责任领导", "期限", "开始", "owner", "due", "start"])
+_VALUE = re.compile(r"[^\s,;、。]*")
 _ALIASES = {"owner": "责任人", "due": "期限", "start": "开始"}
 
 
 def _key_values(text: str) -> tuple[dict[str, str], str]:
     """Pull the known key=value fields (责任人=zhang 期限=2026-06-30) out of free text; the rest,
-    as typed, is content (so 目标：建成 stays content)."""
+    as typed, is content (so 目标：建成 stays content). A field-like label not understood is named."""
     norm, index = normalize_map(text)
     fields, pieces, pos = {}, [], 0
-    for m in _FIELD.finditer(norm):
-        key = m.group(1).lower()
-        fields[_ALIASES.get(key, key)] = m.group(2)
-        pieces.append(text[index[pos]:index[m.start()]])
-        pos = m.end()
-    pieces.append(text[index[pos]:])
+    for m in _FIELDS.finditer(norm):
+        if m.group("other"):
+            raise fail("新增任务", "unknown_field", label=m.group("other"), labels=["责任人", "期限", "开始", "责任领导"])
+        key = m.group("known").lower()
+        value = _VALUE.match(norm, m.end())
+        fields[_ALIASES.get(key, key)] = value.group()
+        pieces.append(text[index[pos]:index[m.start()]].strip(MARKS))
+        pos = value.end()
+    pieces.append(text[index[pos]:].strip(MARKS))
     return fields, " ".join(" ".join(pieces).split())

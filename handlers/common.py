@@ -18,10 +18,12 @@ def fail(command: str, problem: str, **data) -> UserError:
     return UserError("error", command=command, problem=problem, **data)
 
 
-def need_args(command: str, args: str, count: int, content: bool = True) -> tuple[list[str], str]:
+def need_args(command: str, args: str, count: int, content: bool = True, first: int = 0) -> tuple[list[str], str]:
+    """`count` leading tokens and (if `content`) the rest. Missing parts are named from the command's
+    usage (<任务编号> <进度%> <内容>): `first` is the usage's part the first token stands for."""
     tokens, rest = split_args(args, count)
     if len(tokens) < count or (content and not rest):
-        raise fail(command, "missing_args")
+        raise fail(command, "missing_args", have=first + len(tokens), upto=None if content else first + count)
     return tokens, rest
 
 

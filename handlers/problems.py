@@ -2,11 +2,10 @@
 
     问题 (登记) -> 整改 (one or more notes) -> 销号 by the 负责人, with what was done -> 确认销号 by an admin
                                                                       -> 退回 by an admin: back to 整改中"""
-import re
 
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_REFUSE, LEADERS, Context, Router
-from bot.text import blank, normalize_map
+from bot.text import blank, field_pattern, labelled_fields
 from db import queries
 from db.models import (
     PROBLEM_ASKED, PROBLEM_CLOSED, PROBLEM_RECTIFYING, PROGRESS_ASK, PROGRESS_CONFIRM, PROGRESS_RETURN, ROLE_ADMIN,
@@ -16,21 +15,16 @@ from handlers.common import fail, need_args, parse_date, problem_by_code
 
 router = Router("problems")
 
-# 措施=… 时限=… after the description; ＝ ： and : work too; a value runs to the next field.
-_FIELD = re.compile(r"(?<!\S)(整改措施|措施|整改时限|时限)\s*[=:]\s*")
+# 措施=… 时限=… after the description (措施：…，时限：… too); a value runs to the next field.
+_FIELDS = field_pattern(["整改措施", "措施", "整改时限", "时限"])
 
 
 def _fields(text: str) -> tuple[str, dict[str, str]]:
-    """The description (as typed) and the fields that follow it."""
-    norm, index = normalize_map(text)
-    marks = list(_FIELD.finditer(norm))
-    if not marks:
-        return text.strip(), {}
-    fields = {}
-    for m, nxt in zip(marks, [*marks[1:], None]):
-        end = index[nxt.start()] if nxt else len(text)
-        fields[m.group(1)[-2:]] = text[index[m.end()]:end].strip()
-    return text[:index[marks[0].start()]].strip(), fields
+    """The description (as typed) and the fields that follow it (整改措施 is 措施)."""
+    description, fields, unknown = labelled_fields(text, _FIELDS)
+    if unknown:
+        raise fail("问题", "unknown_field", label=unknown[0], labels=["措施", "时限"])
+    return description, {key[-2:]: value for key, value in fields.items()}
 
 
 @router.command("问题", "problem")

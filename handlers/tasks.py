@@ -56,7 +56,7 @@ def _code_percent_text(ctx: Context, command: str, args: str) -> tuple[queries.R
     count = 2 if code_given else 1
     if len(tokens) >= count and re.fullmatch(r"\d{1,3}(?:\.\d+)?%.+", tokens[count - 1]):
         args = _GLUED.sub(r"\1 ", args, count=1)
-    tokens, text = need_args(command, args, count)
+    tokens, text = need_args(command, args, count, first=2 - count)
     if code_given:
         code = tokens[0]
     else:
