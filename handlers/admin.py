@@ -71,16 +71,17 @@ def remind(ctx: Context) -> Reply:
     unit = _unit_arg(ctx, "提醒")
     month = _this_month(ctx)
     dues = digest.unit_dues(ctx.session, ctx.config, month, ctx.now, [unit] if unit else None)
-    pushes, skipped = [], []
+    pushes, sent, skipped = [], [], []
     for due in dues:
         if due.empty and unit is None:
             continue
-        push = targets.unit_prompt(ctx.session, ctx.config, due, month)
-        if push is None:
-            skipped.append(due.unit)
+        rows = targets.unit_prompt(ctx.session, ctx.config, due, month)
+        if rows:
+            pushes += rows
+            sent.append((due.unit, targets.places(ctx.session, ctx.config, rows)))
         else:
-            pushes.append(push)
-    return Reply("remind_ok", {"count": len(pushes), "skipped": skipped, "unit": unit}, pushes)
+            skipped.append(due.unit)
+    return Reply("remind_ok", {"sent": sent, "skipped": skipped, "unit": unit}, pushes)
 
 
 @router.command("导出", "export", roles=ADMINS, in_group=IN_GROUP_PRIVATE)

@@ -82,7 +82,8 @@ def publish(ctx: Context) -> Reply:
     pushes = targets.ranking_broadcast(ctx.session, ctx.config, month, release.thaw(frozen.data), ctx.now) \
         if done else []
     ctx.session.refresh(frozen)
-    return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes)
+    return Reply("publish_ok", {"month": month, "done": done, "release": frozen,
+                                "sent": targets.places(ctx.session, ctx.config, pushes)}, pushes)
 
 
 @router.command("暂缓", "hold", roles=ADMINS, in_group=IN_GROUP_REFUSE)

@@ -54,17 +54,16 @@ def _units(ctx: Context, item: SupervisionItem) -> list[Unit]:
 
 
 def _to_units(ctx: Context, item: SupervisionItem, template: str, data: dict, key: str) -> list[Push]:
-    """A notice about the item to each of its units' groups (else their 负责人), @ the 负责人."""
-    pushes = []
-    for unit in _units(ctx, item):
-        target = targets.group_or_leader(ctx.session, unit)
-        if target is None:
-            continue
-        leader = queries.get_member(ctx.session, unit.leader_userid) if unit.leader_userid else None
-        mentions = [leader] if leader else []
-        pushes.append(Push(target, template, {"item": item, "unit": unit, "mentions": mentions, **data},
-                           mentions=[m.userid for m in mentions], key=f"{key}:{unit.id}"))
-    return pushes
+    """A notice about the item to each of its units' groups (@ the 负责人), else 1:1 to their 负责人."""
+    return [p for unit in _units(ctx, item)
+            for p in targets.to_unit(ctx.session, unit, template, {"item": item, **data}, f"{key}:{unit.id}",
+                                     targets.leader_of(ctx.session, unit))]
+
+
+def _sent(ctx: Context, units: list[Unit], pushes: list[Push]) -> list[tuple[Unit, list[targets.Place]]]:
+    """Where the notice to each unit went (the reply names it)."""
+    return [(u, targets.places(ctx.session, ctx.config, [p for p in pushes if p.data["unit"].id == u.id]))
+            for u in units]
 
 
 def _to_admins(ctx: Context, item: SupervisionItem, kind: str, text: str) -> list[Push]:
@@ -146,11 +145,8 @@ def _issue(ctx: Context) -> Reply:
     s.flush()
     queries.add_item_event(s, item, EVENT_ISSUE, ctx.member.userid, text, ctx.now)
     pushes = _to_units(ctx, item, "supervision_push", {"lead": lead, "partners": partners}, item.code)
-    reached = {p.data["unit"].id for p in pushes}
     return Reply("supervise_ok", {"item": item, "lead": lead, "partners": partners,
-                                  "grouped": [p.data["unit"] for p in pushes if p.target.channel != "app"],
-                                  "direct": [p.data["unit"] for p in pushes if p.target.channel == "app"],
-                                  "unreached": [u for u in units if u.id not in reached]}, pushes)
+                                  "sent": _sent(ctx, units, pushes)}, pushes)
 
 
 # ---------------------------------------------------------------- the unit's steps
@@ -219,7 +215,7 @@ def done(ctx: Context) -> Reply:
     queries.add_item_event(ctx.session, item, EVENT_DONE, ctx.member.userid, remark, ctx.now)
     on_time = answer.created_at.astimezone(ctx.tz).date() <= item.deadline
     data = {"kind": "办结", "remark": remark, "on_time": on_time}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, "done"))
+    return _item_ok(ctx, item, data, "done")
 
 
 @router.command("退回", "return", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -237,7 +233,7 @@ def send_back(ctx: Context) -> Reply:
     ctx.session.add(item)
     event = queries.add_item_event(ctx.session, item, EVENT_RETURN, ctx.member.userid, remark, ctx.now)
     data = {"kind": "退回", "remark": remark}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"return{event.id}"))
+    return _item_ok(ctx, item, data, f"return{event.id}")
 
 
 @router.command("同意延期", "extendok", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -250,7 +246,7 @@ def extend_yes(ctx: Context) -> Reply:
     event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_YES, ctx.member.userid,
                                    f"{old} → {item.deadline}" + (f"：{remark}" if remark else ""), ctx.now)
     data = {"kind": "同意延期", "remark": remark, "old": old}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"))
+    return _item_ok(ctx, item, data, f"ext{event.id}")
 
 
 @router.command("不同意延期", "extendno", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -261,7 +257,13 @@ def extend_no(ctx: Context) -> Reply:
     ctx.session.add(item)
     event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_NO, ctx.member.userid, remark, ctx.now)
     data = {"kind": "不同意延期", "remark": remark, "asked": asked}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"))
+    return _item_ok(ctx, item, data, f"ext{event.id}")
+
+
+def _item_ok(ctx: Context, item: SupervisionItem, data: dict, key: str) -> Reply:
+    """An admin's step: the reply, and the notice to the item's units, whose places the reply names."""
+    pushes = _to_units(ctx, item, "item_push", data, key)
+    return Reply("item_ok", {"item": item, "sent": _sent(ctx, _units(ctx, item), pushes), **data}, pushes)
 
 
 def _pending_extension(ctx: Context, command: str, code: str) -> SupervisionItem:

@@ -41,13 +41,7 @@ def _month_before(base: datetime) -> str:
 def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
     pushes = []
     for unit, missing in digest.empty_lists(s):
-        target = targets.group_or_leader(s, unit)
-        if target is None:
-            continue
-        leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
-        mentions = [leader] if leader else []
-        pushes.append(Push(target, "deploy_check", {"unit": unit, "missing": missing, "mentions": mentions},
-                           mentions=[m.userid for m in mentions], key=str(unit.id)))
+        pushes += targets.to_unit(s, unit, "deploy_check", {"missing": missing}, str(unit.id), targets.leader_of(s, unit))
     return pushes
 
 
@@ -57,11 +51,8 @@ def monthly_prompt(s: Session, config: Config, base: datetime, now: datetime) ->
     pushes = []
     dues = digest.unit_dues(s, config, month, now)
     for due in dues:
-        if due.empty:
-            continue
-        push = targets.unit_prompt(s, config, due, month)
-        if push is not None:
-            pushes.append(push)
+        if not due.empty:
+            pushes += targets.unit_prompt(s, config, due, month)
     return pushes + targets.leader_lines(s, config, dues, month)
 
 
@@ -71,13 +62,12 @@ def escalation(s: Session, config: Config, base: datetime, now: datetime) -> lis
     if not late:
         return []
     deadline = month.first_day.replace(day=config.schedule.report_deadline_day)
-    pushes = [Push(Target("app", a.userid), "escalation_admin", {"dues": late, "month": month, "deadline": deadline},
+    to_units = {d.unit.id: targets.unit_prompt(s, config, d, month, firm=True) for d in late}
+    sent = {unit_id: targets.places(s, config, rows) for unit_id, rows in to_units.items()}
+    pushes = [Push(Target("app", a.userid), "escalation_admin",
+                   {"dues": late, "month": month, "deadline": deadline, "sent": sent},
                    key=f"admin:{a.userid}", markdown=False) for a in queries.admins(s)]
-    for due in late:
-        push = targets.unit_prompt(s, config, due, month, firm=True)
-        if push is not None:
-            pushes.append(push)
-    return pushes
+    return pushes + [p for rows in to_units.values() for p in rows]
 
 
 def monthly_ranking(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
@@ -141,14 +131,10 @@ def item_watch(s: Session, config: Config, base: datetime, now: datetime) -> lis
             left = items.workdays_left(today, item.deadline, workdays)
             for unit_id in (item.unit_id, *item.partners):
                 unit = units.get(unit_id)
-                target = targets.group_or_leader(s, unit) if unit else None
-                if target is None:
-                    continue
-                leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
-                mentions = [leader] if leader else []
-                pushes.append(Push(target, "item_push", {"kind": kind, "item": item, "unit": unit, "left": left,
-                                                         "remark": "", "mentions": mentions},
-                                   mentions=[m.userid for m in mentions], key=f"{item.code}:{kind}:{unit_id}"))
+                if unit is not None:
+                    pushes += targets.to_unit(s, unit, "item_push", {"kind": kind, "item": item, "left": left,
+                                                                     "remark": ""},
+                                              f"{item.code}:{kind}:{unit_id}", targets.leader_of(s, unit))
             if kind == "red":
                 pushes += targets.item_to_leaders(item, [units[i] for i in (item.unit_id, *item.partners)
                                                          if i in units], overseers)

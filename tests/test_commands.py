@@ -134,7 +134,7 @@ def test_problem_list_commands(app):
 
 def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
     reply = say(app, "admin", "督办 机电工程系 2026-03-28 报送实训基地建设进度")
-    assert "D1" in reply and "已推送到单位群" in reply and "负责人" not in reply
+    assert "D1" in reply and "机电工程系：单位群（机电工程系）" in reply and "单独发送" not in reply
     (item,) = rows(app, SupervisionItem)
     (push,) = rows(app, Outbox)
     assert (push.channel, push.target, push.msgtype) == ("appchat", "chat-jd", "markdown")

@@ -191,5 +191,5 @@ def test_the_issuer_is_told_which_units_got_the_item_in_their_group_and_which_th
         lib = s.exec(select(Unit).where(Unit.name == "图书馆")).one()
         lib.chat_id = ""
     reply = say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
-    assert "已推送到单位群：机电工程系" in reply and "图书馆 未配置群聊或群机器人，已推送给其负责人" in reply
+    assert "机电工程系：单位群（机电工程系）" in reply and "图书馆：单独发送给 孙七" in reply
     assert {(r.channel, r.target) for r in outbox(app)} == {("appchat", "chat-jd"), ("app", "sun")}
