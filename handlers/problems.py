@@ -3,6 +3,7 @@
     问题 (登记) -> 整改 (one or more notes) -> 销号 by the 负责人, with what was done -> 确认销号 by an admin
                                                                       -> 退回 by an admin: back to 整改中"""
 
+from bot import targets
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_REFUSE, LEADERS, Context, Router
 from bot.text import blank, field_pattern, labelled_fields
@@ -91,7 +92,7 @@ def close(ctx: Context) -> Reply:
     data = {"problem": row, "unit": unit, "member": ctx.member, "text": text}
     pushes = [Push(Target("app", a.userid), "problem_admin_push", data, markdown=False, key=f"admin:{a.userid}")
               for a in queries.admins(ctx.session) if a.userid != ctx.member.userid]
-    return Reply("close_ok", {"problem": row, "kind": "asked"}, pushes)
+    return Reply("close_ok", {"problem": row, "kind": "asked", "notified": _where(ctx, pushes)}, pushes)
 
 
 @router.command("确认销号", "confirmclose", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -105,7 +106,8 @@ def confirm(ctx: Context) -> Reply:
     queries.add_problem_progress(ctx.session, row, ctx.member.userid, remark, ctx.now, PROGRESS_CONFIRM)
     row.status, row.closed_at = PROBLEM_CLOSED, ctx.now
     ctx.session.add(row)
-    return Reply("close_ok", {"problem": row, "kind": "closed"}, _to_unit(ctx, row, "closed", remark))
+    pushes = _to_unit(ctx, row, "closed", remark)
+    return Reply("close_ok", {"problem": row, "kind": "closed", "notified": _where(ctx, pushes)}, pushes)
 
 
 def send_back(ctx: Context, code: str, remark: str) -> Reply:
@@ -118,7 +120,12 @@ def send_back(ctx: Context, code: str, remark: str) -> Reply:
     queries.add_problem_progress(ctx.session, row, ctx.member.userid, remark, ctx.now, PROGRESS_RETURN)
     row.status = PROBLEM_RECTIFYING
     ctx.session.add(row)
-    return Reply("close_ok", {"problem": row, "kind": "returned"}, _to_unit(ctx, row, "returned", remark))
+    pushes = _to_unit(ctx, row, "returned", remark)
+    return Reply("close_ok", {"problem": row, "kind": "returned", "notified": _where(ctx, pushes)}, pushes)
+
+
+def _where(ctx: Context, pushes: list[Push]) -> list[targets.Place]:
+    return targets.places(ctx.session, ctx.config, pushes)
 
 
 def _to_unit(ctx: Context, row: Problem, kind: str, remark: str) -> list[Push]:

@@ -53,7 +53,8 @@ def appeal(ctx: Context) -> Reply:
     data = {"unit": ctx.unit, "month": frozen.month, "member": ctx.member, "text": text, "sc": mine}
     pushes = [Push(Target("app", a.userid), "appeal_push", data, key=f"appeal:{a.userid}")
               for a in queries.admins(ctx.session)]
-    return Reply("appeal_ok", {"unit": ctx.unit, "month": frozen.month}, pushes)
+    return Reply("appeal_ok", {"unit": ctx.unit, "month": frozen.month,
+                               "notified": targets.places(ctx.session, ctx.config, pushes)}, pushes)
 
 
 def _release_arg(ctx: Context, command: str, rest_required: bool):

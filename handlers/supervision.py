@@ -66,6 +66,10 @@ def _sent(ctx: Context, units: list[Unit], pushes: list[Push]) -> list[tuple[Uni
             for u in units]
 
 
+def _where(ctx: Context, pushes: list[Push]) -> list[targets.Place]:
+    return targets.places(ctx.session, ctx.config, pushes)
+
+
 def _to_admins(ctx: Context, item: SupervisionItem, kind: str, text: str) -> list[Push]:
     data = {"item": item, "unit": ctx.session.get(Unit, item.unit_id), "kind": kind, "text": text,
             "member": ctx.member, "sender_unit": ctx.unit}
@@ -176,7 +180,8 @@ def feedback(ctx: Context) -> Reply:
     item.status = ITEM_ANSWERED
     ctx.session.add(item)
     late = _today(ctx) > item.deadline
-    return Reply("feedback_ok", {"item": item, "late": late}, _to_admins(ctx, item, "反馈", text))
+    pushes = _to_admins(ctx, item, "反馈", text)
+    return Reply("feedback_ok", {"item": item, "late": late, "notified": _where(ctx, pushes)}, pushes)
 
 
 @router.command("延期", "extend")
@@ -195,7 +200,8 @@ def extend(ctx: Context) -> Reply:
     ctx.session.add(item)
     text = f"{item.deadline} → {new}：{reason}"
     queries.add_item_event(ctx.session, item, EVENT_EXTEND_ASK, ctx.member.userid, text, ctx.now)
-    return Reply("item_ok", {"kind": "延期", "item": item}, _to_admins(ctx, item, "延期", text))
+    pushes = _to_admins(ctx, item, "延期", text)
+    return Reply("item_ok", {"kind": "延期", "item": item, "notified": _where(ctx, pushes)}, pushes)
 
 
 # ---------------------------------------------------------------- the admins' steps

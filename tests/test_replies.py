@@ -145,3 +145,11 @@ def test_remind_and_supervision_replies_name_where_each_push_went(app):
     say(app, "zhang", "反馈 D1 已报送")
     reply = say(app, "admin", "办结 D1")
     assert "已通知 机电工程系：单位群（机电工程系）" in reply and "已通知 图书馆：单独发送给 孙七" in reply
+
+
+def test_replies_to_steps_that_tell_someone_name_whom(app):
+    say(app, "admin", "督办 机电工程系 3月28日 报送材料")
+    assert "已通知：单独发送给 王管理" in say(app, "zhang", "反馈 D1 已报送")
+    say(app, "li", "问题 配电箱未上锁")
+    assert "已通知：单独发送给 王管理" in say(app, "zhang", "销号 P1 已加锁")
+    assert "已通知：单独发送给 张三" in say(app, "admin", "确认销号 P1")
