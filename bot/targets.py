@@ -171,7 +171,8 @@ def ranking_review(s: Session, config: Config, month: Month, scores: list, until
     for sc in scores:
         if sc.unit.leader_userid in leaders:
             pushes.append(Push(Target("app", sc.unit.leader_userid), "ranking_unit_review",
-                               {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank])},
+                               {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank]),
+                                "can_appeal": bool(sc.rank)},
                                key=f"unit:{sc.unit.id}"))
     return pushes
 

@@ -121,8 +121,12 @@ def add_task(ctx: Context) -> Reply:
     if not content or not owner or not due:
         raise fail("新增任务", "missing_args")
     member = queries.get_member(ctx.session, owner)
-    if member is None:
-        raise fail("新增任务", "owner_not_found", userid=owner)
+    if member is None:  # a name does as well as an account, if only one person has it
+        named = queries.members_named(ctx.session, owner)
+        if len(named) != 1:
+            raise fail("新增任务", "owner_not_found", userid=owner, named=named,
+                       units={u.id: u for u in queries.all_units(ctx.session)})
+        member, owner = named[0], named[0].userid
     if member.unit_id != unit.id:  # a member reports only on their own unit's tasks (admins included)
         raise fail("新增任务", "owner_other_unit", member=member, unit=unit,
                    owner_unit=ctx.session.get(Unit, member.unit_id))

@@ -153,3 +153,101 @@ def test_replies_to_steps_that_tell_someone_name_whom(app):
     say(app, "li", "问题 配电箱未上锁")
     assert "已通知：单独发送给 王管理" in say(app, "zhang", "销号 P1 已加锁")
     assert "已通知：单独发送给 张三" in say(app, "admin", "确认销号 P1")
+
+
+# ---------------------------------------------------------------- 22.7 the ranking is public
+
+
+def test_anyone_may_see_a_published_ranking(app):
+    march_ranking(app)
+    before = say(app, "li", "排名 2026-03")
+    assert "尚未公布" in before and "仅限" not in before and "机电工程系 " not in before
+    say(app, "admin", "发布 2026-03")
+    for userid in ("li", "zhang", "sun"):
+        shown = say(app, userid, "排名 2026-03")
+        assert "仅限" not in shown and "1. " in shown and "信息工程系" in shown and "图书馆" in shown, userid
+    assert "2026-03" in say(app, "li", "排名")  # a member's 排名: the latest published month
+
+
+def test_during_review_a_leader_sees_their_units_preview_line(app):
+    march_ranking(app)
+    shown = say(app, "zhang", "排名")
+    assert "机电工程系：2026-03 排名预览（未公布）" in shown and "第 1 名" in shown
+    assert "信息工程系" not in shown
+
+
+def test_an_admins_ranking_of_the_month_in_review_is_labelled(app):
+    march_ranking(app)
+    shown = say(app, "admin", "排名 2026-03")
+    assert "预览中，未公布" in shown and "信息工程系" in shown
+
+
+def test_a_unit_not_ranked_is_not_invited_to_appeal(app):
+    from db.models import Member, Unit
+    with Session(app.engine) as s:
+        office = s.exec(select(Unit).where(Unit.name == "党政办公室")).one()
+        s.add(Member(userid="chen", name="陈八", unit_id=office.id, role="负责人"))
+        office.leader_userid = "chen"
+        s.add(office)
+        s.commit()
+    march_ranking(app)
+    (line,) = [content(r) for r in outbox(app, ":unit:") if r.target == "chen"]
+    assert "不参评" in line and "申诉" not in line
+    (ranked,) = [content(r) for r in outbox(app, ":unit:") if r.target == "zhang"]
+    assert "申诉 理由" in ranked
+
+
+# ---------------------------------------------------------------- issue 24: replies and pushes
+
+
+def help_names(app, userid: str) -> list[str]:
+    return [line[2:].split()[0] for line in say(app, userid, "帮助").splitlines() if line.startswith("· ")]
+
+
+def test_help_lists_each_roles_most_used_commands_first(app):
+    from conftest import add_overseer
+    add_overseer(app)
+    assert help_names(app, "vp")[:3] == ["状态", "未报", "排名"]
+    admin = help_names(app, "admin")
+    assert admin[:3] == ["状态", "未报", "排名"] and admin.index("确认销号") > admin.index("发布")
+    assert help_names(app, "li")[0] == "汇报" and help_names(app, "zhang")[:2] == ["汇报", "状态"]
+
+
+def test_examples_use_the_askers_own_codes_and_real_unit_names(app):
+    from db.models import Unit
+    with Session(app.engine) as s:
+        jd = s.exec(select(Unit).where(Unit.name == "机电工程系")).one()
+        jd.name = "机电学院"
+        s.add(jd)
+        s.commit()
+    assert "例：汇报 T1 " in say(app, "li", "帮助 汇报")
+    assert "例：汇报 T3 " in say(app, "zhao", "汇报 T3")  # the format error's example, too
+    reply = say(app, "admin", "状态 机电工程系")
+    assert "机电学院" in reply.split("例：")[-1] and "机电工程系" not in reply.split("例：")[-1]
+
+
+def test_the_right_form_is_shown_for_format_errors_only(app):
+    say(app, "admin", "督办 机电工程系 3月28日 报送材料")
+    assert "正确格式" not in say(app, "zhang", "签收 D1 ") + say(app, "zhang", "签收 D1")  # already signed
+    assert "正确格式" not in say(app, "li", "任务 T3")  # not theirs
+    assert "正确格式：汇报" in say(app, "li", "汇报 T1 abc 内容")
+    refused = say(app, "li", "督办 D9")
+    assert "没有找到督办单" in refused and "<牵头单位>" not in refused
+    refused = say(app, "li", "督办 机电工程系 3月28日 报送材料")
+    assert "仅限管理员" in refused and "<牵头单位>" not in refused
+
+
+def test_a_new_tasks_owner_may_be_named_when_the_name_is_unique(app):
+    reply = say(app, "admin", "新增任务 机电工程系 敢为争先 建成实训中心 责任人=李四 期限=2026-10-31")
+    assert "T6" in reply and "不在人员名单中" not in reply
+    with Session(app.engine) as s:
+        assert s.exec(select(Task).where(Task.code == "T6")).one().owner_userid == "li"
+    from db.models import Member, Unit
+    with Session(app.engine) as s:
+        lib = s.exec(select(Unit).where(Unit.name == "图书馆")).one()
+        s.add(Member(userid="li2", name="李四", unit_id=lib.id, role="成员"))
+        s.commit()
+    reply = say(app, "admin", "新增任务 机电工程系 敢为争先 另一项 责任人=李四 期限=2026-10-31")
+    assert "2 位“李四”" in reply and "账号 li，机电工程系" in reply and "账号 li2，图书馆" in reply
+    assert "责任人=li" in reply
+    assert "按账号和姓名都没有找到" in say(app, "admin", "新增任务 机电工程系 敢为争先 x 责任人=马军 期限=2026-10-31")
