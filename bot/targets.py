@@ -168,11 +168,12 @@ def ranking_review(s: Session, config: Config, month: Month, scores: list, until
     pushes = [Push(Target("app", a.userid), "ranking_preview", {"scores": scores, "month": month, "until": until},
                    key=f"preview:{a.userid}") for a in queries.admins(s)]
     leaders = {m.userid for m in queries.members_by_id(s).values()}
+    partnered = queries.partnered_due(s, month)
     for sc in scores:
         if sc.unit.leader_userid in leaders:
             pushes.append(Push(Target("app", sc.unit.leader_userid), "ranking_unit_review",
                                {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank]),
-                                "can_appeal": bool(sc.rank)},
+                                "can_appeal": bool(sc.rank), "partnered": partnered.get(sc.unit.id, [])},
                                key=f"unit:{sc.unit.id}"))
     return pushes
 

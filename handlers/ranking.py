@@ -44,7 +44,8 @@ def ranking(ctx: Context) -> Reply:
         if mine is not None:
             return Reply("ranking_unit_review", {"sc": mine, "month": month, "until": frozen.review_until,
                                                  "count": sum(1 for x in scores if x.rank),
-                                                 "can_appeal": bool(mine.rank) and ctx.now < frozen.review_until})
+                                                 "can_appeal": bool(mine.rank) and ctx.now < frozen.review_until,
+                                                 "partnered": queries.partnered_due(s, month).get(ctx.unit.id, [])})
     scope = units_in_view(s, "排名", member, ctx.unit)
     scores = release.thaw(frozen.data) if frozen is not None else digest.rank(s, ctx.config, month, ctx.now)
     rated = sum(1 for x in scores if x.rank)

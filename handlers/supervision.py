@@ -111,8 +111,9 @@ def _timeline(ctx: Context, token: str) -> Reply:
     item = _item(ctx, "督办", token, also=queries.overseen_units(ctx.session, ctx.member))
     events = queries.item_events(ctx.session, item.id)
     light = lights.light(item, _today(ctx), ctx.config.supervision.warn_days, _workdays(ctx))
-    return Reply("item_timeline", {"item": item, "units": _units(ctx, item), "events": events, "light": light,
-                                   "people": queries.members_by_id(ctx.session)})
+    units = _units(ctx, item)
+    return Reply("item_timeline", {"item": item, "units": units, "events": events, "light": light,
+                                   "people": queries.members_by_id(ctx.session), "names": {u.id: u.name for u in units}})
 
 
 def _issue(ctx: Context) -> Reply:
@@ -156,10 +157,24 @@ def _issue(ctx: Context) -> Reply:
 # ---------------------------------------------------------------- the unit's steps
 
 
+def _partner(ctx: Context, item: SupervisionItem) -> Unit | None:
+    """The 配合单位 the sender acts for on this item: their own unit, if it is one of the item's
+    partners (not its 牵头单位). Its steps are its own part: they do not move the item's status."""
+    return ctx.unit if ctx.unit.id in item.partners and ctx.unit.id != item.unit_id else None
+
+
 @router.command("签收", "sign")
 def sign(ctx: Context) -> Reply:
     (code,), _ = need_args("签收", ctx.args, 1, content=False)
     item = _item(ctx, "签收", code)
+    partner = _partner(ctx, item)
+    if partner is not None:
+        if item.status == ITEM_DONE:
+            raise fail("签收", "item_done", code=item.code)
+        if partner.id in queries.step_units(ctx.session, [item.id], EVENT_SIGN).get(item.id, ()):
+            raise fail("签收", "partner_signed", item=item, unit=partner)
+        queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
+        return Reply("item_ok", {"kind": "签收", "item": item, "partner": partner})
     if item.status != ITEM_ISSUED:
         raise fail("签收", "item_signed", item=item)
     item.status = ITEM_SIGNED
@@ -174,6 +189,15 @@ def feedback(ctx: Context) -> Reply:
     item = _item(ctx, "反馈", code)
     if item.status == ITEM_DONE:
         raise fail("反馈", "item_done", code=item.code)
+    partner = _partner(ctx, item)
+    if partner is not None:  # its own part: in the timeline, told to the admins; the item waits for its 牵头单位
+        if partner.id not in queries.step_units(ctx.session, [item.id], EVENT_SIGN).get(item.id, ()):
+            queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
+        queries.add_item_event(ctx.session, item, EVENT_FEEDBACK, ctx.member.userid, text, ctx.now)
+        pushes = _to_admins(ctx, item, "反馈", text)
+        return Reply("feedback_ok", {"item": item, "late": _today(ctx) > item.deadline, "partner": partner,
+                                     "lead": ctx.session.get(Unit, item.unit_id), "notified": _where(ctx, pushes)},
+                     pushes)
     if item.status == ITEM_ISSUED:  # the first answer signs for it, too
         queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
     queries.add_item_event(ctx.session, item, EVENT_FEEDBACK, ctx.member.userid, text, ctx.now)
@@ -181,7 +205,8 @@ def feedback(ctx: Context) -> Reply:
     ctx.session.add(item)
     late = _today(ctx) > item.deadline
     pushes = _to_admins(ctx, item, "反馈", text)
-    return Reply("feedback_ok", {"item": item, "late": late, "notified": _where(ctx, pushes)}, pushes)
+    return Reply("feedback_ok", {"item": item, "late": late, "notified": _where(ctx, pushes), "partner": None},
+                 pushes)
 
 
 @router.command("延期", "extend")
@@ -213,7 +238,7 @@ def done(ctx: Context) -> Reply:
     item = _item(ctx, "办结", code)
     if item.status == ITEM_DONE:
         raise fail("办结", "item_done", code=item.code)
-    answer = queries.last_feedback(ctx.session, item.id)
+    answer = queries.last_feedback(ctx.session, item.id, item.partners)
     if item.status != ITEM_ANSWERED or answer is None:
         raise fail("办结", "item_not_answered", code=item.code)
     item.status, item.answered_at, item.closed_at = ITEM_DONE, answer.created_at, ctx.now

@@ -251,3 +251,71 @@ def test_a_new_tasks_owner_may_be_named_when_the_name_is_unique(app):
     assert "2 位“李四”" in reply and "账号 li，机电工程系" in reply and "账号 li2，图书馆" in reply
     assert "责任人=li" in reply
     assert "按账号和姓名都没有找到" in say(app, "admin", "新增任务 机电工程系 敢为争先 x 责任人=马军 期限=2026-10-31")
+
+
+# ---------------------------------------------------------------- 22.9 配合单位
+
+
+def item(app, code: str = "D1"):
+    from db.models import SupervisionItem
+    with Session(app.engine) as s:
+        return s.exec(select(SupervisionItem).where(SupervisionItem.code == code)).one()
+
+
+def test_a_partner_unit_signs_and_answers_its_own_part(app):
+    say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
+    assert "已签收督办单 D1" in say(app, "zhang", "签收 D1")
+    reply = say(app, "sun", "签收 D1")
+    assert "图书馆（配合单位）已签收督办单 D1" in reply and "无需再签收" not in reply and "正确格式" not in reply
+    again = say(app, "sun", "签收 D1")
+    assert "图书馆已签收过督办单 D1" in again and "正确格式" not in again
+    reply = say(app, "sun", "反馈 D1 已提供馆内开放时间数据")
+    assert "图书馆（配合单位）" in reply and "牵头单位" in reply
+    assert item(app).status == "签收"  # the 牵头单位 has not answered: nothing to 办结 yet
+    assert "还没有待审核的反馈" in say(app, "admin", "办结 D1")
+    app.clock.set(at(2026, 3, 21, 9))
+    say(app, "zhang", "反馈 D1 方案已报送")
+    app.clock.set(at(2026, 3, 22, 9))
+    say(app, "sun", "反馈 D1 补充一点数据")
+    say(app, "admin", "办结 D1")
+    assert item(app).answered_at == at(2026, 3, 21, 9)  # the 牵头单位's answer counts
+    timeline = say(app, "admin", "督办 D1")
+    assert "签收 张三（机电工程系）" in timeline and "签收 孙七（图书馆）" in timeline
+    assert "反馈 孙七（图书馆）：已提供馆内开放时间数据" in timeline
+
+
+def test_a_partner_that_answered_is_not_prompted_for_it_again(app):
+    from jobs import JobQueue
+    say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
+    say(app, "sun", "反馈 D1 已提供数据")
+    JobQueue(app).run("monthly_prompt", at(2026, 3, 20, 9))
+    rows = {r.target: content(r) for r in outbox(app, "job:monthly_prompt:2026-03")}
+    assert "D1" in rows["chat-jd"] and "D1" not in rows.get("chat-lib", "")
+
+
+def test_previews_and_status_list_lead_and_partner_items_apart(app):
+    say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
+    status = say(app, "sun", "状态")
+    assert "配合督办单" in status and "D1" in status and "不计入本单位督办得分" in status
+    assert "牵头督办单" in say(app, "zhang", "状态")
+    say(app, "zhang", "反馈 D1 已报送")
+    march_ranking(app)
+    (lib,) = [content(r) for r in outbox(app, ":unit:") if r.target == "sun"]
+    assert "本月无到期督办单，计满分" not in lib
+    assert "配合督办单 D1" in lib and "不计入本单位督办得分" in lib
+    (jd,) = [content(r) for r in outbox(app, ":unit:") if r.target == "zhang"]
+    assert "牵头督办单 1 件" in jd
+
+
+def test_the_formula_and_the_comments_heading_start_their_own_lines(app):
+    from jobs import JobQueue
+    march_ranking(app)
+    (xx,) = [content(r) for r in outbox(app, ":unit:") if r.target == "wang"]
+    assert "每项扣 5 分\n得分 = 汇报率×40" in xx
+    app.config.broadcast.chat_id = "chat-all"
+    app.clock.set(at(2026, 6, 10, 9))
+    say(app, "admin", "点评 机电工程系 上半年推进有力")
+    app.clock.set(at(2026, 6, 30, 16))
+    JobQueue(app).run("midyear_review", at(2026, 6, 30, 16))
+    (text,) = [content(r) for r in outbox(app, "midyear:broadcast")]
+    assert "\n\n**点评与自评**" in text and "党政办公室**" not in text
