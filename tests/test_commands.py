@@ -194,7 +194,7 @@ def test_help_lists_what_each_role_may_use_with_examples(app):
     admin_help = say(app, "admin", "help")
     assert "汇报 T1 60%" in member_help and "督办 <单位>" not in member_help and "导出" not in member_help
     assert "督办 <牵头单位>" in admin_help and "导出" in admin_help and "其余部分" not in admin_help
-    assert "另可用：帮助、任务、汇报" in admin_help  # everyone's commands by name: one message is enough
+    assert "另可用：帮助、汇报、修改" in admin_help  # everyone's commands by name: one message is enough
 
 
 def test_unknown_command_shows_the_right_form(app):

@@ -319,3 +319,40 @@ def test_the_formula_and_the_comments_heading_start_their_own_lines(app):
     JobQueue(app).run("midyear_review", at(2026, 6, 30, 16))
     (text,) = [content(r) for r in outbox(app, "midyear:broadcast")]
     assert "\n\n**点评与自评**" in text and "党政办公室**" not in text
+
+
+def test_a_report_on_an_overdue_task_says_it_is_overdue(app):
+    reply = say(app, "wang", "汇报 T4 80% 报告修改中")  # T4 was due 2026-03-15
+    assert "T4 的期限 2026-03-15 已过" in reply and "逾期" in reply
+    assert "已过" not in say(app, "zhao", "汇报 T3 50% 推进中")
+    assert "期限" not in say(app, "wang", "汇报 T4 100% 已完成")
+
+
+def test_a_closed_items_push_shows_its_deadline_without_warning_colour(app):
+    say(app, "admin", "督办 机电工程系 3月28日 报送材料")
+    (issued,) = [content(r) for r in outbox(app, "D1")]
+    assert '<font color="warning">2026-03-28</font>' in issued
+    say(app, "zhang", "反馈 D1 已报送")
+    say(app, "admin", "办结 D1")
+    (closed,) = [content(r) for r in outbox(app, ":done:")]
+    assert "2026-03-28" in closed and "warning" not in closed
+
+
+def test_an_admins_tasks_with_a_unit_name_lists_that_units_tasks(app):
+    shown = say(app, "admin", "任务 信息工程系")
+    assert "T3" in shown and "T4" in shown and "T1" not in shown
+    assert "T1" in say(app, "admin", "任务 机电")  # a unique part of the name
+    assert "没有找到任务" in say(app, "admin", "任务 T99")
+
+
+def test_a_units_comment_is_seen_by_the_unit_once_its_review_went_out(app):
+    from jobs import JobQueue
+    app.clock.set(at(2026, 6, 10, 9))
+    say(app, "admin", "点评 机电工程系 上半年推进有力")
+    say(app, "zhang", "自评 完成实训中心主体建设")
+    before = say(app, "zhang", "自评")
+    assert "上半年推进有力" not in before and "通报发出后可见" in before and "完成实训中心主体建设" in before
+    assert "上半年推进有力" in say(app, "admin", "点评")
+    app.clock.set(at(2026, 6, 30, 16))
+    JobQueue(app).run("midyear_review", at(2026, 6, 30, 16))
+    assert "上半年推进有力" in say(app, "zhang", "自评")
