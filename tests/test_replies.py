@@ -17,14 +17,17 @@ def say(app, userid: str, text: str) -> str:
     return app.handle_message(userid, text, msg_id=f"rp{next(_ids)}")
 
 
-def problems(app) -> list[Problem]:
+def rows(app, model) -> list:
     with Session(app.engine) as s:
-        return list(s.exec(select(Problem).order_by(Problem.id)))
+        return list(s.exec(select(model).order_by(model.id)))
+
+
+def problems(app) -> list[Problem]:
+    return rows(app, Problem)
 
 
 def reports(app) -> list[Report]:
-    with Session(app.engine) as s:
-        return list(s.exec(select(Report).order_by(Report.id)))
+    return rows(app, Report)
 
 
 # ---------------------------------------------------------------- 22.5 input as people write it
