@@ -122,7 +122,7 @@ def add_task(ctx: Context) -> Reply:
         raise fail("新增任务", "missing_args")
     member = queries.get_member(ctx.session, owner)
     if member is None:  # a name does as well as an account, if only one person has it
-        named = queries.members_named(ctx.session, owner)
+        named = queries.members_with_name(ctx.session, owner)
         if len(named) != 1:
             raise fail("新增任务", "owner_not_found", userid=owner, named=named,
                        units={u.id: u for u in queries.all_units(ctx.session)})

@@ -25,7 +25,7 @@ def get_member(s: Session, userid: str) -> Member | None:
     return s.get(Member, userid)
 
 
-def members_named(s: Session, name: str) -> list[Member]:
+def members_with_name(s: Session, name: str) -> list[Member]:
     """The people on the roster with this name (several people may share one)."""
     return list(s.exec(select(Member).where(Member.name == name.strip()).order_by(Member.userid)))
 
