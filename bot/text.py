@@ -180,7 +180,8 @@ def labelled_fields(text: str, pattern: re.Pattern) -> tuple[str, dict[str, str]
     """The text before the first label (as typed), each known label's value (as typed, up to the
     next label, without the marks between parts) and the field-like labels not understood."""
     norm, index = normalize_map(text)
-    marks = list(pattern.finditer(norm))
+    # What opens the text is its subject, even if it looks like a label (问题 排班负责人：未落实).
+    marks = [m for m in pattern.finditer(norm) if m.group("known") or m.start() > 0]
     fields: dict[str, str] = {}
     unknown = [m.group("other") for m in marks if m.group("other")]
     for m, nxt in zip(marks, [*marks[1:], None]):

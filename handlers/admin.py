@@ -160,6 +160,8 @@ def _key_values(text: str) -> tuple[dict[str, str], str]:
     norm, index = normalize_map(text)
     fields, pieces, pos = {}, [], 0
     for m in _FIELDS.finditer(norm):
+        if m.group("other") and m.start() == 0:  # the content may open with what looks like a label
+            continue
         if m.group("other"):
             raise fail("新增任务", "unknown_field", label=m.group("other"), labels=["责任人", "期限", "开始", "责任领导"])
         key = m.group("known").lower()

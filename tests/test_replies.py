@@ -46,6 +46,8 @@ def test_a_part_given_but_not_understood_is_named_and_nothing_is_stored(app):
     reply = say(app, "li", "问题 配电箱未上锁，措施：加装门锁，完成时间：11月20号")
     assert "未识别“完成时间”，可用：措施、时限" in reply
     assert problems(app) == []
+    say(app, "li", "问题 实验室排班负责人：未落实")  # what opens the description is the description
+    assert problems(app)[0].description == "实验室排班负责人：未落实"
     reply = say(app, "admin", "新增任务 机电工程系 敢为争先 建成实训中心，责任人：li，完成时间：2026-10-31")
     assert "未识别“完成时间”" in reply and "责任人" in reply and "期限" in reply
 
