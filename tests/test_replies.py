@@ -307,7 +307,7 @@ def test_previews_and_status_list_lead_and_partner_items_apart(app):
     march_ranking(app)
     (lib,) = [content(r) for r in outbox(app, ":unit:") if r.target == "sun"]
     assert "本月无到期督办单，计满分" not in lib
-    assert "配合督办单 D1" in lib and "不计入本单位督办得分" in lib
+    assert "计满分\n> 配合督办单 D1：由牵头单位反馈计分，不计入本单位督办得分\n得分" in lib
     (jd,) = [content(r) for r in outbox(app, ":unit:") if r.target == "zhang"]
     assert "牵头督办单 1 件" in jd
 
@@ -316,7 +316,7 @@ def test_the_formula_and_the_comments_heading_start_their_own_lines(app):
     from jobs import JobQueue
     march_ranking(app)
     (xx,) = [content(r) for r in outbox(app, ":unit:") if r.target == "wang"]
-    assert "每项扣 5 分\n得分 = 汇报率×40" in xx
+    assert "计满分\n> 逾期未完成任务 1 项，每项扣 5 分\n得分 = 汇报率×40" in xx
     app.config.broadcast.chat_id = "chat-all"
     app.clock.set(at(2026, 6, 10, 9))
     say(app, "admin", "点评 机电工程系 上半年推进有力")
