@@ -236,6 +236,10 @@ def test_the_right_form_is_shown_for_format_errors_only(app):
     assert "正确格式" not in say(app, "zhang", "签收 D1 ") + say(app, "zhang", "签收 D1")  # already signed
     assert "正确格式" not in say(app, "li", "任务 T3")  # not theirs
     assert "正确格式：汇报" in say(app, "li", "汇报 T1 abc 内容")
+    say(app, "zhang", "亮点 实训中心获评省级示范 入选省级基地")
+    say(app, "admin", "选用 L1")
+    again = say(app, "admin", "选用 L1")
+    assert "无需重复" in again and "正确格式" not in again
     refused = say(app, "li", "督办 D9")
     assert "没有找到督办单" in refused and "<牵头单位>" not in refused
     refused = say(app, "li", "督办 机电工程系 3月28日 报送材料")
