@@ -15,6 +15,7 @@ from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
+from db.models import EVENT_FEEDBACK
 from jobs.calendar import EARLIER, LATER, SKIP, Workdays
 
 log = logging.getLogger("duban.jobs")
@@ -129,7 +130,8 @@ def item_watch(s: Session, config: Config, base: datetime, now: datetime) -> lis
             kind = ""
         if kind:
             left = items.workdays_left(today, item.deadline, workdays)
-            for unit_id in (item.unit_id, *item.partners):
+            answered = queries.step_units(s, [item.id], EVENT_FEEDBACK).get(item.id, set()) if item.partners else set()
+            for unit_id in (item.unit_id, *(p for p in item.partners if p not in answered)):
                 unit = units.get(unit_id)
                 if unit is not None:
                     pushes += targets.to_unit(s, unit, "item_push", {"kind": kind, "item": item, "left": left,

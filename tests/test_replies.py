@@ -300,6 +300,9 @@ def test_a_partner_that_answered_is_not_prompted_for_it_again(app):
     JobQueue(app).run("monthly_prompt", at(2026, 3, 20, 9))
     rows = {r.target: content(r) for r in outbox(app, "job:monthly_prompt:2026-03")}
     assert "D1" in rows["chat-jd"] and "D1" not in rows.get("chat-lib", "")
+    app.clock.set(at(2026, 3, 30, 9))  # the workday after the deadline: the item turns red
+    JobQueue(app).run("item_watch", at(2026, 3, 30, 9))
+    assert {r.target for r in outbox(app, "job:item_watch") if ":red:" in r.key} == {"chat-jd"}
 
 
 def test_previews_and_status_list_lead_and_partner_items_apart(app):
