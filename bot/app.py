@@ -188,8 +188,12 @@ class Application:
         try:
             reply = self.on_media(ctx) if ctx.media else self.dispatcher.dispatch(ctx, text)
         except UserError as err:
-            # Rendered here, while what it names is still loaded; the caller drops the writes.
-            return self.renderer.render(err.template, **err.data), True
+            # Rendered here, while what it names is still loaded; the caller drops the writes. A format
+            # error's example names the asker's own codes and units, and their role's form.
+            data = {"asker": ctx.member, **err.data}
+            if data.get("show_form"):
+                data["own"] = queries.example_codes(s, ctx.member.userid, ctx.member.unit_id)
+            return self.renderer.render(err.template, **data), True
         # Every reply knows where it is read: in a group it names the sender.
         rendered = self.renderer.render(reply.template, **{"in_group": ctx.in_group, "sender": ctx.member,
                                                            **reply.data})

@@ -1,6 +1,7 @@
 """Every user-facing text is a Jinja2 template in bot/templates."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,6 +11,19 @@ from bot.reply import show_target
 
 LIGHTS = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
 TIER_COLORS = {"先进": "info", "达标": "comment", "滞后": "warning"}
+
+
+def _example(text: str, own: dict | None) -> str:
+    """A command's example (commands.j2) with the asker's own task code and real unit names
+    (queries.example_codes) in place of the sample ones."""
+    if not own:
+        return text
+    if own.get("task"):
+        text = re.sub(r"(?<![A-Za-z0-9])T12(?![0-9])", own["task"], text)
+    names = {sample: own[key] for sample, key in (("机电工程系", "unit"), ("信息工程系", "unit2")) if own.get(key)}
+    if names:
+        text = re.sub("|".join(names), lambda m: names[m.group()], text)
+    return text
 
 
 class Renderer:
@@ -30,6 +44,8 @@ class Renderer:
             pct=lambda v: f"{v * 100:.0f}%",
             score=lambda v: f"{v:.1f}",
             num=lambda v: f"{v:g}",
+            parts=lambda usage: [p.rstrip("%") for p in re.findall(r"<([^<>]+)>", usage)],  # a usage's <parts>
+            example=_example,
             md=lambda v: f"{v:%m-%d}" if isinstance(v, (date, datetime)) else str(v),
             localtime=self._localtime,
             tiercolor=lambda v: TIER_COLORS.get(v, "comment"),

@@ -116,8 +116,10 @@ class Dispatcher:
         norm, index = normalize_map(text)
         start = len(norm) - len(norm.lstrip(" \t\n/#"))
         found = self._words.match(norm[start:].lower())
-        if found:
-            return self._by_word[found.group()], command_rest(text, start + found.end(), index).strip()
+        if found:  # the rest, without a mark people put after the word (申诉：…, 问题，…)
+            rest = start + found.end()
+            rest += len(norm[rest:]) - len(norm[rest:].lstrip(" \t\n:,;、"))
+            return self._by_word[found.group()], command_rest(text, rest, index).strip()
         return None, normalize(text)
 
     def dispatch(self, ctx: Context, text: str) -> Reply:

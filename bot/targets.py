@@ -4,6 +4,7 @@ Shared by commands (提醒, 督办) and jobs, so a prompt looks the same whoever
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlmodel import Session
@@ -45,23 +46,70 @@ def group_or_leader(s: Session, unit: Unit) -> Target | None:
     return target
 
 
-def unit_prompt(s: Session, config: Config, due: UnitDue, month: Month, firm: bool = False) -> Push | None:
-    target = group_or_leader(s, due.unit)
+def leader_of(s: Session, unit: Unit) -> list[Member]:
+    """The unit's 负责人, if their account exists: whom a notice to the unit @-mentions."""
+    leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
+    return [leader] if leader else []
+
+
+def to_unit(s: Session, unit: Unit, template: str, data: dict, key: str, mentions: list[Member]) -> list[Push]:
+    """A notice to a unit: its group, @ the people named; without a group, 1:1 to its 负责人, who
+    is not @-mentioned in their own chat. Nobody to send to: no push."""
+    target = group_or_leader(s, unit)
     if target is None:
-        return None
-    return Push(
-        target,
-        "unit_prompt",
-        {
-            "due": due,
-            "month": month,
-            "firm": firm,
-            "deadline": month.first_day.replace(day=config.schedule.report_deadline_day),
-            "mentions": due.people,
-        },
-        mentions=[m.userid for m in due.people],
-        key=f"{due.unit.id}",
-    )
+        return []
+    mentions = [] if target.channel == "app" else mentions
+    return [Push(target, template, {**data, "unit": unit, "mentions": mentions},
+                 mentions=[m.userid for m in mentions], key=key)]
+
+
+def unit_prompt(s: Session, config: Config, due: UnitDue, month: Month, firm: bool = False) -> list[Push]:
+    """The month's prompt to a unit's group, @ each 责任人 who owes something. A unit without a group:
+    the whole prompt to its 负责人, and to each other 责任人 with something outstanding their own
+    line of it (their tasks, their problems), 1:1."""
+    data = {"due": due, "month": month, "firm": firm, "person": None,
+            "deadline": month.first_day.replace(day=config.schedule.report_deadline_day)}
+    pushes = to_unit(s, due.unit, "unit_prompt", data, f"{due.unit.id}", due.people)
+    if unit_target(due.unit) is not None:
+        return pushes
+    for person in due.people:
+        if person.userid == due.unit.leader_userid:
+            continue
+        own = replace(due, unreported=[x for x in due.unreported if x.task.owner_userid == person.userid],
+                      overdue=[x for x in due.overdue if x.task.owner_userid == person.userid], items=[],
+                      problems=[p for p in due.problems if p.owner_userid == person.userid], people=[person])
+        if not own.empty:
+            pushes.append(Push(Target("app", person.userid), "unit_prompt",
+                               {**data, "due": own, "person": person, "mentions": []},
+                               key=f"{due.unit.id}:{person.userid}"))
+    return pushes
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a push went, as a reply names it (bot/templates/_sent.j2)."""
+
+    kind: str  # "broadcast" | "group" (a unit's) | "person" (1:1)
+    name: str  # the unit's name, the person's name
+
+
+def places(s: Session, config: Config, pushes: list[Push]) -> list[Place]:
+    """Where these pushes go, each place once, in order."""
+    broadcast = broadcast_target(config)
+    groups = {t: u.name for u in queries.all_units(s) if (t := unit_target(u)) is not None}
+    people = queries.members_by_id(s)
+    out: list[Place] = []
+    for push in pushes:
+        t = push.target
+        if t == broadcast:
+            place = Place("broadcast", "")
+        elif t.channel == "app":
+            place = Place("person", people[t.id].name if t.id in people else t.id)
+        else:
+            place = Place("group", groups.get(t, ""))
+        if place not in out:
+            out.append(place)
+    return out
 
 
 def broadcast_pushes(s: Session, config: Config, template: str, data: dict, key: str, to_admins: bool) -> list[Push]:
@@ -140,10 +188,12 @@ def ranking_review(s: Session, config: Config, month: Month, scores: list, until
         pushes += [Push(Target("app", a.userid), "ranking_preview_decide", data, markdown=False,
                         key=f"decide:{a.userid}", card=card) for a in queries.admins(s)]
     leaders = {m.userid for m in queries.members_by_id(s).values()}
+    partnered = queries.partnered_due(s, month)
     for sc in scores:
         if sc.unit.leader_userid in leaders:
             pushes.append(Push(Target("app", sc.unit.leader_userid), "ranking_unit_review",
-                               {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank])},
+                               {"sc": sc, "month": month, "until": until, "count": len([x for x in scores if x.rank]),
+                                "can_appeal": bool(sc.rank), "partnered": partnered.get(sc.unit.id, [])},
                                key=f"unit:{sc.unit.id}"))
     return pushes
 

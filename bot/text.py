@@ -160,3 +160,33 @@ def split_message(content: str, limit: int) -> list[str]:
     if current or not chunks:
         chunks.append(current)
     return chunks
+
+
+# A labelled part of a message ("措施：…", "时限=…"): a label after the start, a space or a mark
+# (，；、。 included), then = or : (full-width ones are normalised to these). A label that is not one of
+# the command's but looks like a field (ends in 时间, 期限, 措施 …) is named back to the user.
+_MARK_BEFORE = r"(?:^|(?<=[\s,;、。]))"
+_FIELDISH = r"[\u4e00-\u9fff]{0,6}(?:时间|日期|期限|时限|措施|办法|责任人|负责人|领导|开始|截止)"
+MARKS = " \t\n,;、。，；"  # what may stand between labelled parts
+
+
+def field_pattern(labels) -> re.Pattern:
+    """Known labels (longest first, so 整改措施 wins over 措施) or a field-like unknown one."""
+    known = "|".join(re.escape(x) for x in sorted(labels, key=len, reverse=True))
+    return re.compile(rf"{_MARK_BEFORE}(?:(?P<known>{known})|(?P<other>{_FIELDISH}))\s*[=:]\s*", re.IGNORECASE)
+
+
+def labelled_fields(text: str, pattern: re.Pattern) -> tuple[str, dict[str, str], list[str]]:
+    """The text before the first label (as typed), each known label's value (as typed, up to the
+    next label, without the marks between parts) and the field-like labels not understood."""
+    norm, index = normalize_map(text)
+    # What opens the text is its subject, even if it looks like a label (问题 排班负责人：未落实).
+    marks = [m for m in pattern.finditer(norm) if m.group("known") or m.start() > 0]
+    fields: dict[str, str] = {}
+    unknown = [m.group("other") for m in marks if m.group("other")]
+    for m, nxt in zip(marks, [*marks[1:], None]):
+        if m.group("known"):
+            end = index[nxt.start()] if nxt else len(text)
+            fields[m.group("known").lower()] = text[index[m.end()]:end].strip(MARKS)
+    head = text[:index[marks[0].start()]] if marks else text
+    return head.strip(MARKS), fields, unknown

@@ -7,7 +7,7 @@ from bot.campaign import digest, scoring, years
 from db.month import Month
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, HEADS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, OVERSIGHT, Context, Router
-from bot.text import normalize_map, split_args
+from bot.text import MARKS, field_pattern, normalize_map, split_args
 from db import queries
 from db.models import LINES, ROLE_LEADER, Task, Unit
 from handlers.common import fail, parse_date, parse_month, units_in_view
@@ -71,16 +71,17 @@ def remind(ctx: Context) -> Reply:
     unit = _unit_arg(ctx, "提醒")
     month = _this_month(ctx)
     dues = digest.unit_dues(ctx.session, ctx.config, month, ctx.now, [unit] if unit else None)
-    pushes, skipped = [], []
+    pushes, sent, skipped = [], [], []
     for due in dues:
         if due.empty and unit is None:
             continue
-        push = targets.unit_prompt(ctx.session, ctx.config, due, month)
-        if push is None:
-            skipped.append(due.unit)
+        rows = targets.unit_prompt(ctx.session, ctx.config, due, month)
+        if rows:
+            pushes += rows
+            sent.append((due.unit, targets.places(ctx.session, ctx.config, rows)))
         else:
-            pushes.append(push)
-    return Reply("remind_ok", {"count": len(pushes), "skipped": skipped, "unit": unit}, pushes)
+            skipped.append(due.unit)
+    return Reply("remind_ok", {"sent": sent, "skipped": skipped, "unit": unit}, pushes)
 
 
 @router.command("导出", "export", roles=ADMINS, in_group=IN_GROUP_PRIVATE)
@@ -120,8 +121,12 @@ def add_task(ctx: Context) -> Reply:
     if not content or not owner or not due:
         raise fail("新增任务", "missing_args")
     member = queries.get_member(ctx.session, owner)
-    if member is None:
-        raise fail("新增任务", "owner_not_found", userid=owner)
+    if member is None:  # a name does as well as an account, if only one person has it
+        named = queries.members_with_name(ctx.session, owner)
+        if len(named) != 1:
+            raise fail("新增任务", "owner_not_found", userid=owner, named=named,
+                       units={u.id: u for u in queries.all_units(ctx.session)})
+        member, owner = named[0], named[0].userid
     if member.unit_id != unit.id:  # a member reports only on their own unit's tasks (admins included)
         raise fail("新增任务", "owner_other_unit", member=member, unit=unit,
                    owner_unit=ctx.session.get(Unit, member.unit_id))
@@ -143,20 +148,26 @@ def _line_by_index(token: str) -> str | None:
     return LINES[int(token) - 1] if token.isdigit() and 1 <= int(token) <= len(LINES) else None
 
 
-# The fields 新增任务 takes, as key=value; ＝ ： and : work too (NFKC makes them = and :), with spaces around.
-_FIELD = re.compile(r"(?<!\S)(责任人|责任领导|期限|开始|owner|due|start)\s*[=:]\s*(\S+)", re.IGNORECASE)
+# The fields 新增任务 takes, as key=value; ＝ ： and : work too, after a space or a mark (，；、).
+_FIELDS = field_pattern(["责任人", "责任领导", "期限", "开始", "owner", "due", "start"])
+_VALUE = re.compile(r"[^\s,;、。]*")
 _ALIASES = {"owner": "责任人", "due": "期限", "start": "开始"}
 
 
 def _key_values(text: str) -> tuple[dict[str, str], str]:
     """Pull the known key=value fields (责任人=zhang 期限=2026-06-30) out of free text; the rest,
-    as typed, is content (so 目标：建成 stays content)."""
+    as typed, is content (so 目标：建成 stays content). A field-like label not understood is named."""
     norm, index = normalize_map(text)
     fields, pieces, pos = {}, [], 0
-    for m in _FIELD.finditer(norm):
-        key = m.group(1).lower()
-        fields[_ALIASES.get(key, key)] = m.group(2)
-        pieces.append(text[index[pos]:index[m.start()]])
-        pos = m.end()
-    pieces.append(text[index[pos]:])
+    for m in _FIELDS.finditer(norm):
+        if m.group("other") and m.start() == 0:  # the content may open with what looks like a label
+            continue
+        if m.group("other"):
+            raise fail("新增任务", "unknown_field", label=m.group("other"), labels=["责任人", "期限", "开始", "责任领导"])
+        key = m.group("known").lower()
+        value = _VALUE.match(norm, m.end())
+        fields[_ALIASES.get(key, key)] = value.group()
+        pieces.append(text[index[pos]:index[m.start()]].strip(MARKS))
+        pos = value.end()
+    pieces.append(text[index[pos]:].strip(MARKS))
     return fields, " ".join(" ".join(pieces).split())

@@ -13,15 +13,24 @@ from db.month import Month
 from db.queries import TaskRow
 
 
+# The problems that are the form's: their reply shows the right form of the command, with an example.
+FORMAT_ERRORS = frozenset({"missing_args", "unknown_field", "bad_percent", "bad_date", "bad_month", "bad_line",
+                           "need_code", "bad_attach_code", "title_too_long", "unit_not_found", "deadline_past",
+                           "due_before_start"})
+
+
 def fail(command: str, problem: str, **data) -> UserError:
-    """A wrong form: the reply names the problem and shows the right form of `command`."""
-    return UserError("error", command=command, problem=problem, **data)
+    """A request refused: the reply names the problem; a wrong form (FORMAT_ERRORS) also shows the
+    right form of `command`, with an example in the asker's own codes."""
+    return UserError("error", command=command, problem=problem, show_form=problem in FORMAT_ERRORS, **data)
 
 
-def need_args(command: str, args: str, count: int, content: bool = True) -> tuple[list[str], str]:
+def need_args(command: str, args: str, count: int, content: bool = True, first: int = 0) -> tuple[list[str], str]:
+    """`count` leading tokens and (if `content`) the rest. Missing parts are named from the command's
+    usage (<任务编号> <进度%> <内容>): `first` is the usage's part the first token stands for."""
     tokens, rest = split_args(args, count)
     if len(tokens) < count or (content and not rest):
-        raise fail(command, "missing_args")
+        raise fail(command, "missing_args", have=first + len(tokens), upto=None if content else first + count)
     return tokens, rest
 
 

@@ -1,6 +1,7 @@
 """亮点 / 选用: a unit's achievements (典型经验, 亮晒比学). A 负责人 sends one, with pictures as evidence
 (handlers/evidence.py); an admin picks it (选用) and it goes into the next monthly broadcast under
 本月亮点 (bot/targets.py) and into the year's workbook."""
+from bot import targets
 from bot.reply import Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_REFUSE, LEADERS, Context, Router
 from bot.text import blank
@@ -54,4 +55,5 @@ def pick(ctx: Context) -> Reply:
     if row.userid != ctx.member.userid and queries.get_member(ctx.session, row.userid) is not None:
         pushes.append(Push(Target("app", row.userid), "highlight_push", {"h": row, "unit": unit}, markdown=False,
                            key=f"picked:{row.code}"))
-    return Reply("pick_ok", {"h": row, "unit": unit}, pushes)
+    return Reply("pick_ok", {"h": row, "unit": unit, "notified": targets.places(ctx.session, ctx.config, pushes)},
+                 pushes)

@@ -2,11 +2,11 @@
 
     问题 (登记) -> 整改 (one or more notes) -> 销号 by the 负责人, with what was done -> 确认销号 by an admin
                                                                       -> 退回 by an admin: back to 整改中"""
-import re
 
+from bot import targets
 from bot.reply import Button, Card, Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_REFUSE, LEADERS, Context, Router
-from bot.text import blank, normalize_map
+from bot.text import blank, field_pattern, labelled_fields
 from db import queries
 from db.models import (
     PROBLEM_ASKED, PROBLEM_CLOSED, PROBLEM_RECTIFYING, PROGRESS_ASK, PROGRESS_CONFIRM, PROGRESS_RETURN, ROLE_ADMIN,
@@ -16,21 +16,16 @@ from handlers.common import fail, need_args, parse_date, problem_by_code
 
 router = Router("problems")
 
-# 措施=… 时限=… after the description; ＝ ： and : work too; a value runs to the next field.
-_FIELD = re.compile(r"(?<!\S)(整改措施|措施|整改时限|时限)\s*[=:]\s*")
+# 措施=… 时限=… after the description (措施：…，时限：… too); a value runs to the next field.
+_FIELDS = field_pattern(["整改措施", "措施", "整改时限", "时限"])
 
 
 def _fields(text: str) -> tuple[str, dict[str, str]]:
-    """The description (as typed) and the fields that follow it."""
-    norm, index = normalize_map(text)
-    marks = list(_FIELD.finditer(norm))
-    if not marks:
-        return text.strip(), {}
-    fields = {}
-    for m, nxt in zip(marks, [*marks[1:], None]):
-        end = index[nxt.start()] if nxt else len(text)
-        fields[m.group(1)[-2:]] = text[index[m.end()]:end].strip()
-    return text[:index[marks[0].start()]].strip(), fields
+    """The description (as typed) and the fields that follow it (整改措施 is 措施)."""
+    description, fields, unknown = labelled_fields(text, _FIELDS)
+    if unknown:
+        raise fail("问题", "unknown_field", label=unknown[0], labels=["措施", "时限"])
+    return description, {key[-2:]: value for key, value in fields.items()}
 
 
 @router.command("问题", "problem")
@@ -100,7 +95,7 @@ def close(ctx: Context) -> Reply:
     pushes = [Push(Target("app", a.userid), "problem_admin_push", data, markdown=False, key=f"admin:{a.userid}",
                    card=card)
               for a in queries.admins(ctx.session) if a.userid != ctx.member.userid]
-    return Reply("close_ok", {"problem": row, "kind": "asked"}, pushes)
+    return Reply("close_ok", {"problem": row, "kind": "asked", "notified": _where(ctx, pushes)}, pushes)
 
 
 @router.command("确认销号", "confirmclose", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -114,7 +109,8 @@ def confirm(ctx: Context) -> Reply:
     queries.add_problem_progress(ctx.session, row, ctx.member.userid, remark, ctx.now, PROGRESS_CONFIRM)
     row.status, row.closed_at = PROBLEM_CLOSED, ctx.now
     ctx.session.add(row)
-    return Reply("close_ok", {"problem": row, "kind": "closed"}, _to_unit(ctx, row, "closed", remark),
+    pushes = _to_unit(ctx, row, "closed", remark)
+    return Reply("close_ok", {"problem": row, "kind": "closed", "notified": _where(ctx, pushes)}, pushes,
                  settles=[(f"{row.code}:close", {"kind": "确认销号"})])
 
 
@@ -128,8 +124,13 @@ def send_back(ctx: Context, code: str, remark: str) -> Reply:
     queries.add_problem_progress(ctx.session, row, ctx.member.userid, remark, ctx.now, PROGRESS_RETURN)
     row.status = PROBLEM_RECTIFYING
     ctx.session.add(row)
-    return Reply("close_ok", {"problem": row, "kind": "returned"}, _to_unit(ctx, row, "returned", remark),
+    pushes = _to_unit(ctx, row, "returned", remark)
+    return Reply("close_ok", {"problem": row, "kind": "returned", "notified": _where(ctx, pushes)}, pushes,
                  settles=[(f"{row.code}:close", {"kind": "退回"})])
+
+
+def _where(ctx: Context, pushes: list[Push]) -> list[targets.Place]:
+    return targets.places(ctx.session, ctx.config, pushes)
 
 
 def _to_unit(ctx: Context, row: Problem, kind: str, remark: str) -> list[Push]:

@@ -5,7 +5,7 @@ from bot.reply import Button, Card, Push, Reply, Target
 from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, OVERSIGHT, Context, Router
 from bot.text import blank, parse_month_text, split_args
 from db import queries
-from db.models import RELEASE_PUBLISHED
+from db.models import RELEASE_PUBLISHED, ROLE_LEADER
 from db.month import Month
 from handlers.common import fail, parse_month, units_in_view
 
@@ -16,27 +16,48 @@ def _this_month(ctx: Context) -> Month:
     return Month.of(ctx.now.astimezone(ctx.tz))
 
 
-@router.command("排名", "rank", "ranking", roles=OVERSIGHT, in_group=IN_GROUP_PRIVATE)
+@router.command("排名", "rank", "ranking", in_group=IN_GROUP_PRIVATE)
 def ranking(ctx: Context) -> Reply:
-    """A published month shows what was published (public: to a 分管领导 too); otherwise the ranking
-    as of now, which only admins see whole: a 分管领导 sees their units' places in it."""
+    """A published month is public: anyone sees what was published. A month in review (or held): the
+    admins see it labelled 预览中, a 分管领导 their units' lines of it, a unit's 负责人 their unit's
+    preview line. The running month, as of now: admins whole, a 分管领导 their units' places in it,
+    a 负责人 their unit's. A 成员 sees published months only (排名 alone: the latest)."""
+    s, member = ctx.session, ctx.member
     default = _this_month(ctx)
+    in_review = release.latest_in_review(s)
+    published = release.published_months(s)
+    if not ctx.args.strip() and member.role not in OVERSIGHT:
+        if in_review is not None and member.role == ROLE_LEADER:
+            default = Month.parse(in_review.month)
+        elif member.role != ROLE_LEADER and published:
+            default = Month.parse(published[-1])
     month = parse_month("排名", ctx.args, default)
-    frozen = release.get(ctx.session, month)
+    frozen = release.get(s, month)
     if frozen is not None and frozen.status == RELEASE_PUBLISHED:
         return Reply("ranking", {"scores": release.thaw(frozen.data), "month": month, "partial": False,
-                                 "published_at": frozen.published_at, "scoped": False,
+                                 "published_at": frozen.published_at, "scoped": False, "preview": False,
                                  "correction": release.correction(frozen)})
     if not years.scored(ctx.session, ctx.config, month):
         raise fail("排名", "not_scored", month=month, first=years.first_month(ctx.session, ctx.config, month.year))
-    scope = units_in_view(ctx.session, "排名", ctx.member, ctx.unit)
-    scores = digest.rank(ctx.session, ctx.config, month, ctx.now)
+    if member.role not in OVERSIGHT and member.role != ROLE_LEADER:
+        raise fail("排名", "not_published", month=month, published=published[-3:])
+    if frozen is not None and member.role == ROLE_LEADER:
+        scores = release.thaw(frozen.data)
+        mine = next((sc for sc in scores if sc.unit.id == ctx.unit.id), None)
+        if mine is not None:
+            return Reply("ranking_unit_review", {"sc": mine, "month": month, "until": frozen.review_until,
+                                                 "count": sum(1 for x in scores if x.rank),
+                                                 "can_appeal": bool(mine.rank) and ctx.now < frozen.review_until,
+                                                 "partnered": queries.partnered_due(s, month).get(ctx.unit.id, [])})
+    scope = units_in_view(s, "排名", member, ctx.unit)
+    scores = release.thaw(frozen.data) if frozen is not None else digest.rank(s, ctx.config, month, ctx.now)
     rated = sum(1 for x in scores if x.rank)
     if scope is not None:
         ids = {u.id for u in scope}
         scores = [x for x in scores if x.unit.id in ids]
-    return Reply("ranking", {"scores": scores, "month": month, "partial": month == default, "published_at": None,
-                             "scoped": scope is not None, "rated": rated, "correction": None})
+    return Reply("ranking", {"scores": scores, "month": month, "partial": frozen is None and month == default,
+                             "published_at": None, "scoped": scope is not None, "rated": rated,
+                             "preview": frozen is not None, "correction": None})
 
 
 @router.command("申诉", "appeal", roles=LEADERS)
@@ -59,7 +80,8 @@ def appeal(ctx: Context) -> Reply:
         Button("采纳", f"采纳 {ctx.unit.name}"), Button("驳回", f"驳回 {ctx.unit.name}", "驳回意见")])
     pushes = [Push(Target("app", a.userid), "appeal_push", data, key=f"appeal:{a.userid}", card=card)
               for a in queries.admins(ctx.session)]
-    return Reply("appeal_ok", {"unit": ctx.unit, "month": frozen.month}, pushes)
+    return Reply("appeal_ok", {"unit": ctx.unit, "month": frozen.month,
+                               "notified": targets.places(ctx.session, ctx.config, pushes)}, pushes)
 
 
 def _release_arg(ctx: Context, command: str, rest_required: bool):
@@ -90,7 +112,8 @@ def publish(ctx: Context) -> Reply:
         + targets.appeal_outcomes(ctx.session, month, scores, published=True) if done else []
     ctx.session.refresh(frozen)
     outcome = {"kind": "发布"} if done else {"kind": "发布", "by": None, "when": frozen.published_at}
-    return Reply("publish_ok", {"month": month, "done": done, "release": frozen}, pushes,
+    return Reply("publish_ok", {"month": month, "done": done, "release": frozen,
+                                "sent": targets.places(ctx.session, ctx.config, pushes)}, pushes,
                  settles=[(f"ranking:{month}", outcome)])
 
 

@@ -8,7 +8,7 @@ from bot.reply import Reply
 from bot.router import ADMINS, IN_GROUP_PRIVATE, IN_GROUP_REFUSE, LEADERS, Context, Router
 from bot.text import blank, split_args
 from db import queries
-from db.models import COMMENT_ADMIN, COMMENT_SELF, Unit
+from db.models import COMMENT_ADMIN, COMMENT_SELF, ROLE_ADMIN, Unit
 from handlers.common import fail
 
 router = Router("reviews")
@@ -63,8 +63,14 @@ def _show(ctx: Context, unit: Unit | None) -> Reply:
     s, today = ctx.session, _today(ctx)
     period = reviews.latest_period(today)
     rows = reviews.latest(s, period, unit_id=unit.id if unit else None)
+    # A unit sees its 点评 once the review it belongs to has gone out (admins: as soon as written).
+    hidden = set()
+    if ctx.member.role != ROLE_ADMIN and queries.get_job_run(s, reviews.job_of(period), period) is None:
+        hidden = {u for u, kinds in rows.items() if COMMENT_ADMIN in kinds}
+        rows = {u: {k: c for k, c in kinds.items() if k != COMMENT_ADMIN} for u, kinds in rows.items()}
     units = [unit] if unit else [u for u in queries.all_units(s) if u.id in rows]
     counts = {kind: sum(kind in c for c in rows.values()) for kind in (COMMENT_ADMIN, COMMENT_SELF)}
     return Reply("comments", {"title": reviews.title(period), "rows": rows, "units": units, "unit": unit,
                               "counts": counts, "total": len(queries.all_units(s)),
-                              "open": reviews.open_period(today) == period, "people": queries.members_by_id(s)})
+                              "open": reviews.open_period(today) == period, "people": queries.members_by_id(s),
+                              "hidden": hidden})

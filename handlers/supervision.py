@@ -55,17 +55,20 @@ def _units(ctx: Context, item: SupervisionItem) -> list[Unit]:
 
 
 def _to_units(ctx: Context, item: SupervisionItem, template: str, data: dict, key: str) -> list[Push]:
-    """A notice about the item to each of its units' groups (else their 负责人), @ the 负责人."""
-    pushes = []
-    for unit in _units(ctx, item):
-        target = targets.group_or_leader(ctx.session, unit)
-        if target is None:
-            continue
-        leader = queries.get_member(ctx.session, unit.leader_userid) if unit.leader_userid else None
-        mentions = [leader] if leader else []
-        pushes.append(Push(target, template, {"item": item, "unit": unit, "mentions": mentions, **data},
-                           mentions=[m.userid for m in mentions], key=f"{key}:{unit.id}"))
-    return pushes
+    """A notice about the item to each of its units' groups (@ the 负责人), else 1:1 to their 负责人."""
+    return [p for unit in _units(ctx, item)
+            for p in targets.to_unit(ctx.session, unit, template, {"item": item, **data}, f"{key}:{unit.id}",
+                                     targets.leader_of(ctx.session, unit))]
+
+
+def _sent(ctx: Context, units: list[Unit], pushes: list[Push]) -> list[tuple[Unit, list[targets.Place]]]:
+    """Where the notice to each unit went (the reply names it)."""
+    return [(u, targets.places(ctx.session, ctx.config, [p for p in pushes if p.data["unit"].id == u.id]))
+            for u in units]
+
+
+def _where(ctx: Context, pushes: list[Push]) -> list[targets.Place]:
+    return targets.places(ctx.session, ctx.config, pushes)
 
 
 def _sign_cards(ctx: Context, item: SupervisionItem, pushes: list[Push]) -> list[Push]:
@@ -129,8 +132,9 @@ def _timeline(ctx: Context, token: str) -> Reply:
     item = _item(ctx, "督办", token, also=queries.overseen_units(ctx.session, ctx.member))
     events = queries.item_events(ctx.session, item.id)
     light = lights.light(item, _today(ctx), ctx.config.supervision.warn_days, _workdays(ctx))
-    return Reply("item_timeline", {"item": item, "units": _units(ctx, item), "events": events, "light": light,
-                                   "people": queries.members_by_id(ctx.session)})
+    units = _units(ctx, item)
+    return Reply("item_timeline", {"item": item, "units": units, "events": events, "light": light,
+                                   "people": queries.members_by_id(ctx.session), "names": {u.id: u.name for u in units}})
 
 
 def _issue(ctx: Context) -> Reply:
@@ -167,22 +171,32 @@ def _issue(ctx: Context) -> Reply:
     s.flush()
     queries.add_item_event(s, item, EVENT_ISSUE, ctx.member.userid, text, ctx.now)
     pushes = _to_units(ctx, item, "supervision_push", {"lead": lead, "partners": partners}, item.code)
-    reached = {p.data["unit"].id for p in pushes}
     pushes = _sign_cards(ctx, item, pushes)
     return Reply("supervise_ok", {"item": item, "lead": lead, "partners": partners,
-                                  "grouped": [p.data["unit"] for p in pushes if p.target.channel != "app"],
-                                  "direct": [p.data["unit"] for p in pushes
-                                             if p.target.channel == "app" and not p.key.endswith(":card")],
-                                  "unreached": [u for u in units if u.id not in reached]}, pushes)
+                                  "sent": _sent(ctx, units, pushes)}, pushes)
 
 
 # ---------------------------------------------------------------- the unit's steps
+
+
+def _partner(ctx: Context, item: SupervisionItem) -> Unit | None:
+    """The 配合单位 the sender acts for on this item: their own unit, if it is one of the item's
+    partners (not its 牵头单位). Its steps are its own part: they do not move the item's status."""
+    return ctx.unit if ctx.unit.id in item.partners and ctx.unit.id != item.unit_id else None
 
 
 @router.command("签收", "sign")
 def sign(ctx: Context) -> Reply:
     (code,), _ = need_args("签收", ctx.args, 1, content=False)
     item = _item(ctx, "签收", code)
+    partner = _partner(ctx, item)
+    if partner is not None:
+        if item.status == ITEM_DONE:
+            raise fail("签收", "item_done", code=item.code)
+        if partner.id in queries.step_units(ctx.session, [item.id], EVENT_SIGN).get(item.id, ()):
+            raise fail("签收", "partner_signed", item=item, unit=partner)
+        queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
+        return Reply("item_ok", {"kind": "签收", "item": item, "partner": partner})
     if item.status != ITEM_ISSUED:
         raise fail("签收", "item_signed", item=item)
     item.status = ITEM_SIGNED
@@ -197,6 +211,15 @@ def feedback(ctx: Context) -> Reply:
     item = _item(ctx, "反馈", code)
     if item.status == ITEM_DONE:
         raise fail("反馈", "item_done", code=item.code)
+    partner = _partner(ctx, item)
+    if partner is not None:  # its own part: in the timeline, told to the admins; the item waits for its 牵头单位
+        if partner.id not in queries.step_units(ctx.session, [item.id], EVENT_SIGN).get(item.id, ()):
+            queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
+        queries.add_item_event(ctx.session, item, EVENT_FEEDBACK, ctx.member.userid, text, ctx.now)
+        pushes = _to_admins(ctx, item, "反馈", text)
+        return Reply("feedback_ok", {"item": item, "late": _today(ctx) > item.deadline, "partner": partner,
+                                     "lead": ctx.session.get(Unit, item.unit_id), "notified": _where(ctx, pushes)},
+                     pushes)
     if item.status == ITEM_ISSUED:  # the first answer signs for it, too
         queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
     queries.add_item_event(ctx.session, item, EVENT_FEEDBACK, ctx.member.userid, text, ctx.now)
@@ -205,8 +228,9 @@ def feedback(ctx: Context) -> Reply:
     late = _today(ctx) > item.deadline
     card = Card("card_item_admin", f"{item.code}:answer",
                 [Button("办结", f"办结 {item.code}"), Button("退回", f"退回 {item.code}", "退回意见")])
-    return Reply("feedback_ok", {"item": item, "late": late}, _to_admins(ctx, item, "反馈", text, card),
-                 settles=[(f"{item.code}:sign", {"kind": "签收"})])
+    pushes = _to_admins(ctx, item, "反馈", text, card)
+    return Reply("feedback_ok", {"item": item, "late": late, "notified": _where(ctx, pushes), "partner": None},
+                 pushes, settles=[(f"{item.code}:sign", {"kind": "签收"})])
 
 
 @router.command("延期", "extend")
@@ -227,8 +251,8 @@ def extend(ctx: Context) -> Reply:
     queries.add_item_event(ctx.session, item, EVENT_EXTEND_ASK, ctx.member.userid, text, ctx.now)
     card = Card("card_item_admin", f"{item.code}:extend", [
         Button("同意延期", f"同意延期 {item.code}"), Button("不同意", f"不同意延期 {item.code}", "不同意的理由")])
-    return Reply("item_ok", {"kind": "延期", "item": item},
-                 _to_admins(ctx, item, "延期", text, card, asked=new, reason=reason))
+    pushes = _to_admins(ctx, item, "延期", text, card, asked=new, reason=reason)
+    return Reply("item_ok", {"kind": "延期", "item": item, "notified": _where(ctx, pushes)}, pushes)
 
 
 # ---------------------------------------------------------------- the admins' steps
@@ -240,7 +264,7 @@ def done(ctx: Context) -> Reply:
     item = _item(ctx, "办结", code)
     if item.status == ITEM_DONE:
         raise fail("办结", "item_done", code=item.code)
-    answer = queries.last_feedback(ctx.session, item.id)
+    answer = queries.last_feedback(ctx.session, item.id, item.partners)
     if item.status != ITEM_ANSWERED or answer is None:
         raise fail("办结", "item_not_answered", code=item.code)
     item.status, item.answered_at, item.closed_at = ITEM_DONE, answer.created_at, ctx.now
@@ -248,8 +272,7 @@ def done(ctx: Context) -> Reply:
     queries.add_item_event(ctx.session, item, EVENT_DONE, ctx.member.userid, remark, ctx.now)
     on_time = answer.created_at.astimezone(ctx.tz).date() <= item.deadline
     data = {"kind": "办结", "remark": remark, "on_time": on_time}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, "done"),
-                 settles=[(f"{item.code}:answer", {"kind": "办结"})])
+    return _item_ok(ctx, item, data, "done", (f"{item.code}:answer", {"kind": "办结"}))
 
 
 @router.command("退回", "return", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -270,8 +293,7 @@ def send_back(ctx: Context) -> Reply:
     ctx.session.add(item)
     event = queries.add_item_event(ctx.session, item, EVENT_RETURN, ctx.member.userid, remark, ctx.now)
     data = {"kind": "退回", "remark": remark}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"return{event.id}"),
-                 settles=[(f"{item.code}:answer", {"kind": "退回"})])
+    return _item_ok(ctx, item, data, f"return{event.id}", (f"{item.code}:answer", {"kind": "退回"}))
 
 
 @router.command("同意延期", "extendok", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -284,8 +306,8 @@ def extend_yes(ctx: Context) -> Reply:
     event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_YES, ctx.member.userid,
                                    f"{old} → {item.deadline}" + (f"：{remark}" if remark else ""), ctx.now)
     data = {"kind": "同意延期", "remark": remark, "old": old}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"),
-                 settles=[(f"{item.code}:extend", {"kind": "同意延期", "deadline": item.deadline})])
+    return _item_ok(ctx, item, data, f"ext{event.id}",
+                    (f"{item.code}:extend", {"kind": "同意延期", "deadline": item.deadline}))
 
 
 @router.command("不同意延期", "extendno", roles=ADMINS, in_group=IN_GROUP_REFUSE)
@@ -296,8 +318,15 @@ def extend_no(ctx: Context) -> Reply:
     ctx.session.add(item)
     event = queries.add_item_event(ctx.session, item, EVENT_EXTEND_NO, ctx.member.userid, remark, ctx.now)
     data = {"kind": "不同意延期", "remark": remark, "asked": asked}
-    return Reply("item_ok", {"item": item, **data}, _to_units(ctx, item, "item_push", data, f"ext{event.id}"),
-                 settles=[(f"{item.code}:extend", {"kind": "不同意延期"})])
+    return _item_ok(ctx, item, data, f"ext{event.id}", (f"{item.code}:extend", {"kind": "不同意延期"}))
+
+
+def _item_ok(ctx: Context, item: SupervisionItem, data: dict, key: str, settles: tuple[str, dict]) -> Reply:
+    """An admin's step: the reply, the notice to the item's units, whose places the reply names, and
+    the decision cards it settles (bot/cards.py)."""
+    pushes = _to_units(ctx, item, "item_push", data, key)
+    return Reply("item_ok", {"item": item, "sent": _sent(ctx, _units(ctx, item), pushes), **data}, pushes,
+                 settles=[settles])
 
 
 def _pending_extension(ctx: Context, command: str, code: str) -> SupervisionItem:

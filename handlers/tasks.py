@@ -6,8 +6,8 @@ from bot.reply import Reply
 from bot.router import Context, Router
 from bot.campaign import scoring
 from db import queries
-from bot.text import split_args, split_repeated
-from db.models import Unit
+from bot.text import parse_code, split_args, split_repeated
+from db.models import ROLE_ADMIN, Unit
 from handlers.common import fail, need_args, percent, task_by_code, task_to_report
 
 router = Router("tasks")
@@ -21,7 +21,12 @@ def _month(ctx: Context) -> Month:
 def list_tasks(ctx: Context) -> Reply:
     s = ctx.session
     month = _month(ctx)
-    if ctx.args:
+    unit = ctx.unit
+    if ctx.args and ctx.member.role == ROLE_ADMIN and not parse_code(ctx.args.split()[0], "T"):
+        unit = queries.find_unit(s, ctx.args.strip())  # an admin's 任务 <单位>: that unit's tasks
+        if unit is None:
+            raise fail("任务", "unit_not_found", name=ctx.args.strip())
+    elif ctx.args:
         # A 分管领导 may look at the tasks of the units they are over (reporting stays their unit's).
         task = task_by_code(s, "任务", ctx.args.split()[0], ctx.member, also=queries.overseen_units(s, ctx.member))
         snap = scoring.snapshots(
@@ -32,12 +37,12 @@ def list_tasks(ctx: Context) -> Reply:
         return Reply("task_detail", {"snap": snap, "history": history, "people": people, "month": month,
                                      "attachments": queries.attachments(s, [task.code])})
     snaps = scoring.snapshots(
-        s, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=ctx.unit.id
+        s, month, ctx.now, ctx.tz, ctx.config.schedule.report_deadline_day, unit_id=unit.id
     )
     snaps = [x for x in snaps if x.active]
     return Reply(
         "tasks_list",
-        {"unit": ctx.unit, "snaps": snaps, "month": month, "unreported": sum(not x.reported_in_month for x in snaps)},
+        {"unit": unit, "snaps": snaps, "month": month, "unreported": sum(not x.reported_in_month for x in snaps)},
     )
 
 
@@ -56,7 +61,7 @@ def _code_percent_text(ctx: Context, command: str, args: str) -> tuple[queries.R
     count = 2 if code_given else 1
     if len(tokens) >= count and re.fullmatch(r"\d{1,3}(?:\.\d+)?%.+", tokens[count - 1]):
         args = _GLUED.sub(r"\1 ", args, count=1)
-    tokens, text = need_args(command, args, count)
+    tokens, text = need_args(command, args, count, first=2 - count)
     if code_given:
         code = tokens[0]
     else:
@@ -74,8 +79,9 @@ def _report_one(ctx: Context, args: str) -> dict:
     # The count is the task's own unit's (an admin may report for another unit).
     unit = ctx.unit if task.unit_id == ctx.unit.id else ctx.session.get(Unit, task.unit_id)
     deadline = _month(ctx).first_day.replace(day=ctx.config.schedule.report_deadline_day)
+    today = ctx.now.astimezone(ctx.tz).date()
     return {"task": task, "report": rep, "left": task.others_unreported, "unit": unit,
-            "late": rep.local_day > deadline.day,
+            "late": rep.local_day > deadline.day, "overdue": task.due_date < today and pct < 100,
             "deadline": deadline}
 
 

@@ -15,7 +15,7 @@ from db.month import Month
 from bot.config import Config
 from bot.reply import Push, Target
 from db import queries
-from db.models import LISTS_NONE, LISTS_RETURNED
+from db.models import EVENT_FEEDBACK, LISTS_NONE, LISTS_RETURNED
 from jobs.calendar import EARLIER, LATER, SKIP, Workdays
 
 log = logging.getLogger("duban.jobs")
@@ -49,15 +49,9 @@ def deploy_check(s: Session, config: Config, base: datetime, now: datetime) -> l
         missing, state = empty.get(unit.id, []), states[unit.id]
         if not missing and state not in (LISTS_NONE, LISTS_RETURNED):
             continue
-        target = targets.group_or_leader(s, unit)
-        if target is None:
-            continue
-        leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
-        mentions = [leader] if leader else []
         returned = queries.last_review(s, unit.id) if state == LISTS_RETURNED else None
-        pushes.append(Push(target, "deploy_check", {"unit": unit, "missing": missing, "mentions": mentions,
-                                                    "state": state, "returned": returned},
-                           mentions=[m.userid for m in mentions], key=str(unit.id)))
+        pushes += targets.to_unit(s, unit, "deploy_check", {"missing": missing, "state": state, "returned": returned},
+                                  str(unit.id), targets.leader_of(s, unit))
     units = [(u, states[u.id]) for u in queries.all_units(s)]
     pushes += [Push(Target("app", a.userid), "lists_states", {"units": units, "deadline": True}, markdown=False,
                     key=f"admin:{a.userid}") for a in queries.admins(s)]
@@ -70,11 +64,8 @@ def monthly_prompt(s: Session, config: Config, base: datetime, now: datetime) ->
     pushes = []
     dues = digest.unit_dues(s, config, month, now)
     for due in dues:
-        if due.empty:
-            continue
-        push = targets.unit_prompt(s, config, due, month)
-        if push is not None:
-            pushes.append(push)
+        if not due.empty:
+            pushes += targets.unit_prompt(s, config, due, month)
     return pushes + targets.leader_lines(s, config, dues, month)
 
 
@@ -84,13 +75,12 @@ def escalation(s: Session, config: Config, base: datetime, now: datetime) -> lis
     if not late:
         return []
     deadline = month.first_day.replace(day=config.schedule.report_deadline_day)
-    pushes = [Push(Target("app", a.userid), "escalation_admin", {"dues": late, "month": month, "deadline": deadline},
+    to_units = {d.unit.id: targets.unit_prompt(s, config, d, month, firm=True) for d in late}
+    sent = {unit_id: targets.places(s, config, rows) for unit_id, rows in to_units.items()}
+    pushes = [Push(Target("app", a.userid), "escalation_admin",
+                   {"dues": late, "month": month, "deadline": deadline, "sent": sent},
                    key=f"admin:{a.userid}", markdown=False) for a in queries.admins(s)]
-    for due in late:
-        push = targets.unit_prompt(s, config, due, month, firm=True)
-        if push is not None:
-            pushes.append(push)
-    return pushes
+    return pushes + [p for rows in to_units.values() for p in rows]
 
 
 def monthly_ranking(s: Session, config: Config, base: datetime, now: datetime) -> list[Push]:
@@ -155,16 +145,13 @@ def item_watch(s: Session, config: Config, base: datetime, now: datetime) -> lis
             kind = ""
         if kind:
             left = items.workdays_left(today, item.deadline, workdays)
-            for unit_id in (item.unit_id, *item.partners):
+            answered = queries.step_units(s, [item.id], EVENT_FEEDBACK).get(item.id, set()) if item.partners else set()
+            for unit_id in (item.unit_id, *(p for p in item.partners if p not in answered)):
                 unit = units.get(unit_id)
-                target = targets.group_or_leader(s, unit) if unit else None
-                if target is None:
-                    continue
-                leader = queries.get_member(s, unit.leader_userid) if unit.leader_userid else None
-                mentions = [leader] if leader else []
-                pushes.append(Push(target, "item_push", {"kind": kind, "item": item, "unit": unit, "left": left,
-                                                         "remark": "", "mentions": mentions},
-                                   mentions=[m.userid for m in mentions], key=f"{item.code}:{kind}:{unit_id}"))
+                if unit is not None:
+                    pushes += targets.to_unit(s, unit, "item_push", {"kind": kind, "item": item, "left": left,
+                                                                     "remark": ""},
+                                              f"{item.code}:{kind}:{unit_id}", targets.leader_of(s, unit))
             if kind == "red":
                 pushes += targets.item_to_leaders(item, [units[i] for i in (item.unit_id, *item.partners)
                                                          if i in units], overseers)

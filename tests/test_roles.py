@@ -86,11 +86,16 @@ def test_a_unit_leader_gets_the_status_of_their_own_unit_only(app):
 
 
 @pytest.mark.parametrize("text, roles", [("状态", "负责人、分管领导、管理员"), ("状态 信息工程系", "负责人、分管领导、管理员"),
-                                         ("未报", "分管领导、管理员"), ("排名", "分管领导、管理员")])
+                                         ("未报", "分管领导、管理员")])
 def test_a_member_may_not_look_across_units(app, text, roles):
     reply = say(app, "li", text)
     assert f"“{text.split()[0]}”仅限{roles}使用，您（成员）暂无权限" in reply
     assert not any(t in reply for t in XX_TASKS) and "得分" not in reply
+
+
+def test_a_member_sees_no_ranking_before_it_is_published(app):
+    reply = say(app, "li", "排名")
+    assert "2026-03 排名尚未公布" in reply and "得分" not in reply and "信息工程系" not in reply
 
 
 def test_a_leader_in_charge_of_no_unit_is_told_where_units_come_from(app):
@@ -122,12 +127,12 @@ def test_help_shows_each_role_its_own_commands(app):
         return text, {line[2:].split()[0] for line in text.splitlines() if line.startswith("· ")}
 
     (_, member), (leader_text, leader), (overseer_text, overseer), (_, admin) = map(commands, ("li", "zhang", "vp", "admin"))
-    everyone = {"帮助", "任务", "汇报", "修改", "问题", "整改", "签收", "反馈", "延期", "督办", "附件", "撤回"}
+    everyone = {"帮助", "任务", "汇报", "修改", "问题", "整改", "签收", "反馈", "延期", "督办", "附件", "排名", "撤回"}
     assert member == everyone
     assert leader == everyone | {"销号", "申诉", "状态", "自评", "亮点", "清单"}
     assert "· 清单 — 取回本单位三张清单（Excel），修改后发回，审核通过后生效" in leader_text
     assert "· 状态 — 本单位本月各项任务的进度、灯色和汇报情况" in leader_text
-    assert overseer == everyone - {"撤回"} | {"状态", "未报", "排名"}
+    assert overseer == everyone - {"撤回"} | {"状态", "未报"}
     assert "· 状态 [单位] — 分管单位本月汇报与得分概况" in overseer_text
     assert "写编号可查看分管单位任务的详情" in overseer_text and "例：状态 机电工程系" in overseer_text
     assert "分管单位：图书馆、机电工程系" in overseer_text

@@ -66,11 +66,12 @@ def test_an_item_goes_from_issue_to_done_through_a_return(app, clock):
     done = item(app)
     assert done.status == "办结" and done.answered_at == at(2026, 3, 26, 10) and done.closed_at == at(2026, 3, 27, 9)
     assert "已办结，无需再操作" in say(app, "li", "反馈 D1 再补一句")
-    assert [k for k, _, _ in events(app)] == ["下发", "签收", "反馈", "退回", "反馈", "反馈", "办结"]
+    # the 配合单位's first answer signs for its part
+    assert [k for k, _, _ in events(app)] == ["下发", "签收", "反馈", "退回", "签收", "反馈", "反馈", "办结"]
 
     timeline = say(app, "li", "督办 D1")
-    steps = ["下发 王管理", "签收 李四", "反馈 李四：已报送建设进度表", "退回 王管理：请补充现场照片",
-             "反馈 赵六：信息系已配合提供数据", "反馈 李四：已补充照片", "办结 王管理：材料齐全"]
+    steps = ["下发 王管理", "签收 李四（机电工程系）", "反馈 李四（机电工程系）：已报送建设进度表", "退回 王管理：请补充现场照片",
+             "反馈 赵六（信息工程系）：信息系已配合提供数据", "反馈 李四（机电工程系）：已补充照片", "办结 王管理：材料齐全"]
     positions = [timeline.index(step) for step in steps]
     assert positions == sorted(positions), timeline
     assert "03-24 10:00 退回" in timeline and "办结" in timeline.splitlines()[0]
@@ -192,6 +193,6 @@ def test_the_issuer_is_told_which_units_got_the_item_in_their_group_and_which_th
         lib = s.exec(select(Unit).where(Unit.name == "图书馆")).one()
         lib.chat_id = ""
     reply = say(app, "admin", "督办 机电工程系,图书馆 3月28日 报送开放时间方案")
-    assert "已推送到单位群：机电工程系" in reply and "图书馆 未配置群聊或群机器人，已推送给其负责人" in reply
+    assert "机电工程系：单位群（机电工程系）" in reply and "图书馆：单独发送给 孙七" in reply
     assert {(r.channel, r.target) for r in outbox(app)} == {("appchat", "chat-jd"), ("app", "sun"), ("app", "zhang")}
     assert [r.target for r in outbox(app) if r.msgtype == "template_card"] == ["sun", "zhang"]

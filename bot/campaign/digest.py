@@ -13,7 +13,7 @@ from sqlmodel import Session
 from bot.campaign import release, scoring, years
 from bot.campaign.scoring import TaskSnapshot, UnitScore
 from db import queries
-from db.models import LINES, PROBLEM_CLOSED, Member, Problem, Unit
+from db.models import EVENT_FEEDBACK, LINES, PROBLEM_CLOSED, Member, Problem, Unit
 from db.month import Month
 
 if TYPE_CHECKING:
@@ -61,8 +61,10 @@ def unit_dues(s: Session, config: Config, month: Month, now: datetime, units: li
         if sn.active and sn.task.unit_id in wanted:
             by_unit.setdefault(sn.task.unit_id, []).append(sn)
     items_by_unit: dict[int, list] = {}
-    for it in queries.open_items(s, now):  # the 牵头单位's and each 配合单位's
-        for unit_id in (it.unit_id, *it.partners):
+    waiting = queries.open_items(s, now)
+    answered = queries.step_units(s, [it.id for it in waiting if it.partners], EVENT_FEEDBACK)
+    for it in waiting:  # the 牵头单位's, and each 配合单位's that has not answered its part
+        for unit_id in (it.unit_id, *(p for p in it.partners if p not in answered.get(it.id, ()))):
             items_by_unit.setdefault(unit_id, []).append(it)
     today = now.astimezone(tz).date()
     late_problems: dict[int, list[Problem]] = {}

@@ -98,6 +98,12 @@ def latest_in_review(s: Session) -> RankingRelease | None:
                   .order_by(col(RankingRelease.month).desc())).first()
 
 
+def published_months(s: Session) -> list[str]:
+    """The months whose ranking was published, oldest first."""
+    return list(s.exec(select(RankingRelease.month).where(RankingRelease.status == RELEASE_PUBLISHED)
+                       .order_by(RankingRelease.month)))
+
+
 def add_appeal(s: Session, release: RankingRelease, unit_id: int, userid: str, text: str, now: datetime) -> Appeal:
     appeal = Appeal(month=release.month, unit_id=unit_id, userid=userid, text=text, created_at=now)
     s.add(appeal)

@@ -26,6 +26,11 @@ def get_member(s: Session, userid: str) -> Member | None:
     return s.get(Member, userid)
 
 
+def members_with_name(s: Session, name: str) -> list[Member]:
+    """The people on the roster with this name (several people may share one)."""
+    return list(s.exec(select(Member).where(Member.name == name.strip()).order_by(Member.userid)))
+
+
 def all_units(s: Session) -> list[Unit]:
     return list(s.exec(select(Unit).order_by(Unit.name)))
 

@@ -12,6 +12,7 @@ from db.models import (
     ITEM_ANSWERED,
     ITEM_DONE,
     ItemEvent,
+    Member,
     SupervisionItem,
 )
 from db.month import Month
@@ -51,8 +52,31 @@ def open_items(s: Session, as_of: datetime, unit_id: int | None = None) -> list[
                                       col(SupervisionItem.voided_at).is_(None))
     items = sorted(s.exec(q), key=lambda i: code_key(i.code))
     if unit_id is not None:
-        items = [i for i in items if i.unit_id == unit_id or unit_id in i.partners]
+        answered = step_units(s, [i.id for i in items if unit_id in i.partners], EVENT_FEEDBACK)
+        items = [i for i in items if i.unit_id == unit_id
+                 or (unit_id in i.partners and unit_id not in answered.get(i.id, ()))]
     return items
+
+
+def step_units(s: Session, item_ids: list[int], kind: str) -> dict[int, set[int]]:
+    """For each item, the units whose people took this step (签收, 反馈): a step is its author's unit's."""
+    if not item_ids:
+        return {}
+    q = select(ItemEvent.item_id, Member.unit_id).join(Member, Member.userid == ItemEvent.userid) \
+        .where(col(ItemEvent.item_id).in_(item_ids), ItemEvent.kind == kind)
+    out: dict[int, set[int]] = {}
+    for item_id, unit_id in s.exec(q):
+        out.setdefault(item_id, set()).add(unit_id)
+    return out
+
+
+def partnered_due(s: Session, month: Month) -> dict[int, list[SupervisionItem]]:
+    """The items due in `month` by 配合单位: unit id -> the items it works on as a partner (not scored on it)."""
+    out: dict[int, list[SupervisionItem]] = {}
+    for item in month_items_full(s, month):
+        for unit_id in item.partners:
+            out.setdefault(unit_id, []).append(item)
+    return out
 
 
 def unfinished_items(s: Session) -> list[SupervisionItem]:
@@ -73,9 +97,13 @@ def item_events(s: Session, item_id: int) -> list[ItemEvent]:
     return list(s.exec(select(ItemEvent).where(ItemEvent.item_id == item_id).order_by(ItemEvent.id)))
 
 
-def last_feedback(s: Session, item_id: int) -> ItemEvent | None:
-    q = select(ItemEvent).where(ItemEvent.item_id == item_id, col(ItemEvent.kind).in_((EVENT_FEEDBACK,
-                                                                                      EVENT_LATE_ENTRY)))
+def last_feedback(s: Session, item_id: int, partners: list[int] = ()) -> ItemEvent | None:
+    """The item's latest 反馈, leaving out those of people of its 配合单位 (`partners`): the 牵头单位's
+    answer (an admin's on its behalf included) is the one scored."""
+    q = select(ItemEvent).outerjoin(Member, Member.userid == ItemEvent.userid) \
+        .where(ItemEvent.item_id == item_id, col(ItemEvent.kind).in_((EVENT_FEEDBACK, EVENT_LATE_ENTRY)))
+    if partners:
+        q = q.where((Member.unit_id == None) | col(Member.unit_id).not_in(partners))  # noqa: E711
     return s.exec(q.order_by(col(ItemEvent.id).desc()).limit(1)).first()
 
 

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from db.models import (
     Report,
     Task,
+    Unit,
 )
 from db.month import Month
 from db.queries._shared import _plain, in_year
@@ -86,6 +87,23 @@ def task_to_report(s: Session, code: str, month: Month):
     row = s.connection().execute(_TASK_TO_REPORT, {"code": code, "month": str(month),
                                                     "last_day": month.last_day}).first()
     return ReportTarget(*row) if row else None
+
+
+def example_codes(s: Session, userid: str, unit_id: int) -> dict[str, str]:
+    """What the examples of help and of a format error name for this person: their own first task
+    (else their unit's, else any), their unit if it has tasks and another unit that has (else the
+    first two units with tasks). Empty values where the college has none."""
+    rows = sorted(s.exec(select(Task.code, Task.unit_id, Task.owner_userid)), key=lambda r: code_key(r[0]))
+    task = next((r for r in rows if r[2] == userid), None) or next((r for r in rows if r[1] == unit_id), None) \
+        or (rows[0] if rows else None)
+    with_tasks = {r[1] for r in rows}
+    names = [u.name for u in s.exec(select(Unit).order_by(Unit.id)) if u.id in with_tasks]
+    own = s.get(Unit, unit_id)
+    if own is not None and own.name in names:
+        names.remove(own.name)
+        names.insert(0, own.name)
+    return {"task": task[0] if task else "", "unit": names[0] if names else "",
+            "unit2": names[1] if len(names) > 1 else ""}
 
 
 def code_key(code: str) -> tuple:
