@@ -135,7 +135,8 @@ def test_problem_list_commands(app):
 
 def test_supervision_item_is_pushed_to_the_units_group_and_answered(app, clock):
     reply = say(app, "admin", "督办 机电工程系 2026-03-28 报送实训基地建设进度")
-    assert "D1" in reply and "机电工程系：单位群（机电工程系）" in reply and "单独发送" not in reply
+    # the group reads the text; its 负责人 gets the card to sign 1:1
+    assert "D1" in reply and "机电工程系：单位群（机电工程系）；单独发送给 张三" in reply
     (item,) = rows(app, SupervisionItem)
     push, card = rows(app, Outbox)  # the group's text, and the card asking its 负责人 to sign (bot/cards.py)
     assert (push.channel, push.target, push.msgtype) == ("appchat", "chat-jd", "markdown")

@@ -136,7 +136,7 @@ def test_a_unit_sends_its_lists_an_admin_returns_then_approves_them(bot, fake):
     assert "已退回机电工程系的清单" in wecom.say("admin", "退回 机电工程系 新增任务请写明验收标准")
     assert "被退回，意见：新增任务请写明验收标准" in replies(app, "zhang")[-1]
     assert submissions(app) == [("已退回", "新增任务请写明验收标准")]
-    assert "退回" in wecom.say("admin", "退回 D99 不存在")  # 退回 of a 督办 code is still the 督办 one
+    assert "没有找到督办单“D99”" in wecom.say("admin", "退回 D99 不存在")  # 退回 of a 督办 code is still the 督办 one
 
     # the 负责人 sends it again; the admin approves: the lists change at once
     send_back_file(app, wecom, fetcher, fake, good, "f-3")
