@@ -188,7 +188,7 @@ def ranking_review(s: Session, config: Config, month: Month, scores: list, until
         pushes += [Push(Target("app", a.userid), "ranking_preview_decide", data, markdown=False,
                         key=f"decide:{a.userid}", card=card) for a in queries.admins(s)]
     leaders = {m.userid for m in queries.members_by_id(s).values()}
-    partnered = queries.partnered_due(s, month)
+    partnered = queries.partnered_due(s, month, month.end_utc(config.schedule.tz))
     for sc in scores:
         if sc.unit.leader_userid in leaders:
             pushes.append(Push(Target("app", sc.unit.leader_userid), "ranking_unit_review",

@@ -48,7 +48,7 @@ def ranking(ctx: Context) -> Reply:
             return Reply("ranking_unit_review", {"sc": mine, "month": month, "until": frozen.review_until,
                                                  "count": sum(1 for x in scores if x.rank),
                                                  "can_appeal": bool(mine.rank) and ctx.now < frozen.review_until,
-                                                 "partnered": queries.partnered_due(s, month).get(ctx.unit.id, [])})
+                                                 "partnered": queries.partnered_due(s, month, month.end_utc(ctx.tz)).get(ctx.unit.id, [])})
     scope = units_in_view(s, "排名", member, ctx.unit)
     scores = release.thaw(frozen.data) if frozen is not None else digest.rank(s, ctx.config, month, ctx.now)
     rated = sum(1 for x in scores if x.rank)

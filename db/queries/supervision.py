@@ -70,10 +70,11 @@ def step_units(s: Session, item_ids: list[int], kind: str) -> dict[int, set[int]
     return out
 
 
-def partnered_due(s: Session, month: Month) -> dict[int, list[SupervisionItem]]:
-    """The items due in `month` by 配合单位: unit id -> the items it works on as a partner (not scored on it)."""
+def partnered_due(s: Session, month: Month, month_end: datetime) -> dict[int, list[SupervisionItem]]:
+    """The items due in `month` that count in it (month_end: its end) by 配合单位: unit id -> the items it
+    works on as a partner (not scored on it)."""
     out: dict[int, list[SupervisionItem]] = {}
-    for item in month_items_full(s, month):
+    for item in month_items_full(s, month, month_end):
         for unit_id in item.partners:
             out.setdefault(unit_id, []).append(item)
     return out
