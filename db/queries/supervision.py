@@ -110,13 +110,11 @@ def last_feedback(s: Session, item_id: int, partners: list[int] = ()) -> ItemEve
 
 def _live_in(month_end: datetime):
     """Items that count in a month ending at `month_end`: not 作废, or 作废 only after it (queries.live's rule)."""
-    live = col(SupervisionItem.voided_at).is_(None)
-    return live if month_end is None else live | (SupervisionItem.voided_at >= month_end)
+    return col(SupervisionItem.voided_at).is_(None) | (SupervisionItem.voided_at >= month_end)
 
 
-def month_items_full(s: Session, month: Month, month_end: datetime | None = None) -> list[SupervisionItem]:
-    """The items due in `month` that count in it (month_end: its end; None: those not 作废), for the
-    export and the previews."""
+def month_items_full(s: Session, month: Month, month_end: datetime) -> list[SupervisionItem]:
+    """The items due in `month` that count in it (month_end: its end), for the export and the previews."""
     return list(s.exec(select(SupervisionItem).where(_due_in(month), _live_in(month_end)).order_by(SupervisionItem.id)))
 
 
