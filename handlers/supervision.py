@@ -74,19 +74,24 @@ def _where(ctx: Context, pushes: list[Push]) -> list[targets.Place]:
 def _sign_cards(ctx: Context, item: SupervisionItem, pushes: list[Push]) -> list[Push]:
     """A new item asks each unit's 负责人 to sign: a card to them 1:1 (bot/cards.py). Where the
     item went to the 负责人 already, that push is the card; a group reads the text, and with
-    [wecom] cards its 负责人 gets the card as well."""
-    card = Card("card_item_issued", f"{item.code}:sign", [
-        Button("签收", f"签收 {item.code}"), Button("反馈", f"反馈 {item.code}", "办理情况"),
-        Button("申请延期", f"延期 {item.code}", "新期限和理由（如 12月20日 等待批复）")])
+    [wecom] cards its 负责人 gets the card as well. Each unit signs its own part (a 配合单位 too), so
+    each unit's card is settled by that unit's 签收 or first 反馈."""
     out = []
     for push in pushes:
         unit = push.data["unit"]
+        card = Card("card_item_issued", _sign_subject(item, unit.id), [
+            Button("签收", f"签收 {item.code}"), Button("反馈", f"反馈 {item.code}", "办理情况"),
+            Button("申请延期", f"延期 {item.code}", "新期限和理由（如 12月20日 等待批复）")])
         if push.target.channel == "app":
             push.card = card
         elif ctx.config.wecom.cards and unit.leader_userid and queries.get_member(ctx.session, unit.leader_userid):
             out.append(Push(Target("app", unit.leader_userid), "supervision_push", push.data, markdown=False,
                             key=f"{push.key}:card", card=card))
     return pushes + out
+
+
+def _sign_subject(item: SupervisionItem, unit_id: int) -> str:
+    return f"{item.code}:sign:{unit_id}"
 
 
 def _to_admins(ctx: Context, item: SupervisionItem, kind: str, text: str, card: Card | None = None,
@@ -196,13 +201,14 @@ def sign(ctx: Context) -> Reply:
         if partner.id in queries.step_units(ctx.session, [item.id], EVENT_SIGN).get(item.id, ()):
             raise fail("签收", "partner_signed", item=item, unit=partner)
         queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
-        return Reply("item_ok", {"kind": "签收", "item": item, "partner": partner})
+        return Reply("item_ok", {"kind": "签收", "item": item, "partner": partner},
+                     settles=[(_sign_subject(item, partner.id), {"kind": "签收"})])
     if item.status != ITEM_ISSUED:
         raise fail("签收", "item_signed", item=item)
     item.status = ITEM_SIGNED
     ctx.session.add(item)
     queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
-    return Reply("item_ok", {"kind": "签收", "item": item}, settles=[(f"{item.code}:sign", {"kind": "签收"})])
+    return Reply("item_ok", {"kind": "签收", "item": item}, settles=[(_sign_subject(item, item.unit_id), {"kind": "签收"})])
 
 
 @router.command("反馈", "feedback")
@@ -219,7 +225,7 @@ def feedback(ctx: Context) -> Reply:
         pushes = _to_admins(ctx, item, "反馈", text)
         return Reply("feedback_ok", {"item": item, "late": _today(ctx) > item.deadline, "partner": partner,
                                      "lead": ctx.session.get(Unit, item.unit_id), "notified": _where(ctx, pushes)},
-                     pushes)
+                     pushes, settles=[(_sign_subject(item, partner.id), {"kind": "签收"})])
     if item.status == ITEM_ISSUED:  # the first answer signs for it, too
         queries.add_item_event(ctx.session, item, EVENT_SIGN, ctx.member.userid, "", ctx.now)
     queries.add_item_event(ctx.session, item, EVENT_FEEDBACK, ctx.member.userid, text, ctx.now)
@@ -230,7 +236,7 @@ def feedback(ctx: Context) -> Reply:
                 [Button("办结", f"办结 {item.code}"), Button("退回", f"退回 {item.code}", "退回意见")])
     pushes = _to_admins(ctx, item, "反馈", text, card)
     return Reply("feedback_ok", {"item": item, "late": late, "notified": _where(ctx, pushes), "partner": None},
-                 pushes, settles=[(f"{item.code}:sign", {"kind": "签收"})])
+                 pushes, settles=[(_sign_subject(item, item.unit_id), {"kind": "签收"})])
 
 
 @router.command("延期", "extend")

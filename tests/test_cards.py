@@ -257,11 +257,14 @@ def test_the_outcome_reaches_every_recipients_card(bot, clock):
     assert bot.tap("admin2", bot.card("admin2", "申请延期"), "同意延期") == "已同意延期至 04-10 · 陈静 03-20 10:00"
     bot.deliver()
     assert bot.fake.card_updates() == [("user:admin", "已同意延期至 04-10 · 陈静 03-20 10:00")]
-    # a typed decision updates every card, the typer's too: 签收 by one unit closes both 负责人's cards
+    # a typed decision updates the cards it settles: each unit signs its own part, so 签收 by the
+    # 配合单位 机电工程系 closes its 负责人's card and leaves the 牵头单位's open
     bot.say("li", "签收 D1")
     bot.deliver()
-    assert sorted(bot.fake.card_updates()[1:]) == [("user:sun", "已签收 · 李四 03-20 10:00"),
-                                                   ("user:zhang", "已签收 · 李四 03-20 10:00")]
+    assert bot.fake.card_updates()[1:] == [("user:zhang", "已签收 · 李四 03-20 10:00")]
+    bot.say("sun", "签收 D1")  # the 牵头单位 signs its own
+    bot.deliver()
+    assert bot.fake.card_updates()[2:] == [("user:sun", "已签收 · 孙七 03-20 10:00")]
     with Session(app.engine) as s:
         assert all(c.response_code and c.outcome for c in s.exec(select(DecisionCard)))
 

@@ -173,7 +173,7 @@ def test_in_a_group_a_comment_is_refused_and_a_self_review_answered_1to1(app, cl
 
 
 def test_help_shows_the_comment_commands_to_whom_may_use_them(app):
-    assert "点评 [<单位> <内容>]" in say(app, "admin", "帮助")
+    assert "点评" in say(app, "admin", "帮助") and "点评 [<单位> <内容>]" in say(app, "admin", "帮助 点评")
     leader = say(app, "zhang", "帮助")
     assert "自评 [内容]" in leader and "点评 [" not in leader
     member = say(app, "li", "帮助")

@@ -86,7 +86,8 @@ def test_the_unit_lists_its_open_items_and_help_shows_the_steps(app):
     assert "D1" in say(app, "admin", "督办") and "D2" in say(app, "admin", "督办")
     member_help, admin_help = say(app, "li", "帮助"), say(app, "admin", "帮助")
     assert "签收 D5" in member_help and "延期 D5" in member_help and "督办 D5" in member_help
-    assert "办结 D5" not in member_help and "办结 <督办编号>" in admin_help and "同意延期 <督办编号>" in admin_help
+    assert "办结 D5" not in member_help and "办结 <督办编号>" in admin_help and "延期审批：同意延期、不同意延期" in admin_help
+    assert "同意延期 <督办编号>" in say(app, "admin", "帮助 同意延期")
 
 
 def test_an_extension_is_asked_and_agreed_or_refused(app, clock):
