@@ -1,6 +1,6 @@
 """WeCom template cards that ask for a decision (decisioncard) and taps waiting for words (cardask)
 
-Revision ID: 0011_cards
+Revision ID: 0011
 Revises: 0010
 """
 from alembic import op
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0011_cards'
+revision = '0011'
 down_revision = '0010'
 branch_labels = None
 depends_on = None

@@ -2,16 +2,16 @@
 whose codes become unique within a year. Existing rows belong to one campaign: the year of the
 earliest task start (else 督办 deadline, else problem), recorded in the campaign table.
 
-Revision ID: 0011_year
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0011_year'
-down_revision = '0011_cards'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

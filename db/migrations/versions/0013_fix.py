@@ -2,16 +2,16 @@
 entered afterwards (补录) with who entered it and for which appeal, a ranking's versions (重算, 更正),
 and 作废 / 撤回 of tasks, problems, 督办 items and 亮点
 
-Revision ID: 0011_fix
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 """
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0011_fix'
-down_revision = '0011_year'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """A unit's lists sent by its 负责人 and reviewed by an admin (listsubmission)
 
-Revision ID: 0011_lists
-Revises: 0010
+Revision ID: 0014
+Revises: 0013
 """
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0011_lists'
-down_revision = '0011_fix'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """server-side sessions of the web pages (websession), ended by logout or a role change
 
-Revision ID: 0011_safeweb
-Revises: 0010
+Revision ID: 0015
+Revises: 0014
 """
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0011_safeweb'
-down_revision = '0011_lists'
+revision = '0015'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
