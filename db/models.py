@@ -67,12 +67,13 @@ class Campaign(SQLModel, table=True):
 def _year_column() -> Column:
     """A task's, problem's or 督办 item's campaign year: codes are unique within a year (T1 of 2027
     is not T1 of 2026). Left out on insert, it is the current campaign's (the latest year)."""
-    return Column(Integer, nullable=False, index=True,
+    return Column(Integer, nullable=False,  # indexed with the code (unique), and a task's with its unit
                   default=select(func.max(Campaign.year)).scalar_subquery())
 
 
 class Task(SQLModel, table=True):
-    __table_args__ = (Index("uq_task_year_code", "year", "code", unique=True),)
+    __table_args__ = (Index("uq_task_year_code", "year", "code", unique=True),
+                      Index("ix_task_unit_year", "unit_id", "year"))
     id: int | None = Field(default=None, primary_key=True)
     year: int | None = Field(default=None, sa_column=_year_column())
     code: str = Field(index=True, max_length=32)

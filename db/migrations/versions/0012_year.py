@@ -47,14 +47,16 @@ def upgrade() -> None:
         conn.execute(sa.text(f"UPDATE {table} SET year = :y"), {"y": year or 0})
         op.drop_index(f'ix_{table}_code', table_name=table)
         op.create_index(f'ix_{table}_code', table, ['code'], unique=False)
-        op.create_index(f'ix_{table}_year', table, ['year'], unique=False)
         op.create_index(f'uq_{table}_year_code', table, ['year', 'code'], unique=True)
+    # A unit's tasks of a year (the count still to report, on every 汇报): without this index SQLite
+    # would walk the whole year's tasks by the year alone.
+    op.create_index('ix_task_unit_year', 'task', ['unit_id', 'year'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_task_unit_year', table_name='task')
     for table in TABLES:
         op.drop_index(f'uq_{table}_year_code', table_name=table)
-        op.drop_index(f'ix_{table}_year', table_name=table)
         op.drop_index(f'ix_{table}_code', table_name=table)
         op.create_index(f'ix_{table}_code', table, ['code'], unique=True)
         with op.batch_alter_table(table, schema=None) as batch_op:
