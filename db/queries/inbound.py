@@ -37,17 +37,23 @@ class Sender(NamedTuple):
     reply: str | None  # the answer already given to this MsgId (WeCom retries what got no answer)
 
 
-def _senders_statement():
-    """A batch's senders with their units, and the answers any of its MsgIds got before (a row for
-    each such answer, else one with no answer)."""
+def _senders_statement(one: bool):
+    """A batch's senders with their units, who of them has a card's tap waiting, and the answers any
+    of its MsgIds got before (a row for each such answer, else one with no answer). `one`: the
+    statement for a batch of one message, plain binds instead of expanding IN lists (which SQLAlchemy
+    renders anew on every execution)."""
     m, u, p, a = Member.__table__, Unit.__table__, ProcessedMessage.__table__, CardAsk.__table__
-    seen = (p.c.userid == m.c.userid) & p.c.msg_id.in_(bindparam("msg_ids", expanding=True))
+    if one:
+        seen, who = p.c.msg_id == bindparam("msg_id"), m.c.userid == bindparam("userid")
+    else:
+        seen = p.c.msg_id.in_(bindparam("msg_ids", expanding=True))
+        who = m.c.userid.in_(bindparam("userids", expanding=True))
     return select(*m.c, *u.c, a.c.userid, p.c.msg_id, p.c.reply) \
-        .select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(a, a.c.userid == m.c.userid).outerjoin(p, seen)) \
-        .where(m.c.userid.in_(bindparam("userids", expanding=True)))
+        .select_from(m.join(u, u.c.id == m.c.unit_id).outerjoin(a, a.c.userid == m.c.userid)
+                     .outerjoin(p, (p.c.userid == m.c.userid) & seen)).where(who)
 
 
-_SENDERS = _senders_statement()
+_SENDERS, _SENDER = _senders_statement(False), _senders_statement(True)
 _MEMBER_FIELDS = len(MemberRow._fields)
 _UNIT_END = _MEMBER_FIELDS + len(UnitRow._fields)
 _RECORD_PROCESSED = insert(ProcessedMessage)
@@ -62,8 +68,13 @@ def expect(s: Session, messages: list[tuple[str, str]]) -> None:
     found = s.info.setdefault("senders", {})
     answers = s.info.setdefault("answers", {})
     asking = s.info.setdefault("asking", set())
-    params = {"userids": sorted({u for u, _ in messages}), "msg_ids": sorted({m for _, m in messages if m})}
-    for row in s.connection().execute(_SENDERS, params):
+    if len(messages) == 1:
+        (userid, msg_id), = messages
+        rows = s.connection().execute(_SENDER, {"userid": userid, "msg_id": msg_id})
+    else:
+        rows = s.connection().execute(_SENDERS, {"userids": sorted({u for u, _ in messages}),
+                                                 "msg_ids": sorted({m for _, m in messages if m})})
+    for row in rows:
         userid = row[0]
         if userid not in found:
             found[userid] = (MemberRow(*row[:_MEMBER_FIELDS]), UnitRow(*row[_MEMBER_FIELDS:_UNIT_END]))
@@ -102,8 +113,8 @@ def write_answers(s: Session) -> None:
     """Write the batch's answers in one statement; an answer another replica wrote first for the
     same MsgId raises IntegrityError (the batch is then handled again)."""
     rows = s.info.pop("new_answers", None)
-    if rows:
-        s.connection().execute(_RECORD_PROCESSED, rows)
+    if rows:  # (one row: a plain INSERT, not the many-rows form)
+        s.connection().execute(_RECORD_PROCESSED, rows[0] if len(rows) == 1 else rows)
 
 
 def prune_processed(s: Session, before: datetime) -> int:
