@@ -30,7 +30,7 @@ from bot import cards
 from bot.clock import Clock, SystemClock
 from bot.config import Config
 from bot.render import Renderer
-from bot.reply import Card, Push, UserError
+from bot.reply import Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
@@ -282,11 +282,6 @@ class Application:
 
     # ------------------------------------------------------------ outbound
 
-    def _cards_for(self, card: Card) -> bool:
-        """Cards are on ([wecom] cards) and every button's command exists in this build (a card for
-        a command not here, such as 采纳 before the appeals work, goes as today's text)."""
-        return self.config.wecom.cards and all(self.dispatcher.match(b.command)[0] is not None for b in card.buttons)
-
     def enqueue_late_reply(self, userid: str, msg_id: str, text: str, failed: bool = False) -> bool:
         """An answer that missed its callback's deadline goes to the person as an app message
         (`failed`: the note that their message was not handled). True if added (a key is enqueued once)."""
@@ -309,7 +304,7 @@ class Application:
             msgtype = "image" if push.image else "file"
             return int(queries.enqueue(s, key, target.channel, target.id, msgtype, push.file, now, push.filename))
         content = self.renderer.render(push.template, channel=target.channel, **push.data)
-        if push.card is not None and target.channel == "app" and self._cards_for(push.card):
+        if push.card is not None and target.channel == "app" and self.config.wecom.cards:
             task = cards.task_id(push.card.subject, key)
             card = cards.build(self.renderer.render(push.card.template, **push.data), push.card, task,
                                self.config.org.name)

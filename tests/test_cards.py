@@ -17,7 +17,7 @@ from bot.wecom.api import WeComTransport
 from bot.wecom.callback import build_asgi
 from bot.wecom.sender import ConsoleTransport, OutboxWorker
 from conftest import ServerThread, at, make_config, seed
-from db.models import DecisionCard, ItemEvent, Member, Outbox, Problem, ProblemProgress, RankingRelease, SupervisionItem
+from db.models import Appeal, DecisionCard, ItemEvent, Member, Outbox, Problem, ProblemProgress, RankingRelease, SupervisionItem
 from fake_wecom import card_error
 from jobs import JobQueue
 from wecom_client import WeComSide
@@ -335,17 +335,18 @@ def test_console_mode_prints_the_card_with_the_equivalent_commands(tmp_path, clo
     app.engine.dispose()
 
 
-def test_an_appeal_is_text_until_its_commands_exist(bot, clock):
+def test_an_appeal_comes_as_a_card_whose_tap_accepts_it(bot, clock):
     app = bot.app
     app.config.broadcast.chat_id = "chat-all"
     clock.set(at(2026, 4, 1, 10))
     JobQueue(app).run_at("monthly_ranking", clock.now())
     clock.set(at(2026, 4, 1, 11))
     bot.say("wang", "申诉 T4 已于3月完成")
+    card = bot.card("admin", "排名申诉")
+    assert bot.tap("admin", card, "采纳").startswith("已采纳 · 王管理")
     with Session(app.engine) as s:
-        appeals = [r for r in s.exec(select(Outbox)) if ":appeal:" in r.key]
-    has_command = app.dispatcher.match("采纳 信息工程系")[0] is not None
-    assert appeals and {r.msgtype for r in appeals} == ({"template_card"} if has_command else {"markdown"})
+        (appeal,) = s.exec(select(Appeal)).all()
+    assert (appeal.decision, appeal.decided_by) == ("采纳", "admin")  # as `采纳 信息工程系` typed
 
 
 def test_words_that_do_not_fit_the_command_are_refused_once_with_its_form(bot, clock):
