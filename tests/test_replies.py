@@ -368,3 +368,7 @@ def test_a_units_comment_is_seen_by_the_unit_once_its_review_went_out(app):
     app.clock.set(at(2026, 6, 30, 16))
     JobQueue(app).run("midyear_review", at(2026, 6, 30, 16))
     assert "上半年推进有力" in say(app, "zhang", "自评")
+
+
+def test_a_leaders_running_ranking_is_headed_as_their_own_units(app):
+    assert "本单位名次（截至目前）" in say(app, "zhang", "排名") and "分管单位" not in say(app, "zhang", "排名")
