@@ -34,7 +34,7 @@ from bot.reply import Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
-from db.session import make_engine, migrate, outage, session_scope, unavailable
+from db.session import CONFLICT_STATES, make_engine, migrate, outage, session_scope, unavailable
 
 log = logging.getLogger("duban")
 
@@ -52,7 +52,7 @@ class Collided(Exception):
 def _collided(exc: Exception) -> bool:
     if isinstance(exc, IntegrityError):
         return True
-    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "sqlstate", None) in CONFLICT_STATES
 
 
 class Application:

@@ -112,6 +112,11 @@ def write_lock(engine: Engine) -> threading.RLock | None:
 SQLITE_AWAY = frozenset({5, 6, 10, 14, 15})
 
 
+# PostgreSQL's SQLSTATEs for a conflict with another writer (a deadlock, a serialization failure):
+# the transaction is to be tried again, the database is not away.
+CONFLICT_STATES = ("40P01", "40001")
+
+
 class DatabaseBusy(Exception):
     """A writer waited LOCK_WAIT for this process's write lock (held by a writer the database keeps waiting)."""
 
@@ -128,7 +133,7 @@ def unavailable(exc: BaseException) -> bool:
     code = getattr(exc.orig, "sqlite_errorcode", None)
     if code is not None:  # SQLite's OperationalError also says "no such table" (a bug, not an outage)
         return code & 0xFF in SQLITE_AWAY
-    return getattr(exc.orig, "sqlstate", None) not in ("40P01", "40001")  # (a deadlock or serialization failure)
+    return getattr(exc.orig, "sqlstate", None) not in CONFLICT_STATES
 
 
 class Outage:
