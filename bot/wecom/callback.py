@@ -22,11 +22,9 @@ import logging
 import re
 import secrets
 from contextlib import asynccontextmanager
-from xml.parsers.expat import ExpatError
 
 import anyio
 import anyio.to_thread
-import xmltodict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -102,7 +100,7 @@ class Callback:
         # (MsgType file with a MediaId; wechatpy does not know it) is taken the same way: from a unit's
         # 负责人 it is the unit's lists (handlers/lists.py).
         if kind in ("text", "image", "file"):
-            media_id = msg.media_id if kind == "image" else _raw_media_id(plain) if kind == "file" else ""
+            media_id = msg.media_id if kind == "image" else _field(msg, "MediaId") if kind == "file" else ""
             media = (kind, media_id) if kind != "text" else None
             if media is not None and not media_id:
                 return refusal(request, Refused(400, f"{kind} without MediaId"))
@@ -118,7 +116,7 @@ class Callback:
                 reply_text = self.app.renderer.render("reply_later")
         elif msg.type == "event":
             return Response("", media_type="text/plain")  # nothing to say to enter_agent etc.
-        elif (event := _card_event(plain)) is not None:
+        elif (event := _card_event(msg)) is not None:
             return await self._tap(msg.source, event)
         else:
             reply_text = self.app.renderer.render("text_only", pictures=True)
@@ -147,35 +145,22 @@ class Callback:
         return Response(self.crypto.encrypt_message(plain, secrets.token_hex(8), stamp), media_type="application/xml")
 
 
-def _card_event(plain: str) -> dict | None:
+def _card_event(msg) -> dict | None:
     """A template_card_event's fields (EventKey, TaskId, ...), or None for anything else."""
-    event = _raw(plain)
-    if event.get("MsgType") != "event" or event.get("Event") != "template_card_event":
+    if _field(msg, "MsgType") != "event" or _field(msg, "Event") != "template_card_event":
         return None
-    fields = {k: event.get(k) for k in ("CreateTime", "TaskId", "EventKey")}
-    return fields if all(isinstance(v, str) and v for v in fields.values()) else None
+    fields = {k: _field(msg, k) for k in ("CreateTime", "TaskId", "EventKey")}
+    return fields if all(fields.values()) else None
 
 
 def _cdata(text: str) -> str:
     return text.replace("]]>", "]]]]><![CDATA[>")
 
 
-def _raw(plain) -> dict:
-    try:
-        inner = xmltodict.parse(plain, disable_entities=True)["xml"]
-    except (ExpatError, ValueError, KeyError, TypeError):
-        return {}
-    return inner if isinstance(inner, dict) else {}
-
-
-def _raw_type(plain) -> str:
-    """The MsgType of a message wechatpy does not know (a file)."""
-    value = _raw(plain).get("MsgType")
-    return value if isinstance(value, str) else ""
-
-
-def _raw_media_id(plain) -> str:
-    value = _raw(plain).get("MediaId")
+def _field(msg, name: str) -> str:
+    """A field of the message as wechatpy read it (for what it has no type of its own for: a file, a
+    card's tap), "" if missing or not text."""
+    value = msg._data.get(name)
     return value if isinstance(value, str) else ""
 
 
@@ -188,7 +173,7 @@ def _message(plain: str):
         msg = None
     if msg is None:
         raise Refused(400, "malformed message")
-    kind = _raw_type(plain) if msg.type == "unknown" else msg.type
+    kind = _field(msg, "MsgType") if msg.type == "unknown" else msg.type
     if kind not in ("text", "image", "file"):
         return msg, kind, ""
     raw = msg._data.get("MsgId")  # read before msg.id, which turns a missing or empty MsgId into 0
