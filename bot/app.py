@@ -10,10 +10,16 @@ the same short list of steps (handle_one):
     1. who, dedupe the sender and their unit (someone not on the roster is told whom to ask), and
                    the answer their MsgId got before, if any: given again, word for word (read for
                    the whole batch in one query)
-    2. savepoint   everything the message writes is kept apart from the other messages
-    3. dispatch    router -> handler -> template -> outbox; a wrong form undoes the handler's writes
-    4. remember    the answer is kept under the MsgId; the batch's answers are written together
+    2. dispatch    router -> handler -> template -> outbox; a wrong form keeps none of the handler's
+                   writes
+    3. remember    the answer is kept under the MsgId; the batch's answers are written together
                    before its commit (a retry in the same batch is answered from memory)
+
+Messages share the batch's transaction without savepoints, as long as each one either succeeds or
+is refused before it writes anything (the usual case: a wrong form is found before any write). One
+that fails otherwise sends the whole batch round again, each message then in a savepoint of its
+own, so that its writes alone are undone. A savepoint costs PostgreSQL a round trip and SQLAlchemy
+a third of a 汇报's time, so most batches do without (bench/README.md).
 
 A tap on a decision card's button (bot/cards.py) runs the same steps with the command the button
 stands for; its answer is what the tapped card shows.
@@ -34,7 +40,7 @@ from bot.reply import Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
-from db.session import CONFLICT_STATES, make_engine, migrate, outage, session_scope, unavailable
+from db.session import CONFLICT_STATES, make_engine, migrate, outage, session_scope, unavailable, writes
 
 log = logging.getLogger("duban")
 
@@ -47,6 +53,12 @@ class Collided(Exception):
     """A concurrent writer got there first (another replica answered the same MsgId, took the same
     new code, or PostgreSQL chose this transaction to give way in a deadlock): handle the message
     again once the rest of its batch is committed."""
+
+
+class Apart(BaseException):
+    """A message failed after it wrote, in a batch handled without savepoints: the batch is handled
+    again with a savepoint a message. (Not an Exception: the handling of one message's error lets
+    it through to handle_batch.)"""
 
 
 def _collided(exc: Exception) -> bool:
@@ -98,12 +110,19 @@ class Application:
         return result
 
     def handle_batch(self, messages: list[tuple], tries: int = 1) -> list[str | Exception]:
-        """Handle (userid, text, msg_id[, chat, once, media, tap]) messages in order in one write transaction (one commit for
-        many messages), each in a savepoint of its own: a message that fails loses only its own
-        writes. Returns the reply, or the exception, for each message; none is answered before
-        the transaction is committed. A message that collided with a concurrent writer is handled
-        again after the others are committed; if the commit itself fails, every message is handled
-        again alone, so that one message cannot fail the others."""
+        """Handle (userid, text, msg_id[, chat, once, media, tap]) messages in order in one write
+        transaction (one commit for many messages): a message that fails loses only its own writes
+        (the module docstring). Returns the reply, or the exception, for each message; none is
+        answered before the transaction is committed. A message that collided with a concurrent
+        writer is handled again after the others are committed; if the commit itself fails, every
+        message is handled again alone, so that one message cannot fail the others."""
+        try:
+            return self._batch(messages, tries, apart=False)
+        except Apart:
+            return self._batch(messages, tries, apart=True)
+
+    def _batch(self, messages: list[tuple], tries: int, apart: bool) -> list[str | Exception]:
+        """handle_batch; `apart`: each message in a savepoint of its own."""
         results: dict[int, str | Exception] = {}
         again: list[int] = []
         try:
@@ -111,7 +130,7 @@ class Application:
                 queries.expect(s, [(m[0], m[2]) for m in messages])
                 for i, message in enumerate(messages):
                     try:
-                        results[i] = self.handle_one(s, *message)
+                        results[i] = self.handle_one(s, *message, apart=apart)
                     except Collided:
                         again.append(i)
                     except Exception as exc:
@@ -137,8 +156,10 @@ class Application:
         return [results[i] for i in range(len(messages))]
 
     def handle_one(self, s: Session, userid: str, text: str, msg_id: str, chat: str = "", once: bool = False,
-                   media: tuple[str, str] | None = None, tap: tuple[str, str] | None = None) -> str:
+                   media: tuple[str, str] | None = None, tap: tuple[str, str] | None = None,
+                   apart: bool = True) -> str:
         """One message inside the batch's transaction (the steps in the module docstring).
+        `apart`: in a savepoint of its own; without, a failure after a write raises Apart.
         `chat`: the group it was said in (the smart robot's chatid; "" in a 1:1 chat).
         `once`: a msg_id answered before gets "" (nothing) instead of the stored answer.
         `media`: a picture or file message, (kind, WeCom media_id), instead of text: it is recorded
@@ -146,8 +167,9 @@ class Application:
         `tap`: a tap on a decision card's button, (TaskId, EventKey), instead of text: the answer is
         what the tapped card now shows ("" to leave it as it is; see _tap)."""
         now = self.clock.now()
-        savepoint = s.begin_nested()
+        savepoint = s.begin_nested() if apart else None
         try:
+            written = None if apart else writes(s)
             who = queries.sender(s, userid, msg_id)
             if who is None:
                 reply = self.renderer.render("unknown_user", userid=userid)  # nothing about them is stored
@@ -162,17 +184,26 @@ class Application:
                     text, lapsed = self._complete_ask(s, ctx, text)
                     reply, refused = self._dispatch(s, ctx, text) if lapsed is None else (lapsed, False)
                 if refused:  # a wrong form: the answer is kept, none of the handler's writes
-                    savepoint.rollback()
-                    savepoint = s.begin_nested()
+                    if savepoint is None:
+                        if writes(s) != written:
+                            raise Apart
+                    else:
+                        savepoint.rollback()
+                        savepoint = s.begin_nested()
                     if tap is not None:  # the card stays as it is; the refusal goes to the person 1:1
                         self._tell(s, ctx, reply, "refused")
                         reply = ""
                     else:  # words a tap asked for get one try: the refusal shows the command's form
                         queries.take_ask(s, userid, now)
-            savepoint.commit()
+            if savepoint is not None:
+                savepoint.commit()
             if msg_id and who is not None and who.reply is None:
                 queries.record_processed(s, msg_id, userid, reply, now)
         except Exception as exc:
+            if savepoint is None:
+                if unavailable(exc):
+                    raise
+                raise Apart from exc
             if savepoint.is_active:
                 savepoint.rollback()
             if _collided(exc):

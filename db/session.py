@@ -65,27 +65,40 @@ def make_engine(url: str) -> Engine:
         # SQLite has one writer at a time. Queue this process's writers on a lock, which wakes the
         # next one at once, instead of on SQLite's busy handler, which sleeps up to 100 ms a try.
         _WRITE_LOCKS[engine] = threading.RLock()
-        return _plain_savepoints(engine)
-    limits = f"-c lock_timeout={int(LOCK_WAIT * 1000)} -c statement_timeout={int(STATEMENT_LIMIT * 1000)}"
-    return _plain_savepoints(create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                                           pool_timeout=CONNECT_WAIT, connect_args={
-                                               "connect_timeout": max(1, round(CONNECT_WAIT)), "options": limits}))
+    else:
+        limits = f"-c lock_timeout={int(LOCK_WAIT * 1000)} -c statement_timeout={int(STATEMENT_LIMIT * 1000)}"
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=CONNECT_WAIT,
+                               connect_args={"connect_timeout": max(1, round(CONNECT_WAIT)), "options": limits})
+    event.listen(engine, "before_cursor_execute", _count_writes)  # (writes())
+    return _plain_savepoints(engine)
 
 
 def _plain_savepoints(engine: Engine) -> Engine:
-    """Every chat message runs in a savepoint of its own. SQLAlchemy names each savepoint anew
+    """A chat message may run in a savepoint of its own (bot/app.py). SQLAlchemy names each savepoint anew
     (sa_savepoint_1, _2, ...) and, the name being part of the statement's cache key, compiles
     every SAVEPOINT and RELEASE afresh: a sixth of a 汇报's time. This engine's dialect sends
     them as the plain SQL they are instead (same statements, same names).
 
     A savepoint that ends well is not released: both databases release it with the transaction
     (a later one nests inside it, and ROLLBACK TO a later one undoes only that one), which saves
-    PostgreSQL a round trip a message."""
+    PostgreSQL a round trip a message in such a batch."""
     dialect = engine.dialect
     dialect.do_savepoint = lambda conn, name: conn.exec_driver_sql(f"SAVEPOINT {name}")
     dialect.do_release_savepoint = lambda conn, name: None
     dialect.do_rollback_to_savepoint = lambda conn, name: conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
     return engine
+
+
+def _count_writes(conn, _cursor, _statement, _params, context, _many) -> None:  # noqa: ANN001
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+        conn.info["writes"] = conn.info.get("writes", 0) + 1
+
+
+def writes(s: Session) -> int:
+    """How many INSERT, UPDATE and DELETE statements the session's connection has run so far, what
+    the session holds unwritten written first: a message that changed nothing moves it not."""
+    s.flush()
+    return s.connection().info.get("writes", 0)
 
 
 def _set_wal(cur) -> None:  # noqa: ANN001

@@ -60,12 +60,16 @@ def test_a_batch_keeps_each_message_apart(app):
 def crashing_app(db_url, clock, fail: str) -> Application:
     """The real commands plus one that writes a report and then fails: `fail` = 'crash' raises a bug,
     'collide' raises IntegrityError the first two times (a concurrent replica took the same row),
-    'refuse' answers with a wrong-form reply (UserError) after writing."""
+    'refuse' answers with a wrong-form reply (UserError) after writing; 'notice' puts a notice to
+    the admins in the outbox (not yet written: the outbox writes at commit) and then refuses."""
     extra = Router("test")
     calls = []
 
     @extra.command("写坏")
     def broken(ctx) -> Reply:
+        if fail == "notice":
+            queries.enqueue(ctx.session, f"push:{ctx.msg_id}", "app", "admin1", "text", {"content": "不该发出"}, ctx.now)
+            raise common.fail("汇报", "task_not_yours", code="T9")
         task = queries.task_to_report(ctx.session, "T1", Month.of(ctx.now.astimezone(ctx.tz)))
         queries.add_report(ctx.session, task, ctx.member.userid, 99, "不该留下", ctx.now, ctx.tz)
         calls.append(1)
@@ -131,6 +135,22 @@ def test_a_message_refused_after_it_wrote_leaves_nothing_and_the_others_stay(db_
         assert "30%" in results[0] and "50%" in results[2]
         assert reports(app) == [("li", 30, "之前"), ("zhao", 50, "之后")]  # the 99 % is gone
         assert processed(app) == {"r1": results[0], "r2": results[1], "r3": results[2]}
+    finally:
+        app.engine.dispose()
+
+
+def test_a_message_refused_after_it_queued_a_notice_sends_nothing(db_url, clock):
+    """What a refused command put in the outbox goes with its other writes: nobody is told of a
+    command that was refused, and the messages around it stay."""
+    app = crashing_app(db_url, clock, "notice")
+    try:
+        results = app.handle_batch([("li", "汇报 T1 30% 之前", "n1"), ("li", "写坏", "n2"),
+                                    ("zhao", "汇报 T3 50% 之后", "n3")])
+        assert "T9" in results[1] and "30%" in results[0] and "50%" in results[2]
+        assert reports(app) == [("li", 30, "之前"), ("zhao", 50, "之后")]
+        with Session(app.engine) as s:
+            assert s.exec(select(Outbox)).all() == []
+        assert processed(app) == {"n1": results[0], "n2": results[1], "n3": results[2]}
     finally:
         app.engine.dispose()
 

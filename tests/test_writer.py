@@ -226,8 +226,8 @@ def test_a_msgid_in_two_batches_at_once_is_stored_once_and_answered_alike(db_url
 
 def test_two_batches_that_deadlock_on_postgresql_both_finish(pg_url, clock):
     """Two replicas' batches that take the same two rows in opposite order deadlock; PostgreSQL
-    cancels one statement, that message is rolled back to its savepoint and handled again after
-    its batch commits: every message is answered and stored once, none fails."""
+    cancels one statement, and that batch is handled again (its messages apart, the victim after
+    the rest commit): every message is answered and stored once, none fails."""
     extra = Router("test")
     calls = []
 
@@ -246,8 +246,8 @@ def test_two_batches_that_deadlock_on_postgresql_both_finish(pg_url, clock):
     try:
         results = a + b
         assert not [r for r in results if isinstance(r, Exception)], results
-        twice = [m for m, n in Counter(calls).items() if n == 2]
-        assert len(calls) == 5 and twice in (["a2"], ["b2"])  # the victim, again after its batch committed
+        again = [m for m, n in Counter(calls).items() if n > 1]
+        assert sorted(again) in (["a1", "a2"], ["b1", "b2"])  # the victim's batch, handled again
         with Session(app.engine) as s:
             marks = {t.code: t.milestone for t in s.exec(select(Task).where(Task.code.in_(["T1", "T3"])))}
             assert {p.msg_id for p in s.exec(select(ProcessedMessage))} == {"a1", "a2", "b1", "b2"}
