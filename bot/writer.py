@@ -2,7 +2,7 @@
 
 The callback puts each decrypted message on a queue and awaits its reply. The thread takes
 whatever has queued (up to `max_batch`), handles it as one batch in one write transaction
-(Application.handle_batch: one commit for many messages under load, a savepoint a message), and
+(Application.handle_batch: one commit for many messages under load, each message kept apart), and
 only then hands each reply back to the event loop. One thread takes the messages in the order
 they came, so a person's messages are handled in that order; the event loop never waits on the
 database, so the server keeps answering (health checks, URL checks, other callbacks) while a long

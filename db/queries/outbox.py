@@ -53,8 +53,8 @@ def enqueue(
 
 
 def forget_pending_outbox(s: Session) -> None:
-    """Forget the keys enqueue() holds for rows not yet written: call it when a savepoint ends
-    (released, its rows are in the database for the next lookup; rolled back, they are gone)."""
+    """Forget the keys enqueue() holds for rows not yet written: call it when a message ends (its
+    rows are written before the next message looks them up; rolled back, they are gone)."""
     s.info.pop("outbox_keys", None)
 
 
