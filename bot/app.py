@@ -27,6 +27,7 @@ stands for; its answer is what the tapped card shows.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -40,7 +41,7 @@ from bot.reply import Push, UserError
 from bot.router import Context, Dispatcher
 from bot.text import split_message
 from db import queries
-from db.session import CONFLICT_STATES, make_engine, migrate, outage, session_scope, unavailable, writes
+from db.session import CONFLICT_STATES, make_engine, migrate, outage, pipeline, session_scope, unavailable, writes
 
 log = logging.getLogger("duban")
 
@@ -126,7 +127,7 @@ class Application:
         results: dict[int, str | Exception] = {}
         again: list[int] = []
         try:
-            with self.session() as s:
+            with self.session() as s, (nullcontext() if apart else pipeline(s)):
                 queries.expect(s, [(m[0], m[2]) for m in messages])
                 for i, message in enumerate(messages):
                     try:

@@ -70,6 +70,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=CONNECT_WAIT,
                                connect_args={"connect_timeout": max(1, round(CONNECT_WAIT)), "options": limits})
     event.listen(engine, "before_cursor_execute", _count_writes)  # (writes())
+    event.listen(engine, "after_cursor_execute", _answer_now)  # (pipeline())
     return _plain_savepoints(engine)
 
 
@@ -99,6 +100,33 @@ def writes(s: Session) -> int:
     the session holds unwritten written first: a message that changed nothing moves it not."""
     s.flush()
     return s.connection().info.get("writes", 0)
+
+
+@contextmanager
+def pipeline(s: Session) -> Iterator[None]:
+    """On PostgreSQL, an INSERT that returns nothing goes out without waiting for its answer: it
+    travels with the next statement that returns rows, or with the end of the block, in one round
+    trip (psycopg's pipeline mode). Its failure then shows up there instead of at the INSERT. On
+    SQLite (no round trips) nothing changes."""
+    conn = s.connection()
+    dbapi = conn.connection.dbapi_connection
+    if not hasattr(dbapi, "pipeline"):
+        yield
+        return
+    with dbapi.pipeline() as sent:
+        conn.info["pipeline"] = sent
+        try:
+            yield
+        finally:
+            del conn.info["pipeline"]
+
+
+def _answer_now(conn, _cursor, _statement, _params, context, _many) -> None:  # noqa: ANN001
+    """In pipeline(), wait for the answers of every statement but an INSERT without RETURNING before
+    SQLAlchemy reads them (its rows, or its row count for an UPDATE or DELETE)."""
+    sent = conn.info.get("pipeline")
+    if sent is not None and not (context is not None and context.isinsert and not context.compiled.effective_returning):
+        sent.sync()
 
 
 def _set_wal(cur) -> None:  # noqa: ANN001

@@ -155,6 +155,52 @@ def test_a_message_refused_after_it_queued_a_notice_sends_nothing(db_url, clock)
         app.engine.dispose()
 
 
+def test_a_report_whose_version_another_replica_took_meanwhile_is_handled_again(pg_url, clock):
+    """On PostgreSQL a report's INSERT is sent without waiting for its answer (db/session.py
+    pipeline), so its failure shows up only at a later statement. Another replica stores T1's
+    report between this one's reading T1 and writing its own: the unique version refuses the
+    write, and the batch is handled again, that message with the next version; each message is
+    answered once and each report stored once."""
+    from sqlalchemy import create_engine
+    from db.models import Task
+
+    replica = create_engine(pg_url)
+    raced = []
+
+    def other_replica_reports_first(ctx) -> Reply:
+        month = Month.of(ctx.now.astimezone(ctx.tz))
+        task = queries.task_to_report(ctx.session, "T1", month)
+        raced.append(1)
+        if len(raced) == 1:  # the first time only: the other replica commits T1's first report now
+            with Session(replica) as other:
+                other.add(Report(task_id=task.id, unit_id=task.unit_id, userid="zhao", percent=5, text="另一副本",
+                                 created_at=ctx.now, month=str(month), local_day=20, version=1))
+                other.commit()
+        rep = queries.add_report(ctx.session, task, ctx.member.userid, 40, "抢先", ctx.now, ctx.tz)
+        return Reply("report_ok", {"task": task, "report": rep, "left": 0, "unit": ctx.unit})
+
+    extra = Router("test")
+    extra.command("抢")(other_replica_reports_first)
+    app = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    app.migrate()
+    seed(app)
+    try:
+        results = app.handle_batch([("zhao", "汇报 T3 50% 之前", "v1"), ("li", "抢", "v2"), ("li", "汇报 T1 30% 之后", "v3")])
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert "50%" in results[0] and "第" not in results[0]
+        assert "40%" in results[1] and "第 2 次" in results[1]  # after the other replica's
+        assert "30%" in results[2] and "第 3 次" in results[2]
+        with Session(app.engine) as s:
+            t1 = s.exec(select(Task.id).where(Task.code == "T1")).one()
+            rows = s.exec(select(Report.text, Report.version).where(Report.task_id == t1).order_by(Report.version)).all()
+        assert rows == [("另一副本", 1), ("抢先", 2), ("之后", 3)]
+        assert processed(app) == {"v1": results[0], "v2": results[1], "v3": results[2]}
+        assert len(raced) == 2  # refused once, handled again
+    finally:
+        app.engine.dispose()
+        replica.dispose()
+
+
 def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake):
     """48 callbacks at once over real HTTP (they reach the writer together and share batches):
     good reports, wrong forms, an unknown user and WeCom's retries of the same MsgId."""
