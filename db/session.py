@@ -113,12 +113,20 @@ def pipeline(s: Session) -> Iterator[None]:
     if not hasattr(dbapi, "pipeline"):
         yield
         return
-    with dbapi.pipeline() as sent:
-        conn.info["pipeline"] = sent
-        try:
-            yield
-        finally:
-            del conn.info["pipeline"]
+    mode = dbapi.pipeline()
+    conn.info["pipeline"] = mode.__enter__()
+    try:
+        yield
+    except BaseException:
+        try:  # what is still on its way fails with the transaction, which is rolled back: said already
+            mode.__exit__(None, None, None)
+        except Exception:
+            pass
+        raise
+    else:
+        mode.__exit__(None, None, None)
+    finally:
+        del conn.info["pipeline"]
 
 
 def _answer_now(conn, _cursor, _statement, _params, context, _many) -> None:  # noqa: ANN001
