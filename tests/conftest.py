@@ -206,8 +206,10 @@ class ServerThread:
 
     def __init__(self, asgi, **options):
         self.port = free_port()
+        # Idle keep-alive connections are kept for a minute, not uvicorn's 5 s: a test's client that
+        # waited longer than that on a loaded machine could send on a connection being closed.
         self.server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    **options))
+                                                    **{"timeout_keep_alive": 60, **options}))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
