@@ -113,8 +113,9 @@ def pipeline(s: Session) -> Iterator[None]:
     if not hasattr(dbapi, "pipeline"):
         yield
         return
+    info = conn.info  # (kept: a connection lost meanwhile no longer gives its info)
     mode = dbapi.pipeline()
-    conn.info["pipeline"] = mode.__enter__()
+    info["pipeline"] = mode.__enter__()
     try:
         yield
     except BaseException:
@@ -124,9 +125,13 @@ def pipeline(s: Session) -> Iterator[None]:
             pass
         raise
     else:
-        mode.__exit__(None, None, None)
+        try:
+            mode.__exit__(None, None, None)
+        except conn.dialect.loaded_dbapi.Error as exc:  # the last INSERTs' failure, as SQLAlchemy says it
+            raise sa_exc.DBAPIError.instance(None, None, exc, conn.dialect.loaded_dbapi.Error,
+                                             dialect=conn.dialect) from exc
     finally:
-        del conn.info["pipeline"]
+        info.pop("pipeline", None)
 
 
 def _answer_now(conn, _cursor, _statement, _params, context, _many) -> None:  # noqa: ANN001

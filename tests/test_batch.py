@@ -6,6 +6,7 @@ directly, and a burst of concurrent callbacks over real HTTP) and check that one
 form, crash or collision costs the others nothing, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -199,6 +200,112 @@ def test_a_report_whose_version_another_replica_took_meanwhile_is_handled_again(
     finally:
         app.engine.dispose()
         replica.dispose()
+
+
+def test_two_replicas_reporting_one_task_at_once_both_keep_their_report(pg_url, clock):
+    """Replica A has written T1's report and not yet committed; replica B's 汇报 on T1 comes alone
+    (a batch of one) and takes the same version: B's INSERT waits for A and is refused once A
+    commits. B's message is handled again, with the next version, and answered as usual."""
+    import threading
+
+    extra = Router("test")
+    written = threading.Event()
+
+    @extra.command("慢报")
+    def slow(ctx) -> Reply:
+        task = queries.task_to_report(ctx.session, "T1", Month.of(ctx.now.astimezone(ctx.tz)))
+        rep = queries.add_report(ctx.session, task, ctx.member.userid, 10, "慢", ctx.now, ctx.tz)
+        queries.task_to_report(ctx.session, "T1", Month.of(ctx.now.astimezone(ctx.tz)))  # the INSERT is in
+        written.set()
+        time.sleep(0.6)
+        return Reply("report_ok", {"task": task, "report": rep, "left": 0, "unit": ctx.unit})
+
+    a = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    a.migrate()
+    seed(a)
+    b = Application(make_config(pg_url), clock=clock)
+
+    def b_reports():
+        assert written.wait(10)
+        return b.handle_batch([("li", "汇报 T1 30% 乙", "b1")])
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            ra, rb = pool.submit(a.handle_batch, [("li", "慢报", "a1")]), pool.submit(b_reports)
+            ra, rb = ra.result(60), rb.result(60)
+        assert not isinstance(ra[0], Exception) and not isinstance(rb[0], Exception), (ra, rb)
+        assert "30%" in rb[0] and "第 2 次" in rb[0]
+        with Session(a.engine) as s:
+            assert sorted((r.text, r.version) for r in s.exec(select(Report))) == [("乙", 2), ("慢", 1)]
+    finally:
+        a.engine.dispose()
+        b.engine.dispose()
+
+
+def test_a_wrong_form_retried_on_two_replicas_at_once_gets_the_same_words(pg_url, clock):
+    """WeCom's retry of a slow message reaches another replica while the first is still at work;
+    the message is refused and writes nothing but its answer. Both replicas answer alike."""
+    import threading
+
+    extra = Router("test")
+
+    @extra.command("慢读")
+    def slow(ctx) -> Reply:
+        time.sleep(0.5)
+        raise common.fail("汇报", "task_not_yours", code="T9")
+
+    a = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    a.migrate()
+    seed(a)
+    b = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    together = threading.Barrier(2, timeout=30)
+
+    def handle(app):
+        together.wait()
+        return app.handle_batch([("li", "慢读", "dup")])[0]
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            fa, fb = pool.submit(handle, a), pool.submit(handle, b)
+            ra, rb = fa.result(60), fb.result(60)
+        assert not isinstance(ra, Exception) and not isinstance(rb, Exception), (ra, rb)
+        assert ra == rb and "T9" in ra
+        assert processed(a) == {"dup": ra}
+    finally:
+        a.engine.dispose()
+        b.engine.dispose()
+
+
+def test_the_connection_lost_in_the_middle_of_a_batch_is_an_outage(pg_url, clock, caplog):
+    """PostgreSQL goes away while a batch is at work: every message of the batch fails alike as
+    the database's unavailability (logged once as an outage), not as a fault of one message."""
+    from sqlalchemy import create_engine, text
+    from db.session import outage, unavailable
+
+    killer = create_engine(pg_url)
+    extra = Router("test")
+
+    @extra.command("断")
+    def cut(ctx) -> Reply:
+        pid = ctx.session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with killer.connect() as k:
+            k.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        time.sleep(0.2)
+        queries.task_to_report(ctx.session, "T1", Month.of(ctx.now.astimezone(ctx.tz)))
+        return Reply("text_only")
+
+    app = Application(make_config(pg_url), clock=clock, dispatcher=Dispatcher(ROUTERS + [extra]))
+    app.migrate()
+    seed(app)
+    try:
+        results = app.handle_batch([("li", "断", "c1"), ("zhao", "汇报 T3 50% 之后", "c2")])
+        assert all(isinstance(r, Exception) and unavailable(r) for r in results), results
+        assert outage(app.engine).down
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        assert "50%" in app.handle_batch([("zhao", "汇报 T3 50% 之后", "c2")])[0]  # back once it answers
+    finally:
+        app.engine.dispose()
+        killer.dispose()
 
 
 def test_a_burst_of_callbacks_is_answered_and_stored_once_each(db_url, clock, fake):
