@@ -129,6 +129,7 @@ class Application:
         try:
             with self.session() as s, (nullcontext() if apart else pipeline(s)):
                 queries.expect(s, [(m[0], m[2]) for m in messages])
+                self.dispatcher.read_ahead(s, [m[1] for m in messages], self.clock.now(), self.config)
                 for i, message in enumerate(messages):
                     try:
                         results[i] = self.handle_one(s, *message, apart=apart)
@@ -314,19 +315,11 @@ class Application:
 
     # ------------------------------------------------------------ outbound
 
-    def enqueue_late_reply(self, userid: str, msg_id: str, text: str, failed: bool = False) -> bool:
-        """An answer that missed its callback's deadline goes to the person as an app message
-        (`failed`: the note that their message was not handled). True if added (a key is enqueued once)."""
-        key = f"reply:{userid}:{msg_id}:{'failed' if failed else 'late'}"
+    def enqueue_late(self, key: str, channel: str, to: str, msgtype: str, text: str) -> bool:
+        """An answer that missed its passive reply, in the outbox: to the person as an app message,
+        or to a smart-robot message's response_url. True if added (a key is enqueued once)."""
         with self.session() as s:
-            return queries.enqueue(s, key, "app", userid, "text", {"content": text}, self.clock.now())
-
-    def enqueue_response(self, url: str, text: str, key: str) -> bool:
-        """Put a smart-robot answer that missed its passive reply in the outbox, for the message's
-        response_url (markdown). True if added (a key is enqueued once)."""
-        with self.session() as s:
-            return queries.enqueue(s, f"response_url:{key}", "response_url", url, "markdown", {"content": text},
-                                   self.clock.now())
+            return queries.enqueue(s, key, channel, to, msgtype, {"content": text}, self.clock.now())
 
     def enqueue_push(self, s: Session, push: Push, key: str) -> int:
         """Render a push and put it in the outbox (split to fit WeCom's limits). Returns rows added."""

@@ -55,7 +55,7 @@ class Context:
         return self.config.schedule.tz
 
 
-@dataclass
+@dataclass(eq=False)
 class Command:
     names: tuple[str, ...]
     func: Callable[..., Reply]
@@ -63,6 +63,7 @@ class Command:
     group: str
     params: tuple[str, ...] = field(default=())
     in_group: str = IN_GROUP_REPLY
+    ahead: Callable[[Session, list[str], datetime, Config], None] | None = None  # (Dispatcher.read_ahead)
 
     def allowed(self, member: Member) -> bool:
         return member.role in self.roles
@@ -81,9 +82,11 @@ class Router:
         self.name = name
         self.commands: list[Command] = []
 
-    def command(self, *names: str, roles: frozenset[str] = EVERYONE, in_group: str = IN_GROUP_REPLY):
+    def command(self, *names: str, roles: frozenset[str] = EVERYONE, in_group: str = IN_GROUP_REPLY,
+                ahead: Callable | None = None):
         """Register a handler for these command words (usage text lives in templates/commands.j2).
-        `in_group`: what it does when said in a group (IN_GROUP_*)."""
+        `in_group`: what it does when said in a group (IN_GROUP_*); `ahead`: what reads, for a
+        whole batch's messages of this command at once, what each will read (Dispatcher.read_ahead)."""
 
         def register(func: Callable[..., Reply]) -> Callable[..., Reply]:
             params = tuple(inspect.signature(func).parameters)
@@ -91,7 +94,7 @@ class Router:
                        and p not in Context.__dataclass_fields__]
             if unknown:
                 raise TypeError(f"{func.__name__}: cannot inject {unknown}")
-            self.commands.append(Command(names, func, roles, self.name, params, in_group))
+            self.commands.append(Command(names, func, roles, self.name, params, in_group, ahead))
             return func
 
         return register
@@ -121,6 +124,17 @@ class Dispatcher:
             rest += len(norm[rest:]) - len(norm[rest:].lstrip(" \t\n:,;、"))
             return self._by_word[found.group()], command_rest(text, rest, index).strip()
         return None, normalize(text)
+
+    def read_ahead(self, s: Session, texts: list[str], now: datetime, config: Config) -> None:
+        """A batch's messages of a command with `ahead` get what they will read in one query for
+        them all (a 汇报 its task), instead of one a message."""
+        wanted: dict[Command, list[str]] = {}
+        for text in texts:
+            cmd, args = self.match(text)
+            if cmd is not None and cmd.ahead is not None:
+                wanted.setdefault(cmd, []).append(args)
+        for cmd, args in wanted.items():
+            cmd.ahead(s, args, now, config)
 
     def dispatch(self, ctx: Context, text: str) -> Reply:
         cmd, args = self.match(text)

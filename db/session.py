@@ -71,22 +71,6 @@ def make_engine(url: str) -> Engine:
                                connect_args={"connect_timeout": max(1, round(CONNECT_WAIT)), "options": limits})
     event.listen(engine, "before_cursor_execute", _count_writes)  # (writes())
     event.listen(engine, "after_cursor_execute", _answer_now)  # (pipeline())
-    return _plain_savepoints(engine)
-
-
-def _plain_savepoints(engine: Engine) -> Engine:
-    """A chat message may run in a savepoint of its own (bot/app.py). SQLAlchemy names each savepoint anew
-    (sa_savepoint_1, _2, ...) and, the name being part of the statement's cache key, compiles
-    every SAVEPOINT and RELEASE afresh: a sixth of a 汇报's time. This engine's dialect sends
-    them as the plain SQL they are instead (same statements, same names).
-
-    A savepoint that ends well is not released: both databases release it with the transaction
-    (a later one nests inside it, and ROLLBACK TO a later one undoes only that one), which saves
-    PostgreSQL a round trip a message in such a batch."""
-    dialect = engine.dialect
-    dialect.do_savepoint = lambda conn, name: conn.exec_driver_sql(f"SAVEPOINT {name}")
-    dialect.do_release_savepoint = lambda conn, name: None
-    dialect.do_rollback_to_savepoint = lambda conn, name: conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
     return engine
 
 

@@ -97,11 +97,13 @@ def late_entry(ctx: Context) -> Reply:
     moment, rest = _when(ctx, rest)
     (pct,), text = need_args("补录", rest, 1)
     pct = percent("补录", pct)
-    appeal = _appeal_for(ctx, task.unit_id, Month.of(moment.astimezone(ctx.tz)))
+    month = Month.of(moment.astimezone(ctx.tz))
+    appeal = _appeal_for(ctx, task.unit_id, month)
     later = queries.reports_after(ctx.session, task.id, moment)
     if later:
         raise fail("补录", "report_after", code=task.code, report=later[-1])
-    rep = queries.add_report(ctx.session, task, ctx.member.userid, pct, text, moment, ctx.tz,
+    rep = queries.add_report(ctx.session, queries.task_to_report(ctx.session, task.code, month), ctx.member.userid,
+                             pct, text, moment, ctx.tz,
                              entered={"entered_by": ctx.member.userid, "entered_at": ctx.now, "appeal_id": appeal.id})
     return Reply("late_entry_ok", {"task": task, "report": rep, "appeal": appeal, "moment": moment,
                                    "unit": ctx.session.get(Unit, task.unit_id)})

@@ -85,7 +85,13 @@ def _report_one(ctx: Context, args: str) -> dict:
             "deadline": deadline}
 
 
-@router.command("汇报", "report")
+def _tasks_ahead(s, args: list[str], now, config) -> None:
+    """A batch's 汇报 read their tasks in one query (queries.read_ahead_targets)."""
+    codes = [parse_code(a.split()[0], "T") for a in args if a.split()]
+    queries.read_ahead_targets(s, [c for c in codes if c], Month.of(now.astimezone(config.schedule.tz)))
+
+
+@router.command("汇报", "report", ahead=_tasks_ahead)
 def report(ctx: Context) -> Reply:
     """One report, or several in one message (汇报 T1 30% … 汇报 T2 20% …), each answered; a wrong
     one refuses the whole message, so nothing is half-stored."""

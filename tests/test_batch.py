@@ -7,6 +7,7 @@ form, crash or collision costs the others nothing, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,7 +18,7 @@ from bot.app import Application
 from bot.reply import Reply
 from bot.router import Dispatcher, Router
 from bot.wecom.callback import build_asgi
-from conftest import ServerThread, make_config, seed
+from conftest import ServerThread, at, make_config, say, seed
 from db import queries
 from db.month import Month
 from db.models import Outbox, ProcessedMessage, Report
@@ -56,6 +57,61 @@ def test_a_batch_keeps_each_message_apart(app):
     # the answers to wrong forms are remembered too, so a retry gets the same words
     assert set(processed(app)) == {"b1", "b2", "b4", "b5"}
     assert processed(app)["b2"] == texts[1]
+
+
+def test_each_report_of_a_batch_sees_the_ones_before_it(app):
+    """A batch reads its 汇报's tasks in one query (Dispatcher.read_ahead); each answer still counts
+    the reports before it in the same batch: its unit's tasks left, its task's version."""
+    results = app.handle_batch([
+        ("li", "汇报 T1 30% 第一版", "a1"),
+        ("zhao", "汇报 T3 40% 信息系", "a2"),
+        ("zhang", "汇报 T2 50% 同一单位", "a3"),
+        ("li", "汇报 T1 60% 第二版", "a4"),
+    ])
+    assert "机电工程系 本月还有 1 项任务未汇报" in results[0]  # T2, not yet
+    assert "信息工程系 本月还有 1 项任务未汇报" in results[1]  # T4
+    assert "机电工程系 本月任务已全部汇报" in results[2]
+    assert "第 2 次汇报" in results[3] and "第 2 次" not in results[0]
+    assert "机电工程系 本月任务已全部汇报" in results[3]
+    with Session(app.engine) as s:
+        assert s.exec(select(Report.text, Report.version).order_by(Report.id)).all() == [
+            ("第一版", 1), ("信息系", 1), ("同一单位", 1), ("第二版", 2)]
+
+
+def test_a_task_voided_earlier_in_the_batch_is_not_reported(app):
+    """What a batch read ahead is not used once something else was written: a task 作废 by an
+    earlier message of the same batch refuses its 汇报."""
+    results = app.handle_batch([
+        ("admin", "作废 T3 重复录入", "w1"),
+        ("zhao", "汇报 T3 50% 已作废的任务", "w2"),
+        ("li", "汇报 T1 30% 照常", "w3"),
+    ])
+    assert "作废" in results[1] and "50%" not in results[1]
+    assert "30%" in results[2]
+    assert reports(app) == [("li", 30, "照常")]
+
+
+class _MonthTurns:
+    """A clock read first at the last moment of March, and at the first of April ever after."""
+
+    def __init__(self):
+        self.moments = [at(2026, 3, 31, 23, 59, 59), at(2026, 4, 1, 0, 0, 1)]
+
+    def now(self):
+        return (self.moments.pop(0) if len(self.moments) > 1 else self.moments[0]).astimezone(UTC)
+
+
+def test_a_batch_that_crosses_midnight_into_a_new_month_reports_in_the_new_month(app):
+    """A batch read its tasks ahead in March; its messages are handled in April: each is April's
+    first report, not the next version of March's."""
+    assert "T3" in say(app, "zhao", "汇报 T3 40% 三月", at(2026, 3, 30, 9))
+    app.clock = _MonthTurns()
+    results = app.handle_batch([("li", "汇报 T1 30% 四月一", "m1"), ("zhao", "汇报 T3 50% 四月三", "m2")])
+    assert "第 2 次" not in results[0] and "第 2 次" not in results[1]
+    assert "信息工程系 本月还有" in results[1]  # T4 (its March report does not count in April)
+    with Session(app.engine) as s:
+        assert s.exec(select(Report.text, Report.month, Report.version).order_by(Report.id)).all() == [
+            ("三月", "2026-03", 1), ("四月一", "2026-04", 1), ("四月三", "2026-04", 1)]
 
 
 def crashing_app(db_url, clock, fail: str) -> Application:

@@ -126,7 +126,8 @@ def test_a_group_send_wecom_carries_out_but_answers_slowly_is_waited_for_and_see
 def test_a_late_smart_robot_answer_answered_slowly_is_sent_once(wired):
     app, worker, fake = wired
     fake.fail("aibot/response", delay=1.5)
-    app.enqueue_response(f"{fake.base}/cgi-bin/aibot/response?response_code=r1", "答复", "li:m1")
+    app.enqueue_late("response_url:li:m1", "response_url", f"{fake.base}/cgi-bin/aibot/response?response_code=r1",
+                     "markdown", "答复")
     assert worker.run_once().sent == 1
     assert fake.counts_by_target() == {"response:r1": 1}
 

@@ -128,7 +128,8 @@ class AibotCallback:
         if not url.startswith(("https://", "http://")):
             log.warning("smart robot message %s from %s: answer ready late and no response_url", msg_id, userid)
             return
-        await asyncio.to_thread(self.app.enqueue_response, url, reply, f"{userid}:{msg_id}")
+        await asyncio.to_thread(self.app.enqueue_late, f"response_url:{userid}:{msg_id}", "response_url", url,
+                                "markdown", reply)
 
     async def _welcome(self, userid: str, nonce: str) -> Response:
         """enter_chat: a short welcome and 帮助, at most once a day a person."""

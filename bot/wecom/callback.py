@@ -70,7 +70,8 @@ class Callback:
         if not text:
             return
         try:
-            await anyio.to_thread.run_sync(self.app.enqueue_late_reply, userid, msg_id, text, failed)
+            key = f"reply:{userid}:{msg_id}:{'failed' if failed else 'late'}"
+            await anyio.to_thread.run_sync(self.app.enqueue_late, key, "app", userid, "text", text)
         except Exception as exc:
             if not unavailable(exc):
                 log.exception("message %s from %s: storing the late reply", msg_id, userid)

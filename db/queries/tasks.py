@@ -21,6 +21,7 @@ from db.models import (
     Unit,
 )
 from db.month import Month
+from db.session import writes
 from db.queries._shared import _plain, in_year
 
 # ---------------------------------------------------------------- tasks
@@ -82,12 +83,25 @@ ReportTarget = namedtuple("ReportTarget", (*TaskRow._fields, "others_unreported"
 
 
 def task_to_report(s: Session, code: str, month: Month):
-    """The task with this code as ReportTarget, in one query. Nothing is locked: two replicas
-    reporting on one task at once would take the same version number, which the unique
-    (task_id, month, version) refuses, and that message is handled again (add_report)."""
+    """The task with this code as ReportTarget, in one query, or as a batch read it ahead. Nothing
+    is locked: two replicas reporting on one task at once would take the same version number, which
+    the unique (task_id, month, version) refuses, and that message is handled again (add_report)."""
+    ahead = s.info.get("targets")
+    if ahead is not None and ahead[0] == (str(month), writes(s)) and code in ahead[1]:
+        return ahead[1][code]
     row = s.connection().execute(_TASK_TO_REPORT, {"code": code, "month": str(month),
                                                     "last_day": month.last_day}).first()
     return ReportTarget(*row) if row else None
+
+
+def read_ahead_targets(s: Session, codes: list[str], month: Month) -> None:
+    """The ReportTargets of a batch's 汇报, in one query instead of one a message: task_to_report
+    takes them from here as long as nothing else was written meanwhile (a task 作废, a report
+    undone), and a report drops its unit's (its count and its task's version change)."""
+    if len(set(codes)) > 1:
+        rows = s.connection().execute(_TASKS_TO_REPORT, {"codes": sorted(set(codes)), "month": str(month),
+                                                          "last_day": month.last_day})
+        s.info["targets"] = ((str(month), writes(s)), {row.code: ReportTarget(*row) for row in rows})
 
 
 def example_codes(s: Session, userid: str, unit_id: int) -> dict[str, str]:
@@ -151,7 +165,7 @@ def last_report_id(s: Session, userid: str) -> int:
 class ReportRow(NamedTuple):
     """A report as add_report() wrote it (no ORM object: building one costs more than the insert)."""
 
-    id: int
+    id: int | None  # (not read back: see add_report)
     task_id: int
     unit_id: int
     userid: str
@@ -169,7 +183,7 @@ class ReportRow(NamedTuple):
 
 def add_report(
     s: Session,
-    task: TaskRow,
+    task: ReportTarget,
     userid: str,
     percent: int,
     text: str,
@@ -180,37 +194,24 @@ def add_report(
 ) -> ReportRow:
     """Write the next version of the task's report for the month; earlier versions stay.
 
-    The version is the month's last plus one: as read with the task (a ReportTarget of `now`'s
-    month), or else taken in the INSERT itself. Two replicas reporting on one task at once would
-    both take the same one: the unique (task_id, month, version) refuses the second
-    (IntegrityError), and its message is handled again after its batch commits. A version read
-    with the task needs no answer from the INSERT (id None): on PostgreSQL, in pipeline(), it
-    costs no round trip of its own.
+    `task` is read for the report's month (task_to_report), with that month's last version: this
+    one is the next. Two replicas reporting on one task at once would both take the same one: the
+    unique (task_id, month, version) refuses the second (IntegrityError), and its message is
+    handled again after its batch commits. The INSERT needs no answer (the row's id is not read):
+    on PostgreSQL, in pipeline(), it costs no round trip of its own.
     `entered`: for a 补录, {"entered_by", "entered_at", "appeal_id"} (`now` is then the report's real time)."""
     local_now = now.astimezone(tz)
     values = {"task_id": task.id, "unit_id": task.unit_id, "userid": userid, "percent": percent, "text": text,
               "created_at": now, "month": str(Month.of(local_now)), "local_day": local_now.day,
               "supersedes_id": supersedes.id if supersedes else None, "entered_by": "", "entered_at": None,
-              "appeal_id": None, **(entered or {})}
-    if entered is None and isinstance(task, ReportTarget):
-        s.connection().execute(_ADD_REPORT, {**values, "version": task.month_version + 1})
-        return ReportRow(id=None, version=task.month_version + 1, **values)
-    report_id, version = s.connection().execute(_INSERT_REPORT, values).one()
-    return ReportRow(id=report_id, version=version, **values)
-
-
-def _insert_report_statement():
-    """INSERT … SELECT: the version is the month's last one plus one, taken in the same statement."""
-    given = [c for c in Report.__table__.c if c.name not in ("id", "version")]
-    version = func.coalesce(func.max(Report.version), 0) + 1
-    latest = select(*(bindparam(c.name, type_=c.type) for c in given), version) \
-        .where(Report.task_id == bindparam("task_id"), Report.month == bindparam("month"))
-    return insert(Report).from_select([*given, Report.__table__.c.version], latest) \
-        .returning(Report.id, Report.version)
+              "appeal_id": None, "version": task.month_version + 1, **(entered or {})}
+    s.connection().execute(_ADD_REPORT, values)
+    if (ahead := s.info.get("targets")) is not None:  # this report changes its unit's (read_ahead_targets)
+        s.info["targets"] = ((ahead[0][0], writes(s)), {c: t for c, t in ahead[1].items() if t.unit_id != task.unit_id})
+    return ReportRow(id=None, **values)
 
 
 # The hot path's statements are built once: building one costs far more than running it.
-_INSERT_REPORT = _insert_report_statement()
 _ADD_REPORT = insert(Report).inline()  # (no RETURNING: nothing to wait for)
 
 
@@ -224,21 +225,21 @@ def _unreported(task):
     return (task.c.start_date <= bindparam("last_day")) & task.c.voided_at.is_(None) & ~reported & ~finished
 
 
-def _task_to_report_statement():
+def _task_to_report_statement(which):
     other = Task.__table__.alias("other")
     others = select(func.count()).select_from(other) \
         .where(other.c.unit_id == Task.unit_id, other.c.year == Task.year, other.c.id != Task.id, _unreported(other)) \
         .correlate(Task).scalar_subquery()
     version = select(func.coalesce(func.max(Report.version), 0)) \
         .where(Report.task_id == Task.id, Report.month == bindparam("month")).correlate(Task).scalar_subquery()
-    return select(*(getattr(Task, f) for f in TaskRow._fields), others, version) \
-        .where(Task.code == bindparam("code"), in_year(Task))
+    return select(*(getattr(Task, f) for f in TaskRow._fields), others, version).where(which, in_year(Task))
 
 
 # Built once: building these costs far more than running them.
 _UNREPORTED = select(func.count()).select_from(Task.__table__) \
     .where(Task.unit_id == bindparam("unit_id"), in_year(Task), _unreported(Task.__table__))
-_TASK_TO_REPORT = _task_to_report_statement()
+_TASK_TO_REPORT = _task_to_report_statement(Task.code == bindparam("code"))
+_TASKS_TO_REPORT = _task_to_report_statement(col(Task.code).in_(bindparam("codes", expanding=True)))
 
 
 def unreported_count(s: Session, unit_id: int, month: Month) -> int:
