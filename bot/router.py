@@ -85,8 +85,7 @@ class Router:
     def command(self, *names: str, roles: frozenset[str] = EVERYONE, in_group: str = IN_GROUP_REPLY,
                 ahead: Callable | None = None):
         """Register a handler for these command words (usage text lives in templates/commands.j2).
-        `in_group`: what it does when said in a group (IN_GROUP_*); `ahead`: what reads, for a
-        whole batch's messages of this command at once, what each will read (Dispatcher.read_ahead)."""
+        `in_group`: what it does when said in a group (IN_GROUP_*); `ahead`: Dispatcher.read_ahead."""
 
         def register(func: Callable[..., Reply]) -> Callable[..., Reply]:
             params = tuple(inspect.signature(func).parameters)

@@ -80,15 +80,32 @@ def test_each_report_of_a_batch_sees_the_ones_before_it(app):
 
 def test_a_task_voided_earlier_in_the_batch_is_not_reported(app):
     """What a batch read ahead is not used once something else was written: a task 作废 by an
-    earlier message of the same batch refuses its 汇报."""
+    earlier message of the same batch refuses its 汇报, also after another unit's 汇报 in between."""
     results = app.handle_batch([
         ("admin", "作废 T3 重复录入", "w1"),
-        ("zhao", "汇报 T3 50% 已作废的任务", "w2"),
-        ("li", "汇报 T1 30% 照常", "w3"),
+        ("li", "汇报 T1 30% 照常", "w2"),
+        ("zhao", "汇报 T3 50% 已作废的任务", "w3"),
     ])
-    assert "作废" in results[1] and "50%" not in results[1]
-    assert "30%" in results[2]
+    assert "30%" in results[1]
+    assert "作废" in results[2] and "50%" not in results[2]
     assert reports(app) == [("li", 30, "照常")]
+
+
+def test_a_report_withdrawn_earlier_in_the_batch_counts_as_withdrawn(app):
+    """A 撤回 in the batch: the reports after it count the task as not reported, and its next
+    report is the month's first version."""
+    assert "T1" in say(app, "li", "汇报 T1 30% 第一版")
+    results = app.handle_batch([
+        ("li", "撤回 T1", "x1"),
+        ("zhao", "汇报 T3 40% 信息系", "x2"),
+        ("zhang", "汇报 T2 50% 同一单位", "x3"),
+        ("li", "汇报 T1 60% 重报", "x4"),
+    ])
+    assert "机电工程系 本月还有 1 项任务未汇报" in results[2]  # T1, withdrawn
+    assert "第 2 次" not in results[3] and "机电工程系 本月任务已全部汇报" in results[3]
+    with Session(app.engine) as s:
+        assert s.exec(select(Report.text, Report.version).order_by(Report.id)).all() == [
+            ("信息系", 1), ("同一单位", 1), ("重报", 1)]
 
 
 class _MonthTurns:

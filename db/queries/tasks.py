@@ -99,9 +99,10 @@ def read_ahead_targets(s: Session, codes: list[str], month: Month) -> None:
     takes them from here as long as nothing else was written meanwhile (a task 作废, a report
     undone), and a report drops its unit's (its count and its task's version change)."""
     if len(set(codes)) > 1:
+        stamp = (str(month), writes(s))
         rows = s.connection().execute(_TASKS_TO_REPORT, {"codes": sorted(set(codes)), "month": str(month),
                                                           "last_day": month.last_day})
-        s.info["targets"] = ((str(month), writes(s)), {row.code: ReportTarget(*row) for row in rows})
+        s.info["targets"] = (stamp, {row.code: ReportTarget(*row) for row in rows})
 
 
 def example_codes(s: Session, userid: str, unit_id: int) -> dict[str, str]:
@@ -205,8 +206,10 @@ def add_report(
               "created_at": now, "month": str(Month.of(local_now)), "local_day": local_now.day,
               "supersedes_id": supersedes.id if supersedes else None, "entered_by": "", "entered_at": None,
               "appeal_id": None, "version": task.month_version + 1, **(entered or {})}
+    ahead = s.info.pop("targets", None)  # (read_ahead_targets) still good if nothing was written since
+    good = ahead is not None and ahead[0][1] == writes(s)
     s.connection().execute(_ADD_REPORT, values)
-    if (ahead := s.info.get("targets")) is not None:  # this report changes its unit's (read_ahead_targets)
+    if good:  # but for this report's unit: its count and its task's version change
         s.info["targets"] = ((ahead[0][0], writes(s)), {c: t for c, t in ahead[1].items() if t.unit_id != task.unit_id})
     return ReportRow(id=None, **values)
 
