@@ -1,7 +1,9 @@
 """Workdays in mainland China: public holidays and adjusted working days (调休) from chinese-calendar,
 patched by `[schedule] holidays` / `[schedule] workdays` for years the library does not know yet.
 
-A year with neither falls back to "Monday to Friday", with one warning logged.
+A year with neither falls back to "Monday to Friday", logged once at DEBUG (for `-v`): people are
+told in Chinese, by `duban serve` and `duban jobs list` at start and by a message to the admins
+from December (JobQueue.calendar_gaps).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class Workdays:
         except NotImplementedError:
             if d.year not in _warned and d.year not in self.patched_years:
                 _warned.add(d.year)
-                log.warning("no holiday data for %s: counting weekends only; add [schedule] holidays "
+                log.debug("no holiday data for %s: counting weekends only; add [schedule] holidays "
                             "and workdays to config.toml", d.year)
             return d.weekday() < 5
 
