@@ -212,6 +212,8 @@ backoff_max_seconds = 0.1
 max_attempts = {max_attempts}
 poll_seconds = 0.05
 quiet_hours = ""  # the test must not depend on the hour it runs at
+[server]
+port = {free_port()}  # (a `duban serve` left running on 8080 is not this test's server)
 [database]
 url = "sqlite:///{tmp_path / 'duban.db'}"
 """)
