@@ -1,9 +1,8 @@
 """Workdays in mainland China: public holidays and adjusted working days (调休) from chinese-calendar,
 patched by `[schedule] holidays` / `[schedule] workdays` for years the library does not know yet.
 
-A year with neither falls back to "Monday to Friday", logged once at DEBUG (for `-v`): people are
-told in Chinese, by `duban serve` and `duban jobs list` at start and by a message to the admins
-from December (JobQueue.calendar_gaps).
+A year with neither falls back to "Monday to Friday", logged once at DEBUG: people are told in
+Chinese (`duban serve`, `duban jobs list`, the admins from December: JobQueue.calendar_gaps).
 """
 from __future__ import annotations
 

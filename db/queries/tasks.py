@@ -95,9 +95,8 @@ def task_to_report(s: Session, code: str, month: Month):
 
 
 def read_ahead_targets(s: Session, codes: list[str], month: Month) -> None:
-    """The ReportTargets of a batch's 汇报, in one query instead of one a message: task_to_report
-    takes them from here as long as nothing else was written meanwhile (a task 作废, a report
-    undone), and a report drops its unit's (its count and its task's version change)."""
+    """The ReportTargets of a batch's 汇报 in one query, for task_to_report while nothing else is
+    written (a 作废, a 撤回); a report drops its own unit's (their counts and versions change)."""
     if len(set(codes)) > 1:
         stamp = (str(month), writes(s))
         rows = s.connection().execute(_TASKS_TO_REPORT, {"codes": sorted(set(codes)), "month": str(month),
