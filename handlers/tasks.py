@@ -87,7 +87,7 @@ def _report_one(ctx: Context, args: str) -> dict:
 
 def _tasks_ahead(s, args: list[str], now, config) -> None:
     """A batch's 汇报 read their tasks in one query (queries.read_ahead_targets)."""
-    codes = [parse_code(a.split()[0], "T") for a in args if a.split()]
+    codes = [parse_code(first[0], "T") for first, _ in (split_args(a, 1) for a in args) if first]  # (as the handler)
     queries.read_ahead_targets(s, [c for c in codes if c], Month.of(now.astimezone(config.schedule.tz)))
 
 
